@@ -3,7 +3,9 @@ use std::path::PathBuf;
 /// Errors of the crypto layer. None of them carries secret material.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("authentication failed: the data was modified, is damaged, or was sealed under another key")]
+    #[error(
+        "authentication failed: the data was modified, is damaged, or was sealed under another key"
+    )]
     Authentication,
     #[error("sealed object is malformed: {0}")]
     Malformed(&'static str),

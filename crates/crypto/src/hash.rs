@@ -9,7 +9,9 @@ pub struct HashKey([u8; 32]);
 /// A chunk's address: the keyed BLAKE3 hash of its plaintext under the volume's addressing key.
 /// Identical plaintexts in one volume share an address (dedup); without the key an address says
 /// nothing about the plaintext.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChunkAddr(pub [u8; 32]);
 
 impl std::fmt::Debug for ChunkAddr {

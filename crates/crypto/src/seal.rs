@@ -131,7 +131,9 @@ impl SealKey {
         sealed: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < SEALED_OVERHEAD {
-            return Err(CryptoError::Malformed("shorter than a sealed header and tag"));
+            return Err(CryptoError::Malformed(
+                "shorter than a sealed header and tag",
+            ));
         }
         if sealed[0] != FORMAT_VERSION {
             return Err(CryptoError::UnknownVersion(sealed[0]));
@@ -186,7 +188,10 @@ mod tests {
             .unwrap();
         assert_eq!(&sealed[29..38], &buf[..]);
         assert_eq!(&sealed[38..], tag.as_slice());
-        assert_eq!(k.open(Domain::Chunk, b"bind", &sealed).unwrap(), b"plaintext");
+        assert_eq!(
+            k.open(Domain::Chunk, b"bind", &sealed).unwrap(),
+            b"plaintext"
+        );
     }
 
     #[test]

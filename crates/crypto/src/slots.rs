@@ -339,7 +339,9 @@ mod tests {
 
     #[test]
     fn kek_depends_on_salt() {
-        let kind = SlotKind::Passphrase { kdf: KdfParams::MIN };
+        let kind = SlotKind::Passphrase {
+            kdf: KdfParams::MIN,
+        };
         let a = derive_kek(&pass("p"), &kind, &[1; 32]).unwrap();
         let b = derive_kek(&pass("p"), &kind, &[2; 32]).unwrap();
         let s = a.seal(Domain::KeySlot, 0, b"", b"x").unwrap();

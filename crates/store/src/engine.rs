@@ -1,0 +1,166 @@
+//! The engine trait and its batch type.
+
+pub mod memory;
+pub mod rocks;
+
+/// Column families. Each holds one kind of record; see `sealvol-volume`'s schema module for
+/// what their keys and values are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// Small singleton records: volume configuration, counters, allocators.
+    Meta,
+    /// Sealed chunk contents, by chunk address.
+    Chunks,
+    /// Sealed reference counts, by chunk address.
+    Refs,
+    /// Sealed inodes, by keyed hash of the inode number.
+    Inodes,
+    /// Sealed directory entries, by keyed hash of (directory, name).
+    Dirents,
+    /// Sealed extents (chunk index → chunk address), by keyed hash of (inode, index).
+    Extents,
+    /// The operation log, by (hybrid logical clock, origin host).
+    Log,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 7] = [
+        Cf::Meta,
+        Cf::Chunks,
+        Cf::Refs,
+        Cf::Inodes,
+        Cf::Dirents,
+        Cf::Extents,
+        Cf::Log,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "meta",
+            Cf::Chunks => "chunks",
+            Cf::Refs => "refs",
+            Cf::Inodes => "inodes",
+            Cf::Dirents => "dirents",
+            Cf::Extents => "extents",
+            Cf::Log => "log",
+        }
+    }
+}
+
+/// How durable a write must be when `write` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Visible to readers and in the write-ahead log: survives a crash of this process, not
+    /// necessarily a power loss or kernel crash.
+    Process,
+    /// The write-ahead log is fsync'd before return: survives power loss.
+    Disk,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {path} is in use by another process (another mount or a running sealvol); unmount it first"
+    )]
+    Locked { path: String },
+    #[error("no sealvol store at {path}: {reason}")]
+    Missing { path: String, reason: String },
+    #[error("the storage engine reports corruption: {0}")]
+    Corruption(String),
+    #[error("the disk is full: {0}")]
+    NoSpace(String),
+    #[error("storage engine I/O error: {0}")]
+    Io(String),
+}
+
+/// A set of writes applied atomically: after a crash either all of them are there or none.
+#[derive(Default, Debug)]
+pub struct WriteBatch {
+    pub(crate) ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), Some(value.into())));
+    }
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
+        self.ops.push((cf, key.into(), None));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+}
+
+pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An ordered key-value store with column families.
+///
+/// Durability, per method:
+/// - `write(.., Durability::Process)`: on return, visible to every reader and in the WAL
+///   (survives `kill -9` of this process).
+/// - `write(.., Durability::Disk)` and `sync()`: on return, every write so far survives power
+///   loss.
+/// - `get`/`scan` see every write that returned before they were called.
+pub trait Engine: Send + Sync + 'static {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError>;
+
+    fn sync(&self) -> Result<(), StoreError>;
+
+    /// Up to `limit` pairs whose key starts with `prefix` and is `>= start`, in key order.
+    /// (`start` shorter than `prefix`, e.g. empty, means from the first key of the prefix.)
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<KvPairs, StoreError>;
+
+    /// Reclaim the space of deleted and overwritten records now.
+    fn compact(&self) -> Result<(), StoreError>;
+
+    /// Bytes the engine occupies on disk (0 for memory engines).
+    fn disk_bytes(&self) -> Result<u64, StoreError>;
+
+    /// Visit every pair under `prefix`, in key order, in pages.
+    fn for_each(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut start = prefix.to_vec();
+        loop {
+            let page = self.scan(cf, prefix, &start, 1024)?;
+            let last = match page.last() {
+                Some((k, _)) => k.clone(),
+                None => return Ok(()),
+            };
+            for (k, v) in &page {
+                f(k, v)?;
+            }
+            if page.len() < 1024 {
+                return Ok(());
+            }
+            start = last;
+            start.push(0);
+        }
+    }
+}
+
+/// The effective scan start: the larger of `prefix` and `start`.
+pub(crate) fn scan_from<'a>(prefix: &'a [u8], start: &'a [u8]) -> &'a [u8] {
+    if start > prefix {
+        start
+    } else {
+        prefix
+    }
+}

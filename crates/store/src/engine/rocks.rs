@@ -1,0 +1,178 @@
+//! The RocksDB engine: the default, embedded store.
+//!
+//! One RocksDB database per volume, one column family per [`Cf`]. Chunk values go to RocksDB
+//! blob files (key-value separation) when `RocksTuning::blob_files` is on, so compaction of the
+//! small metadata does not rewrite bulk data.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB,
+};
+
+use super::{scan_from, Cf, Durability, Engine, KvPairs, StoreError, WriteBatch};
+
+/// Settings that change performance, never the data.
+#[derive(Clone, Debug)]
+pub struct RocksTuning {
+    /// Store chunk values in blob files.
+    pub blob_files: bool,
+    /// Memtable size for the chunk family, bytes.
+    pub chunk_write_buffer: usize,
+    /// Shared block cache, bytes.
+    pub block_cache: usize,
+}
+
+impl Default for RocksTuning {
+    fn default() -> Self {
+        RocksTuning {
+            blob_files: true,
+            chunk_write_buffer: 64 << 20,
+            block_cache: 64 << 20,
+        }
+    }
+}
+
+pub struct RocksEngine {
+    db: DB,
+    path: PathBuf,
+}
+
+fn map_err(path: &Path, e: rocksdb::Error) -> StoreError {
+    let s = e.into_string();
+    if s.contains("lock") && (s.contains("LOCK") || s.contains("Resource temporarily unavailable"))
+    {
+        StoreError::Locked {
+            path: path.display().to_string(),
+        }
+    } else if s.contains("No space left") {
+        StoreError::NoSpace(s)
+    } else if s.contains("Corruption") {
+        StoreError::Corruption(s)
+    } else {
+        StoreError::Io(s)
+    }
+}
+
+impl RocksEngine {
+    /// Open (or with `create`, create) the database in `path`.
+    pub fn open(path: &Path, create: bool, tuning: &RocksTuning) -> Result<Self, StoreError> {
+        if !create && !path.join("CURRENT").exists() {
+            return Err(StoreError::Missing {
+                path: path.display().to_string(),
+                reason: "no RocksDB database there".into(),
+            });
+        }
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(create);
+        db_opts.create_missing_column_families(create);
+        db_opts.increase_parallelism(2);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(3);
+        db_opts.set_bytes_per_sync(1 << 20);
+        let cache = rocksdb::Cache::new_lru_cache(tuning.block_cache);
+        let cfs = Cf::ALL.iter().map(|cf| {
+            let mut o = Options::default();
+            let mut bo = BlockBasedOptions::default();
+            bo.set_block_cache(&cache);
+            if *cf != Cf::Chunks && *cf != Cf::Log {
+                bo.set_bloom_filter(10.0, false);
+            }
+            o.set_block_based_table_factory(&bo);
+            if *cf == Cf::Chunks {
+                o.set_write_buffer_size(tuning.chunk_write_buffer);
+                if tuning.blob_files {
+                    o.set_enable_blob_files(true);
+                    o.set_min_blob_size(4096);
+                    o.set_enable_blob_gc(true);
+                }
+            }
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| map_err(path, e))?;
+        Ok(RocksEngine {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("every column family is opened in RocksEngine::open")
+    }
+
+    fn err(&self, e: rocksdb::Error) -> StoreError {
+        map_err(&self.path, e)
+    }
+}
+
+impl Engine for RocksEngine {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf), key).map_err(|e| self.err(e))
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for (cf, k, v) in batch.ops {
+            match v {
+                Some(v) => wb.put_cf(self.cf(cf), k, v),
+                None => wb.delete_cf(self.cf(cf), k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(durability == Durability::Disk);
+        self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(|e| self.err(e))
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<KvPairs, StoreError> {
+        let from = scan_from(prefix, start);
+        let it = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
+        let mut out = Vec::new();
+        for item in it {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        for cf in Cf::ALL {
+            self.db
+                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        fn walk(p: &Path) -> std::io::Result<u64> {
+            let mut n = 0;
+            for e in std::fs::read_dir(p)? {
+                let e = e?;
+                let m = e.metadata()?;
+                n += if m.is_dir() {
+                    walk(&e.path())?
+                } else {
+                    m.len()
+                };
+            }
+            Ok(n)
+        }
+        walk(&self.path).map_err(|e| StoreError::Io(e.to_string()))
+    }
+}
