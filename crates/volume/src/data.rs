@@ -1,0 +1,462 @@
+//! File data: chunked reads and buffered writes.
+//!
+//! A file is cut into fixed-size chunks at offsets `index * chunk_size`. Writes go into a
+//! per-file buffer of whole chunks; the buffer is written out (hashed, sealed, committed in one
+//! batch) when it passes the flush threshold, on `flush` (every close), `fsync` and `release`.
+//! Reads see buffered data first. A chunk of zeros becomes a hole, not a stored chunk.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sealvol_crypto::ChunkAddr;
+use sealvol_store::Durability;
+
+use crate::error::{FsError, Result};
+use crate::schema::*;
+use crate::txn::Txn;
+use crate::volume::Volume;
+
+/// Largest file: 2^50 bytes (1 PiB).
+const MAX_FILE_SIZE: u64 = 1 << 50;
+
+#[derive(Default)]
+pub(crate) struct FileState {
+    /// Whole or partial chunks not yet written out, by index.
+    dirty: BTreeMap<u64, Vec<u8>>,
+    dirty_bytes: usize,
+    /// The file's size including buffered writes (valid when `size_known`).
+    size: u64,
+    size_known: bool,
+    mtime: Option<Ts>,
+}
+
+/// A small cache of verified chunk plaintexts, by address.
+pub(crate) struct ChunkCache {
+    cap: usize,
+    inner: Mutex<(HashMap<ChunkAddr, Arc<Vec<u8>>>, VecDeque<ChunkAddr>)>,
+}
+
+impl ChunkCache {
+    pub(crate) fn new(cap: usize) -> Self {
+        ChunkCache {
+            cap,
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+    pub(crate) fn get(&self, a: &ChunkAddr) -> Option<Arc<Vec<u8>>> {
+        self.inner.lock().0.get(a).cloned()
+    }
+    pub(crate) fn put(&self, a: ChunkAddr, v: Arc<Vec<u8>>) {
+        let mut g = self.inner.lock();
+        if g.0.insert(a, v).is_none() {
+            g.1.push_back(a);
+            while g.1.len() > self.cap {
+                if let Some(old) = g.1.pop_front() {
+                    g.0.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+fn in_holes(holes: &[(u64, u64)], index: u64) -> bool {
+    holes.iter().any(|(s, e)| (*s..*e).contains(&index))
+}
+
+fn remove_from_holes(holes: &mut Vec<(u64, u64)>, index: u64) {
+    let mut out = Vec::with_capacity(holes.len() + 1);
+    for &(s, e) in holes.iter() {
+        if (s..e).contains(&index) {
+            if s < index {
+                out.push((s, index));
+            }
+            if index + 1 < e {
+                out.push((index + 1, e));
+            }
+        } else {
+            out.push((s, e));
+        }
+    }
+    *holes = out;
+}
+
+fn add_hole(holes: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    if start >= end {
+        return;
+    }
+    holes.push((start, end));
+    holes.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(holes.len());
+    for &(s, e) in holes.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *holes = merged;
+}
+
+fn truncate_holes(holes: &mut Vec<(u64, u64)>, n_chunks: u64) {
+    holes.retain_mut(|(s, e)| {
+        *e = (*e).min(n_chunks);
+        *s < *e
+    });
+}
+
+impl Volume {
+    fn state(&self, ino: u64) -> Arc<Mutex<FileState>> {
+        self.files.lock().entry(ino).or_default().clone()
+    }
+
+    /// Lock order: a file's state, then the commit lock; the open-count map is a leaf, so
+    /// this may be called inside a transaction.
+    pub(crate) fn is_open(&self, ino: u64) -> bool {
+        self.opens.lock().get(&ino).copied().unwrap_or(0) > 0
+    }
+
+    pub(crate) fn overlay_open_state(&self, inode: &mut Inode) {
+        let st = self.files.lock().get(&inode.ino).cloned();
+        if let Some(st) = st {
+            let st = st.lock();
+            if st.size_known {
+                inode.size = st.size;
+            }
+            if let Some(m) = st.mtime {
+                inode.mtime = m;
+                inode.ctime = inode.ctime.max(m);
+            }
+        }
+    }
+
+    pub(crate) fn set_open_mtime(&self, ino: u64, mtime: Ts) {
+        let st = self.files.lock().get(&ino).cloned();
+        if let Some(st) = st {
+            let mut st = st.lock();
+            if st.mtime.is_some() {
+                st.mtime = Some(mtime);
+            }
+        }
+    }
+
+    /// A file was opened (counts opens, so an unlinked open file lives until its release).
+    pub fn open_file(&self, ino: u64) -> Result<Inode> {
+        let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        *self.opens.lock().entry(ino).or_default() += 1;
+        Ok(inode)
+    }
+
+    /// The last handle of one open went away: write out, and delete the file if it was
+    /// unlinked meanwhile and no one else has it open.
+    pub fn release_file(&self, ino: u64) -> Result<()> {
+        let flushed = self.flush(ino);
+        let last = {
+            let mut opens = self.opens.lock();
+            let n = opens.entry(ino).or_default();
+            *n = n.saturating_sub(1);
+            let last = *n == 0;
+            if last {
+                opens.remove(&ino);
+            }
+            last
+        };
+        if last {
+            let mut files = self.files.lock();
+            let clean = files
+                .get(&ino)
+                .map(|s| s.lock().dirty.is_empty())
+                .unwrap_or(true);
+            if clean && flushed.is_ok() {
+                files.remove(&ino);
+            }
+            drop(files);
+            let orphan = self.commit.lock().counters.orphans.contains(&ino);
+            if orphan {
+                let mut t = self.begin();
+                if let Some(i) = t.inode(ino)? {
+                    if i.nlink == 0 {
+                        self.purge_inode(&mut t, &i)?;
+                    }
+                }
+                t.commit(Durability::Process)?;
+            }
+        }
+        flushed
+    }
+
+    fn load_size(&self, ino: u64, st: &mut FileState) -> Result<()> {
+        if !st.size_known {
+            let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+            if i.kind != Kind::File {
+                return Err(FsError::IsDir);
+            }
+            st.size = i.size;
+            st.size_known = true;
+        }
+        Ok(())
+    }
+
+    /// The stored plaintext of chunk `index` (without buffered writes): empty for holes.
+    fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
+        match self.read_extent(inode.ino, index)? {
+            Some(e) => {
+                let c = self.load_chunk(inode.ino, &e.addr)?;
+                if c.len() != e.len as usize {
+                    return Err(
+                        self.corrupt(inode.ino, format!("chunk {index} has the wrong length"))
+                    );
+                }
+                Ok(c)
+            }
+            None => {
+                let n = inode.size.div_ceil(self.cfg.chunk_size as u64);
+                if index < n && !in_holes(&inode.holes, index) {
+                    return Err(self.corrupt(inode.ino, format!("chunk {index} is missing")));
+                }
+                Ok(Arc::new(Vec::new()))
+            }
+        }
+    }
+
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let st = self.state(ino);
+        let mut st = st.lock();
+        self.load_size(ino, &mut st)?;
+        let file_size = st.size;
+        if offset >= file_size {
+            return Ok(Vec::new());
+        }
+        let end = file_size.min(offset + size as u64);
+        let cs = self.cfg.chunk_size as u64;
+        let mut out = vec![0u8; (end - offset) as usize];
+        let mut inode: Option<Inode> = None;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / cs;
+            let in_chunk = (pos % cs) as usize;
+            let take = ((index + 1) * cs).min(end) - pos;
+            let dst = &mut out[(pos - offset) as usize..(pos - offset + take) as usize];
+            let copy = |src: &[u8], dst: &mut [u8]| {
+                if in_chunk < src.len() {
+                    let n = (src.len() - in_chunk).min(dst.len());
+                    dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
+                }
+            };
+            if let Some(buf) = st.dirty.get(&index) {
+                copy(buf, dst);
+            } else {
+                if inode.is_none() {
+                    inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
+                }
+                let chunk = self.stored_chunk(inode.as_ref().expect("just read"), index)?;
+                copy(&chunk, dst);
+            }
+            pos += take;
+        }
+        Ok(out)
+    }
+
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= MAX_FILE_SIZE)
+            .ok_or(FsError::TooBig)?;
+        let st = self.state(ino);
+        let mut st = st.lock();
+        self.load_size(ino, &mut st)?;
+        let cs = self.cfg.chunk_size as u64;
+        let mut inode: Option<Inode> = None;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / cs;
+            let in_chunk = (pos % cs) as usize;
+            let take = (((index + 1) * cs).min(end) - pos) as usize;
+            let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
+            if !st.dirty.contains_key(&index) {
+                let base = if in_chunk == 0 && take as u64 == cs {
+                    Vec::with_capacity(cs as usize)
+                } else if index * cs >= st.size {
+                    Vec::new()
+                } else {
+                    if inode.is_none() {
+                        inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
+                    }
+                    let stored = self.stored_chunk(inode.as_ref().expect("just read"), index)?;
+                    let mut v = Vec::with_capacity(cs as usize);
+                    v.extend_from_slice(&stored);
+                    v
+                };
+                st.dirty_bytes += cs as usize;
+                st.dirty.insert(index, base);
+            }
+            let buf = st.dirty.get_mut(&index).expect("inserted above");
+            if buf.len() < in_chunk + take {
+                buf.resize(in_chunk + take, 0);
+            }
+            buf[in_chunk..in_chunk + take].copy_from_slice(src);
+            pos += take as u64;
+        }
+        st.size = st.size.max(end);
+        st.mtime = Some(self.clock.now());
+        if st.dirty_bytes >= self.flush_threshold {
+            self.write_out(ino, &mut st, Durability::Process)?;
+        }
+        Ok(data.len())
+    }
+
+    /// Write out buffered data of `ino`.
+    pub fn flush(&self, ino: u64) -> Result<()> {
+        let st = self.files.lock().get(&ino).cloned();
+        if let Some(st) = st {
+            let mut st = st.lock();
+            self.write_out(ino, &mut st, Durability::Process)?;
+        }
+        Ok(())
+    }
+
+    /// fsync(2): buffered data written out and the write-ahead log synced.
+    pub fn fsync(&self, ino: u64) -> Result<()> {
+        self.flush(ino)?;
+        self.engine.sync()?;
+        Ok(())
+    }
+
+    fn write_out(&self, ino: u64, st: &mut FileState, durability: Durability) -> Result<()> {
+        if st.dirty.is_empty() && st.mtime.is_none() {
+            return Ok(());
+        }
+        let cs = self.cfg.chunk_size as usize;
+        // Hash and seal outside the commit lock.
+        let mut prepared = Vec::with_capacity(st.dirty.len());
+        for (&index, buf) in &st.dirty {
+            // Bytes past the end of the file (after a truncate) are not data.
+            let limit = st.size.saturating_sub(index * cs as u64).min(cs as u64) as usize;
+            let data = &buf[..buf.len().min(limit)];
+            // Zeros read the same from a hole (bytes past a chunk's length read as zeros too).
+            if data.iter().all(|b| *b == 0) {
+                prepared.push((index, None));
+                continue;
+            }
+            let addr = self.keys.chunk_addr.chunk_addr(data);
+            let sealed = if self.read_ref(&addr)?.is_some() {
+                None
+            } else {
+                Some(self.seal_chunk(&addr, data)?)
+            };
+            prepared.push((
+                index,
+                Some((addr, data.len() as u32, sealed, data.to_vec())),
+            ));
+        }
+        let mut t = self.begin();
+        let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        let old_n = inode.size.div_ceil(cs as u64);
+        for (index, p) in prepared {
+            match p {
+                None => {
+                    t.del_extent(ino, index)?;
+                    add_hole(&mut inode.holes, index, index + 1);
+                }
+                Some((addr, len, sealed, plain)) => {
+                    let sealed = match sealed {
+                        Some(s) => Some(s),
+                        // Stored when we looked, but possibly released since: seal again.
+                        None if self.read_ref(&addr)?.is_none() => {
+                            Some(self.seal_chunk(&addr, &plain)?)
+                        }
+                        None => None,
+                    };
+                    t.put_extent(ino, index, Extent { addr, len }, sealed)?;
+                    remove_from_holes(&mut inode.holes, index);
+                }
+            }
+        }
+        let new_n = st.size.div_ceil(cs as u64);
+        for index in old_n..new_n {
+            if !st.dirty.contains_key(&index) && t.extent(ino, index)?.is_none() {
+                add_hole(&mut inode.holes, index, index + 1);
+            }
+        }
+        inode.size = st.size;
+        if let Some(m) = st.mtime {
+            inode.mtime = m;
+            inode.ctime = inode.ctime.max(m);
+        }
+        t.put_inode(inode);
+        t.commit(durability)?;
+        st.dirty.clear();
+        st.dirty_bytes = 0;
+        st.mtime = None;
+        Ok(())
+    }
+
+    /// Change a file's size. Shrinking releases chunks past the end and cuts the last one;
+    /// growing adds a hole.
+    pub(crate) fn truncate(&self, ino: u64, size: u64) -> Result<()> {
+        if size > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        let st = self.state(ino);
+        let mut st = st.lock();
+        self.load_size(ino, &mut st)?;
+        self.write_out(ino, &mut st, Durability::Process)?;
+        let cs = self.cfg.chunk_size as u64;
+        let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        // Cut the chunk that will hold the new end, before taking the commit lock.
+        let mut cut: Option<(u64, Option<(ChunkAddr, Vec<u8>, u32)>)> = None;
+        if size < inode.size && size % cs != 0 {
+            let index = size / cs;
+            let keep = (size % cs) as usize;
+            let stored = self.stored_chunk(&inode, index)?;
+            if stored.len() > keep {
+                let data = &stored[..keep];
+                let addr = self.keys.chunk_addr.chunk_addr(data);
+                let sealed = self.seal_chunk(&addr, data)?;
+                cut = Some((index, Some((addr, sealed, keep as u32))));
+            }
+        }
+        let mut t: Txn<'_> = self.begin();
+        let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        let old_n = inode.size.div_ceil(cs);
+        let new_n = size.div_ceil(cs);
+        for index in new_n..old_n {
+            t.del_extent(ino, index)?;
+        }
+        truncate_holes(&mut inode.holes, new_n);
+        if let Some((index, Some((addr, sealed, len)))) = cut {
+            t.put_extent(ino, index, Extent { addr, len }, Some(sealed))?;
+        }
+        if new_n > old_n {
+            add_hole(&mut inode.holes, old_n, new_n);
+        }
+        let now = self.clock.now();
+        inode.size = size;
+        inode.mtime = now;
+        inode.ctime = now;
+        t.put_inode(inode);
+        t.commit(Durability::Process)?;
+        st.size = size;
+        st.size_known = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hole_ranges() {
+        let mut h = Vec::new();
+        add_hole(&mut h, 2, 5);
+        add_hole(&mut h, 5, 7);
+        assert_eq!(h, vec![(2, 7)]);
+        remove_from_holes(&mut h, 4);
+        assert_eq!(h, vec![(2, 4), (5, 7)]);
+        assert!(in_holes(&h, 3) && !in_holes(&h, 4) && in_holes(&h, 6));
+        truncate_holes(&mut h, 6);
+        assert_eq!(h, vec![(2, 4), (5, 6)]);
+        truncate_holes(&mut h, 3);
+        assert_eq!(h, vec![(2, 3)]);
+    }
+}

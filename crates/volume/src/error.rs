@@ -1,0 +1,42 @@
+use sealvol_crypto::CryptoError;
+use sealvol_store::StoreError;
+
+/// Errors of filesystem operations and volume management. The FUSE layer maps each to one errno
+/// in one place; the CLI prints them with their causes.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("name too long (more than 255 bytes)")]
+    NameTooLong,
+    #[error("no such extended attribute")]
+    NoXattr,
+    #[error("extended attribute buffer too small")]
+    Range,
+    #[error("file too large")]
+    TooBig,
+    #[error("damaged data in volume {volume}, inode {ino}: {detail}")]
+    Corrupt {
+        volume: String,
+        ino: u64,
+        detail: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub type Result<T, E = FsError> = std::result::Result<T, E>;

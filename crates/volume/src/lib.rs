@@ -1,0 +1,20 @@
+//! sealvol's filesystem model: files, directories and their data as sealed records in an
+//! [`Engine`](sealvol_store::Engine). It knows nothing of FUSE, HTTP or Docker; the FUSE crate
+//! maps kernel requests onto [`Volume`]'s methods, and later layers (sync, export) read its
+//! operation log.
+
+pub mod check;
+pub mod clock;
+mod data;
+pub mod error;
+mod namespace;
+pub mod replay;
+pub mod schema;
+mod txn;
+mod volume;
+
+pub use clock::{Clock, StepClock, SystemClock};
+pub use error::{FsError, Result};
+pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use schema::{Inode, Kind, Ts, ROOT_INO};
+pub use volume::{CreateOptions, Stats, Volume, DEFAULT_CHUNK_SIZE};

@@ -1,0 +1,629 @@
+//! Names and attributes: lookup, create, link, unlink, rename, readdir, setattr, xattrs.
+//! Permission checks are the kernel's (the mount uses `default_permissions`); this layer keeps
+//! POSIX semantics of the tree itself.
+
+use sealvol_store::Durability;
+
+use crate::error::{FsError, Result};
+use crate::schema::*;
+use crate::txn::Txn;
+use crate::volume::Volume;
+
+pub const RENAME_NOREPLACE: u32 = 1;
+pub const RENAME_EXCHANGE: u32 = 2;
+const NAME_MAX: usize = 255;
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: usize = 64 * 1024;
+
+/// Who asks: owner of what they create.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Attribute changes; `None` leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttr {
+    pub perm: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<Ts>,
+    pub mtime: Option<Ts>,
+    pub ctime: Option<Ts>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DirEntry {
+    /// Pass back to `readdir` to continue after this entry.
+    pub cookie: u64,
+    pub ino: u64,
+    pub kind: Kind,
+    pub name: Vec<u8>,
+}
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(FsError::Invalid("bad file name"));
+    }
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    Ok(())
+}
+
+fn dir_inode(t: &mut Txn<'_>, ino: u64) -> Result<Inode> {
+    let d = t.inode(ino)?.ok_or(FsError::NotFound)?;
+    if d.kind != Kind::Dir {
+        return Err(FsError::NotDir);
+    }
+    Ok(d)
+}
+
+/// Cookie of a directory entry from its key: monotonic in key order, above 2 ("." and "..").
+fn cookie_of(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[8..16]);
+    (u64::from_be_bytes(b) >> 2) + 3
+}
+
+impl Volume {
+    /// Attributes, including size and times of data still buffered for an open file.
+    pub fn getattr(&self, ino: u64) -> Result<Inode> {
+        let mut inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        self.overlay_open_state(&mut inode);
+        Ok(inode)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Inode> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let d = self.read_dirent(parent, name)?;
+        match d {
+            Some(d) => {
+                let ino = d.ino;
+                let inode = self.getattr(ino).map_err(|e| match e {
+                    FsError::NotFound => {
+                        self.corrupt(parent, format!("entry points at missing inode {ino}"))
+                    }
+                    e => e,
+                })?;
+                Ok(inode)
+            }
+            None => {
+                let p = self.read_inode(parent)?.ok_or(FsError::NotFound)?;
+                if p.kind != Kind::Dir {
+                    return Err(FsError::NotDir);
+                }
+                Err(FsError::NotFound)
+            }
+        }
+    }
+
+    fn new_inode(
+        &self,
+        t: &mut Txn<'_>,
+        parent: &Inode,
+        who: Caller,
+        kind: Kind,
+        perm: u32,
+    ) -> Inode {
+        let now = self.clock.now();
+        let mut perm = perm & 0o7777;
+        let gid = if parent.perm & 0o2000 != 0 {
+            if kind == Kind::Dir {
+                perm |= 0o2000;
+            }
+            parent.gid
+        } else {
+            who.gid
+        };
+        Inode {
+            ino: t.alloc_ino(),
+            kind,
+            perm,
+            uid: who.uid,
+            gid,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            size: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            rdev: 0,
+            parent: parent.ino,
+            target: Vec::new(),
+            xattrs: Default::default(),
+            holes: Vec::new(),
+        }
+    }
+
+    /// Create a node of any kind but directory or symlink (regular file, fifo, socket, device).
+    pub fn mknod(
+        &self,
+        who: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        perm: u32,
+        rdev: u32,
+    ) -> Result<Inode> {
+        if matches!(kind, Kind::Dir | Kind::Symlink) {
+            return Err(FsError::Invalid("mknod of a directory or symlink"));
+        }
+        self.create_node(who, parent, name, kind, perm, |i| i.rdev = rdev)
+    }
+
+    pub fn mkdir(&self, who: Caller, parent: u64, name: &[u8], perm: u32) -> Result<Inode> {
+        self.create_node(who, parent, name, Kind::Dir, perm, |_| {})
+    }
+
+    pub fn symlink(&self, who: Caller, parent: u64, name: &[u8], target: &[u8]) -> Result<Inode> {
+        if target.is_empty() || target.len() > 4095 {
+            return Err(FsError::Invalid("symlink target length"));
+        }
+        self.create_node(who, parent, name, Kind::Symlink, 0o777, |i| {
+            i.target = target.to_vec();
+            i.size = target.len() as u64;
+        })
+    }
+
+    fn create_node(
+        &self,
+        who: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        perm: u32,
+        fill: impl FnOnce(&mut Inode),
+    ) -> Result<Inode> {
+        check_name(name)?;
+        let mut t = self.begin();
+        let mut p = dir_inode(&mut t, parent)?;
+        if t.dirent(parent, name)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let mut inode = self.new_inode(&mut t, &p, who, kind, perm);
+        fill(&mut inode);
+        t.put_dirent(
+            parent,
+            Dirent {
+                name: name.to_vec(),
+                ino: inode.ino,
+                kind,
+            },
+        )?;
+        let now = self.clock.now();
+        p.mtime = now;
+        p.ctime = now;
+        if kind == Kind::Dir {
+            p.nlink += 1;
+        }
+        t.put_inode(p);
+        t.put_inode(inode.clone());
+        t.commit(Durability::Process)?;
+        Ok(inode)
+    }
+
+    pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> Result<Inode> {
+        check_name(newname)?;
+        let mut t = self.begin();
+        let mut p = dir_inode(&mut t, newparent)?;
+        let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        if inode.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if inode.nlink == 0 {
+            return Err(FsError::NotFound);
+        }
+        if t.dirent(newparent, newname)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        t.put_dirent(
+            newparent,
+            Dirent {
+                name: newname.to_vec(),
+                ino,
+                kind: inode.kind,
+            },
+        )?;
+        let now = self.clock.now();
+        inode.nlink += 1;
+        inode.ctime = now;
+        p.mtime = now;
+        p.ctime = now;
+        t.put_inode(p);
+        t.put_inode(inode);
+        t.commit(Durability::Process)?;
+        self.getattr(ino)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let mut t = self.begin();
+        let mut p = dir_inode(&mut t, parent)?;
+        let d = t.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+        if d.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        t.del_dirent(parent, name);
+        let now = self.clock.now();
+        p.mtime = now;
+        p.ctime = now;
+        t.put_inode(p);
+        self.drop_link(&mut t, d.ino)?;
+        t.commit(Durability::Process)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        if name == b"." {
+            return Err(FsError::Invalid("rmdir of ."));
+        }
+        let mut t = self.begin();
+        let mut p = dir_inode(&mut t, parent)?;
+        let d = t.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+        if d.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if !self.dir_is_empty(d.ino)? {
+            return Err(FsError::NotEmpty);
+        }
+        t.del_dirent(parent, name);
+        t.del_inode(d.ino)?;
+        let now = self.clock.now();
+        p.nlink = p.nlink.saturating_sub(1);
+        p.mtime = now;
+        p.ctime = now;
+        t.put_inode(p);
+        t.commit(Durability::Process)
+    }
+
+    fn dir_is_empty(&self, ino: u64) -> Result<bool> {
+        Ok(self
+            .engine
+            .scan(sealvol_store::Cf::Dirents, &self.dir_prefix(ino), b"", 1)?
+            .is_empty())
+    }
+
+    /// One fewer name for a non-directory: at zero links it is deleted, or kept as an orphan
+    /// while open.
+    fn drop_link(&self, t: &mut Txn<'_>, ino: u64) -> Result<()> {
+        let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        inode.nlink = inode.nlink.saturating_sub(1);
+        inode.ctime = self.clock.now();
+        if inode.nlink > 0 {
+            t.put_inode(inode);
+            return Ok(());
+        }
+        if self.is_open(ino) {
+            t.put_inode(inode);
+            if !t.counters.orphans.contains(&ino) {
+                t.counters.orphans.push(ino);
+            }
+            return Ok(());
+        }
+        self.purge_inode(t, &inode)
+    }
+
+    /// Delete an unlinked inode and release its chunks.
+    pub(crate) fn purge_inode(&self, t: &mut Txn<'_>, inode: &Inode) -> Result<()> {
+        if inode.kind == Kind::File {
+            let cs = self.cfg.chunk_size as u64;
+            for index in 0..inode.size.div_ceil(cs) {
+                t.del_extent(inode.ino, index)?;
+            }
+        }
+        t.del_inode(inode.ino)?;
+        t.counters.orphans.retain(|o| *o != inode.ino);
+        Ok(())
+    }
+
+    /// Orphans whose last opener went away in a crash are deleted on open.
+    pub(crate) fn purge_orphans(&self) -> Result<()> {
+        let orphans = self.commit.lock().counters.orphans.clone();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let mut t = self.begin();
+        for ino in orphans {
+            match t.inode(ino)? {
+                Some(i) if i.nlink == 0 => self.purge_inode(&mut t, &i)?,
+                _ => t.counters.orphans.retain(|o| *o != ino),
+            }
+        }
+        t.commit(Durability::Process)
+    }
+
+    /// rename(2) and renameat2(2) with RENAME_NOREPLACE or RENAME_EXCHANGE.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        check_name(newname)?;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return Err(FsError::Invalid("rename flags"));
+        }
+        let mut t = self.begin();
+        dir_inode(&mut t, parent)?;
+        dir_inode(&mut t, newparent)?;
+        let src = t.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+        let dst = t.dirent(newparent, newname)?;
+        if parent == newparent && name == newname {
+            return if flags & RENAME_EXCHANGE != 0 && dst.is_none() {
+                Err(FsError::NotFound)
+            } else {
+                Ok(())
+            };
+        }
+        if src.kind == Kind::Dir && self.is_ancestor(&mut t, src.ino, newparent)? {
+            return Err(FsError::Invalid("cannot move a directory into itself"));
+        }
+        let now = self.clock.now();
+        if flags & RENAME_EXCHANGE != 0 {
+            let dst = dst.ok_or(FsError::NotFound)?;
+            if dst.kind == Kind::Dir && self.is_ancestor(&mut t, dst.ino, parent)? {
+                return Err(FsError::Invalid("cannot move a directory into itself"));
+            }
+            t.put_dirent(
+                parent,
+                Dirent {
+                    name: name.to_vec(),
+                    ino: dst.ino,
+                    kind: dst.kind,
+                },
+            )?;
+            t.put_dirent(
+                newparent,
+                Dirent {
+                    name: newname.to_vec(),
+                    ino: src.ino,
+                    kind: src.kind,
+                },
+            )?;
+            if parent != newparent {
+                self.reparent(&mut t, src.ino, newparent, parent, now)?;
+                self.reparent(&mut t, dst.ino, parent, newparent, now)?;
+            }
+            self.touch_dirs(&mut t, parent, newparent, now)?;
+            return t.commit(Durability::Process);
+        }
+        if let Some(dst) = &dst {
+            if flags & RENAME_NOREPLACE != 0 {
+                return Err(FsError::Exists);
+            }
+            if dst.ino == src.ino {
+                // Two names of one file: POSIX says do nothing.
+                return Ok(());
+            }
+            match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) => {
+                    if !self.dir_is_empty(dst.ino)? {
+                        return Err(FsError::NotEmpty);
+                    }
+                    t.del_inode(dst.ino)?;
+                    let mut np = dir_inode(&mut t, newparent)?;
+                    np.nlink = np.nlink.saturating_sub(1);
+                    t.put_inode(np);
+                }
+                (false, false) => self.drop_link(&mut t, dst.ino)?,
+            }
+        }
+        t.del_dirent(parent, name);
+        t.put_dirent(
+            newparent,
+            Dirent {
+                name: newname.to_vec(),
+                ino: src.ino,
+                kind: src.kind,
+            },
+        )?;
+        if parent != newparent {
+            self.reparent(&mut t, src.ino, newparent, parent, now)?;
+        }
+        let mut moved = t.inode(src.ino)?.ok_or(FsError::NotFound)?;
+        moved.ctime = now;
+        t.put_inode(moved);
+        self.touch_dirs(&mut t, parent, newparent, now)?;
+        t.commit(Durability::Process)
+    }
+
+    /// `ino` moved from directory `from` to `to`: a directory's parent and link counts follow.
+    fn reparent(&self, t: &mut Txn<'_>, ino: u64, to: u64, from: u64, now: Ts) -> Result<()> {
+        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        if i.kind != Kind::Dir {
+            return Ok(());
+        }
+        i.parent = to;
+        i.ctime = now;
+        t.put_inode(i);
+        let mut f = dir_inode(t, from)?;
+        f.nlink = f.nlink.saturating_sub(1);
+        t.put_inode(f);
+        let mut n = dir_inode(t, to)?;
+        n.nlink += 1;
+        t.put_inode(n);
+        Ok(())
+    }
+
+    fn touch_dirs(&self, t: &mut Txn<'_>, a: u64, b: u64, now: Ts) -> Result<()> {
+        for d in [a, b] {
+            let mut i = dir_inode(t, d)?;
+            i.mtime = now;
+            i.ctime = now;
+            t.put_inode(i);
+        }
+        Ok(())
+    }
+
+    /// Is `dir` `node` itself or one of its ancestors?
+    fn is_ancestor(&self, t: &mut Txn<'_>, dir: u64, mut node: u64) -> Result<bool> {
+        for _ in 0..100_000 {
+            if node == dir {
+                return Ok(true);
+            }
+            if node == ROOT_INO {
+                return Ok(false);
+            }
+            node = dir_inode(t, node)?.parent;
+        }
+        Err(self.corrupt(dir, "directory parent chain does not reach the root".into()))
+    }
+
+    /// Up to `max` entries after `cookie` (0 = from the start; "." and ".." included).
+    pub fn readdir(&self, ino: u64, cookie: u64, max: usize) -> Result<Vec<DirEntry>> {
+        let dir = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        if dir.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let mut out = Vec::new();
+        if cookie < 1 {
+            out.push(DirEntry {
+                cookie: 1,
+                ino,
+                kind: Kind::Dir,
+                name: b".".to_vec(),
+            });
+        }
+        if cookie < 2 {
+            out.push(DirEntry {
+                cookie: 2,
+                ino: dir.parent,
+                kind: Kind::Dir,
+                name: b"..".to_vec(),
+            });
+        }
+        let prefix = self.dir_prefix(ino);
+        let mut start = prefix.to_vec();
+        if cookie >= 3 {
+            start.extend_from_slice(&((cookie - 3) << 2).to_be_bytes());
+        }
+        while out.len() < max {
+            let page =
+                self.engine
+                    .scan(sealvol_store::Cf::Dirents, &prefix, &start, max.min(512))?;
+            let n = page.len();
+            for (k, v) in &page {
+                let c = cookie_of(k);
+                if c <= cookie {
+                    continue;
+                }
+                let d: Dirent = self.open_meta(sealvol_crypto::Domain::Dirent, k, v, ino)?;
+                out.push(DirEntry {
+                    cookie: c,
+                    ino: d.ino,
+                    kind: d.kind,
+                    name: d.name,
+                });
+                if out.len() >= max {
+                    break;
+                }
+            }
+            match page.last() {
+                Some((k, _)) if n >= max.min(512) => {
+                    start = k.clone();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        if i.kind != Kind::Symlink {
+            return Err(FsError::Invalid("not a symlink"));
+        }
+        Ok(i.target)
+    }
+
+    /// chmod, chown, utimens and truncate.
+    pub fn setattr(&self, ino: u64, a: &SetAttr) -> Result<Inode> {
+        if let Some(size) = a.size {
+            self.truncate(ino, size)?;
+        }
+        if let Some(mt) = a.mtime {
+            self.set_open_mtime(ino, mt);
+        }
+        let mut t = self.begin();
+        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        let now = self.clock.now();
+        if a.uid.is_some() || a.gid.is_some() {
+            // chown clears setuid, and setgid where it means "set group id" (group-executable).
+            if i.kind != Kind::Dir {
+                i.perm &= !0o4000;
+                if i.perm & 0o010 != 0 {
+                    i.perm &= !0o2000;
+                }
+            }
+            i.uid = a.uid.unwrap_or(i.uid);
+            i.gid = a.gid.unwrap_or(i.gid);
+        }
+        if let Some(p) = a.perm {
+            i.perm = p & 0o7777;
+        }
+        if let Some(at) = a.atime {
+            i.atime = at;
+        }
+        if let Some(mt) = a.mtime {
+            i.mtime = mt;
+        }
+        i.ctime = a.ctime.unwrap_or(now);
+        t.put_inode(i);
+        t.commit(Durability::Process)?;
+        self.getattr(ino)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        i.xattrs.get(name).cloned().ok_or(FsError::NoXattr)
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        Ok(i.xattrs.keys().cloned().collect())
+    }
+
+    /// `flags`: XATTR_CREATE (1) fails if it exists, XATTR_REPLACE (2) fails if it does not.
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        if name.is_empty() || name.len() > XATTR_NAME_MAX {
+            return Err(FsError::Range);
+        }
+        if value.len() > XATTR_SIZE_MAX {
+            return Err(FsError::TooBig);
+        }
+        let mut t = self.begin();
+        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        let exists = i.xattrs.contains_key(name);
+        if flags & 1 != 0 && exists {
+            return Err(FsError::Exists);
+        }
+        if flags & 2 != 0 && !exists {
+            return Err(FsError::NoXattr);
+        }
+        i.xattrs.insert(name.to_vec(), value.to_vec());
+        i.ctime = self.clock.now();
+        t.put_inode(i);
+        t.commit(Durability::Process)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        let mut t = self.begin();
+        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        if i.xattrs.remove(name).is_none() {
+            return Err(FsError::NoXattr);
+        }
+        i.ctime = self.clock.now();
+        t.put_inode(i);
+        t.commit(Durability::Process)
+    }
+}

@@ -1,0 +1,200 @@
+//! The on-disk schema of a sealvol store. Everything that reaches the disk is listed here.
+//!
+//! ```text
+//! STORE_DIR/
+//!   keys.json        key header (clear JSON): volume id, key epoch, key slots (salts, Argon2id
+//!                    parameters, wrapped master key). No plaintext key, no file data.
+//!   db/              RocksDB, one column family per kind of record:
+//!
+//! cf        key (bytes)                                   value
+//! meta      b"config"                                     seal(Config)
+//!           b"counters"                                   seal(Counters)
+//! chunks    addr[32] = keyed BLAKE3(plaintext)            seal(chunk plaintext)
+//! refs      addr[32]                                      seal(RefCount)
+//! inodes    H("inode", ino)[16]                           seal(Inode)
+//! dirents   H("dir", parent)[8] ‖ H("name", parent, name)[16]   seal(Dirent)
+//! extents   H("extent", ino, index)[16]                   seal(Extent)
+//! log       hlc[8, BE] ‖ origin host tag[8, BE]           seal(LogEntry)
+//! ```
+//!
+//! `H` is keyed BLAKE3 under the record-key subkey; `seal` is XChaCha20-Poly1305 under the
+//! metadata subkey (the chunk subkey for chunks), with associated data binding the volume id and
+//! the record's identity (its key, or inode and index), so no record can be moved or swapped.
+//! Values are encoded with bincode and, for metadata, padded to a multiple of
+//! [`META_PAD`] bytes before sealing, so their lengths say little.
+//!
+//! Format version: [`FORMAT_VERSION`], recorded in `Config`.
+
+use std::collections::BTreeMap;
+
+use sealvol_crypto::ChunkAddr;
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const META_PAD: usize = 64;
+pub const ROOT_INO: u64 = 1;
+pub const KEY_HEADER_FILE: &str = "keys.json";
+pub const DB_DIR: &str = "db";
+
+pub const META_CONFIG: &[u8] = b"config";
+pub const META_COUNTERS: &[u8] = b"counters";
+
+/// Per-volume settings fixed at `init`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Config {
+    pub format_version: u32,
+    pub chunk_size: u32,
+    /// Random tag of the host that created the volume; high bits of its inode numbers and the
+    /// origin of its log entries.
+    pub host_tag: u32,
+    pub created_unix: u64,
+}
+
+/// Running totals kept in one record, updated in the same batch as every change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub next_ino: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    /// Sum of regular files' sizes.
+    pub logical_bytes: u64,
+    /// Distinct chunks stored.
+    pub chunks: u64,
+    /// Plaintext bytes of distinct chunks.
+    pub chunk_plain_bytes: u64,
+    /// Sealed bytes of distinct chunks.
+    pub chunk_stored_bytes: u64,
+    /// Plaintext bytes of all chunk references (before dedup).
+    pub referenced_bytes: u64,
+    /// Inodes unlinked while open: purged on their last release, or at the next mount.
+    pub orphans: Vec<u64>,
+    /// Highest hybrid logical clock value used.
+    pub last_hlc: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+/// Seconds and nanoseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ts {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Inode {
+    pub ino: u64,
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky (mask 0o7777).
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub atime: Ts,
+    pub mtime: Ts,
+    pub ctime: Ts,
+    pub crtime: Ts,
+    pub rdev: u32,
+    /// For directories: the parent directory (the root is its own parent).
+    pub parent: u64,
+    /// For symlinks: the target.
+    pub target: Vec<u8>,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// For regular files: chunk index ranges `[start, end)` that are holes. Every chunk index
+    /// below `ceil(size / chunk_size)` has either an extent or lies in a hole, so a missing
+    /// extent is damage, never zeros.
+    pub holes: Vec<(u64, u64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Dirent {
+    pub name: Vec<u8>,
+    pub ino: u64,
+    pub kind: Kind,
+}
+
+/// One chunk of a file: `len` plaintext bytes at `index * chunk_size`, stored at `addr`.
+/// Bytes between `len` and the chunk size (within the file's size) read as zeros.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Extent {
+    pub addr: ChunkAddr,
+    pub len: u32,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefCount {
+    pub count: u64,
+    pub plain_len: u32,
+    pub stored_len: u32,
+}
+
+/// One state change, as recorded in the operation log. Each sets or removes one record, so
+/// applying a log's entries in key order (hlc, origin) rebuilds the same metadata on any replica,
+/// whatever order the entries arrived in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub enum Op {
+    PutInode(Inode),
+    DelInode {
+        ino: u64,
+    },
+    PutDirent {
+        parent: u64,
+        dirent: Dirent,
+    },
+    DelDirent {
+        parent: u64,
+        name: Vec<u8>,
+    },
+    PutExtent {
+        ino: u64,
+        index: u64,
+        extent: Extent,
+    },
+    DelExtent {
+        ino: u64,
+        index: u64,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LogEntry {
+    pub hlc: u64,
+    pub origin: u32,
+    pub ops: Vec<Op>,
+}
+
+pub fn log_key(hlc: u64, origin: u32) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&hlc.to_be_bytes());
+    k[8..].copy_from_slice(&(origin as u64).to_be_bytes());
+    k
+}
+
+/// Encode a record for sealing: bincode, length-prefixed, padded to `pad` bytes.
+pub fn encode<T: Serialize>(v: &T, pad: usize) -> Vec<u8> {
+    let body = bincode::serialize(v).expect("in-memory records serialize");
+    let mut out = Vec::with_capacity(body.len() + 4 + pad);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    if pad > 1 {
+        let target = out.len().div_ceil(pad) * pad;
+        out.resize(target, 0);
+    }
+    out
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    bincode::deserialize(bytes.get(4..4 + len)?).ok()
+}

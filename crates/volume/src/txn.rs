@@ -1,0 +1,275 @@
+//! A transaction: every change of one filesystem operation, committed as one atomic batch with
+//! its log entry, counters and reference counts. Transactions run one at a time (the commit
+//! mutex); the expensive work (hashing, sealing chunk data) happens before one starts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use parking_lot::MutexGuard;
+use sealvol_crypto::{ChunkAddr, Domain};
+use sealvol_store::{Cf, Durability, WriteBatch};
+
+use crate::clock::hlc_next;
+use crate::error::Result;
+use crate::schema::*;
+use crate::volume::{CommitState, Volume};
+
+pub(crate) struct Txn<'a> {
+    vol: &'a Volume,
+    guard: MutexGuard<'a, CommitState>,
+    pub(crate) counters: Counters,
+    batch: WriteBatch,
+    ops: Vec<Op>,
+    inodes: HashMap<u64, Option<Inode>>,
+    dirents: HashMap<(u64, Vec<u8>), Option<Dirent>>,
+    extents: HashMap<(u64, u64), Option<Extent>>,
+    refs: BTreeMap<ChunkAddr, i64>,
+    new_chunks: HashMap<ChunkAddr, (Vec<u8>, u32)>,
+}
+
+impl Volume {
+    pub(crate) fn begin(&self) -> Txn<'_> {
+        let guard = self.commit.lock();
+        let counters = guard.counters.clone();
+        Txn {
+            vol: self,
+            guard,
+            counters,
+            batch: WriteBatch::new(),
+            ops: Vec::new(),
+            inodes: HashMap::new(),
+            dirents: HashMap::new(),
+            extents: HashMap::new(),
+            refs: BTreeMap::new(),
+            new_chunks: HashMap::new(),
+        }
+    }
+}
+
+fn kind_counter(c: &mut Counters, kind: Kind) -> &mut u64 {
+    match kind {
+        Kind::File => &mut c.files,
+        Kind::Dir => &mut c.dirs,
+        _ => &mut c.others,
+    }
+}
+
+impl<'a> Txn<'a> {
+    pub(crate) fn inode(&mut self, ino: u64) -> Result<Option<Inode>> {
+        if let Some(v) = self.inodes.get(&ino) {
+            return Ok(v.clone());
+        }
+        let v = self.vol.read_inode(ino)?;
+        self.inodes.insert(ino, v.clone());
+        Ok(v)
+    }
+
+    pub(crate) fn put_inode(&mut self, inode: Inode) {
+        let old = self.inode(inode.ino).ok().flatten();
+        if let Some(o) = &old {
+            *kind_counter(&mut self.counters, o.kind) -= 1;
+            if o.kind == Kind::File {
+                self.counters.logical_bytes -= o.size;
+            }
+        }
+        *kind_counter(&mut self.counters, inode.kind) += 1;
+        if inode.kind == Kind::File {
+            self.counters.logical_bytes += inode.size;
+        }
+        let key = self.vol.inode_key(inode.ino);
+        match self.vol.seal_meta(Domain::Inode, &key, &inode) {
+            Ok(s) => self.batch.put(Cf::Inodes, key.to_vec(), s),
+            Err(e) => tracing::error!("sealing failed: {e}"),
+        }
+        self.ops.push(Op::PutInode(inode.clone()));
+        self.inodes.insert(inode.ino, Some(inode));
+    }
+
+    pub(crate) fn del_inode(&mut self, ino: u64) -> Result<()> {
+        if let Some(o) = self.inode(ino)? {
+            *kind_counter(&mut self.counters, o.kind) -= 1;
+            if o.kind == Kind::File {
+                self.counters.logical_bytes -= o.size;
+            }
+        }
+        self.batch
+            .delete(Cf::Inodes, self.vol.inode_key(ino).to_vec());
+        self.ops.push(Op::DelInode { ino });
+        self.inodes.insert(ino, None);
+        Ok(())
+    }
+
+    pub(crate) fn dirent(&mut self, parent: u64, name: &[u8]) -> Result<Option<Dirent>> {
+        let k = (parent, name.to_vec());
+        if let Some(v) = self.dirents.get(&k) {
+            return Ok(v.clone());
+        }
+        let v = self.vol.read_dirent(parent, name)?;
+        self.dirents.insert(k, v.clone());
+        Ok(v)
+    }
+
+    pub(crate) fn put_dirent(&mut self, parent: u64, d: Dirent) -> Result<()> {
+        let key = self.vol.dirent_key(parent, &d.name);
+        let sealed = self.vol.seal_meta(Domain::Dirent, &key, &d)?;
+        self.batch.put(Cf::Dirents, key.to_vec(), sealed);
+        self.ops.push(Op::PutDirent {
+            parent,
+            dirent: d.clone(),
+        });
+        self.dirents.insert((parent, d.name.clone()), Some(d));
+        Ok(())
+    }
+
+    pub(crate) fn del_dirent(&mut self, parent: u64, name: &[u8]) {
+        let key = self.vol.dirent_key(parent, name);
+        self.batch.delete(Cf::Dirents, key.to_vec());
+        self.ops.push(Op::DelDirent {
+            parent,
+            name: name.to_vec(),
+        });
+        self.dirents.insert((parent, name.to_vec()), None);
+    }
+
+    pub(crate) fn extent(&mut self, ino: u64, index: u64) -> Result<Option<Extent>> {
+        if let Some(v) = self.extents.get(&(ino, index)) {
+            return Ok(*v);
+        }
+        let v = self.vol.read_extent(ino, index)?;
+        self.extents.insert((ino, index), v);
+        Ok(v)
+    }
+
+    /// Point chunk `index` of `ino` at `extent`. `sealed` is the sealed chunk, needed when the
+    /// chunk may not be stored yet.
+    pub(crate) fn put_extent(
+        &mut self,
+        ino: u64,
+        index: u64,
+        extent: Extent,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let old = self.extent(ino, index)?;
+        if old == Some(extent) {
+            return Ok(());
+        }
+        if let Some(o) = old {
+            *self.refs.entry(o.addr).or_default() -= 1;
+        }
+        *self.refs.entry(extent.addr).or_default() += 1;
+        if let Some(s) = sealed {
+            self.new_chunks.insert(extent.addr, (s, extent.len));
+        }
+        let sealed_ext = self.vol.seal_extent(ino, index, &extent)?;
+        self.batch.put(
+            Cf::Extents,
+            self.vol.extent_key(ino, index).to_vec(),
+            sealed_ext,
+        );
+        self.ops.push(Op::PutExtent { ino, index, extent });
+        self.extents.insert((ino, index), Some(extent));
+        Ok(())
+    }
+
+    pub(crate) fn del_extent(&mut self, ino: u64, index: u64) -> Result<()> {
+        if let Some(o) = self.extent(ino, index)? {
+            *self.refs.entry(o.addr).or_default() -= 1;
+            self.batch
+                .delete(Cf::Extents, self.vol.extent_key(ino, index).to_vec());
+            self.ops.push(Op::DelExtent { ino, index });
+            self.extents.insert((ino, index), None);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn alloc_ino(&mut self) -> u64 {
+        let n = self.counters.next_ino.max(2);
+        self.counters.next_ino = n + 1;
+        ((self.vol.cfg.host_tag as u64) << 40) | n
+    }
+
+    /// Apply reference-count changes, append the log entry, write everything atomically.
+    pub(crate) fn commit(mut self, durability: Durability) -> Result<()> {
+        let refs = std::mem::take(&mut self.refs);
+        for (addr, delta) in refs {
+            if delta == 0 {
+                continue;
+            }
+            let old = self.vol.read_ref(&addr)?;
+            let old_count = old.map(|r| r.count).unwrap_or(0) as i64;
+            let new_count = old_count + delta;
+            let (plain_len, stored_len) = match (old, self.new_chunks.get(&addr)) {
+                (Some(r), _) if r.count > 0 => (r.plain_len, r.stored_len),
+                (_, Some((sealed, len))) => (*len, sealed.len() as u32),
+                (_, None) => {
+                    return Err(self.vol.corrupt(
+                        0,
+                        format!(
+                            "chunk {addr} gains a reference but is neither stored nor supplied"
+                        ),
+                    ))
+                }
+            };
+            if new_count < 0 {
+                return Err(self.vol.corrupt(
+                    0,
+                    format!("chunk {addr}: reference count would drop below zero"),
+                ));
+            }
+            let c = &mut self.counters;
+            if delta > 0 {
+                c.referenced_bytes += plain_len as u64 * delta as u64;
+            } else {
+                c.referenced_bytes = c
+                    .referenced_bytes
+                    .saturating_sub(plain_len as u64 * (-delta) as u64);
+            }
+            if old_count == 0 && new_count > 0 {
+                let (sealed, _) = self.new_chunks.remove(&addr).ok_or_else(|| {
+                    self.vol.corrupt(
+                        0,
+                        format!("chunk {addr} is not stored and was not supplied"),
+                    )
+                })?;
+                c.chunks += 1;
+                c.chunk_plain_bytes += plain_len as u64;
+                c.chunk_stored_bytes += stored_len as u64;
+                self.batch.put(Cf::Chunks, addr.0.to_vec(), sealed);
+            }
+            if new_count == 0 {
+                c.chunks = c.chunks.saturating_sub(1);
+                c.chunk_plain_bytes = c.chunk_plain_bytes.saturating_sub(plain_len as u64);
+                c.chunk_stored_bytes = c.chunk_stored_bytes.saturating_sub(stored_len as u64);
+                self.batch.delete(Cf::Chunks, addr.0.to_vec());
+                self.batch.delete(Cf::Refs, addr.0.to_vec());
+            } else {
+                let r = RefCount {
+                    count: new_count as u64,
+                    plain_len,
+                    stored_len,
+                };
+                let s = self.vol.seal_meta(Domain::RefCount, &addr.0, &r)?;
+                self.batch.put(Cf::Refs, addr.0.to_vec(), s);
+            }
+        }
+        if !self.ops.is_empty() {
+            let hlc = hlc_next(self.counters.last_hlc, self.vol.clock.now());
+            self.counters.last_hlc = hlc;
+            let entry = LogEntry {
+                hlc,
+                origin: self.vol.cfg.host_tag,
+                ops: std::mem::take(&mut self.ops),
+            };
+            let key = log_key(hlc, self.vol.cfg.host_tag);
+            let sealed = self.vol.seal_meta(Domain::LogEntry, &key, &entry)?;
+            self.batch.put(Cf::Log, key.to_vec(), sealed);
+        }
+        let sealed = self
+            .vol
+            .seal_meta(Domain::Counters, META_COUNTERS, &self.counters)?;
+        self.batch.put(Cf::Meta, META_COUNTERS.to_vec(), sealed);
+        let batch = std::mem::take(&mut self.batch);
+        self.vol.engine.write(batch, durability)?;
+        self.guard.counters = std::mem::take(&mut self.counters);
+        Ok(())
+    }
+}

@@ -1,0 +1,532 @@
+//! Opening, creating and unlocking a volume; reading and writing its sealed records.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sealvol_crypto::{ChunkAddr, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys};
+use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
+
+use crate::clock::Clock;
+use crate::data::{ChunkCache, FileState};
+use crate::error::{FsError, Result};
+use crate::schema::*;
+
+/// 128 KiB: the FUSE kernel's default request size, so a sequential read decrypts each chunk
+/// once, and a 4 KiB random write rewrites at most 128 KiB.
+pub const DEFAULT_CHUNK_SIZE: u32 = 128 * 1024;
+pub const MIN_CHUNK_SIZE: u32 = 4 * 1024;
+pub const MAX_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
+
+pub struct CreateOptions {
+    pub chunk_size: u32,
+    pub kdf: KdfParams,
+    pub root_uid: u32,
+    pub root_gid: u32,
+    pub root_perm: u32,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            kdf: KdfParams::default(),
+            root_uid: 0,
+            root_gid: 0,
+            root_perm: 0o755,
+        }
+    }
+}
+
+/// Totals for `sealvol stats` and Docker's volume status.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Stats {
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    pub logical_bytes: u64,
+    pub stored_bytes: u64,
+    pub chunk_plain_bytes: u64,
+    pub referenced_bytes: u64,
+    pub chunks: u64,
+    pub dedup_ratio: f64,
+    pub chunk_size: u32,
+    pub disk_bytes: u64,
+    pub log_hlc: u64,
+}
+
+pub(crate) struct CommitState {
+    pub(crate) counters: Counters,
+}
+
+pub struct Volume {
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) keys: VolumeKeys,
+    pub(crate) volume_id: [u8; 16],
+    pub(crate) epoch: u32,
+    pub(crate) cfg: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) commit: Mutex<CommitState>,
+    pub(crate) files: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
+    pub(crate) opens: Mutex<HashMap<u64, u32>>,
+    pub(crate) cache: ChunkCache,
+    /// Dirty bytes per open file before its buffer is written out.
+    pub(crate) flush_threshold: usize,
+    store_dir: Option<PathBuf>,
+}
+
+fn now_unix(clock: &dyn Clock) -> u64 {
+    clock.now().secs.max(0) as u64
+}
+
+/// Write the key header atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_key_header(store_dir: &Path, header: &KeyHeader) -> Result<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| {
+        FsError::Setup(format!(
+            "cannot write key header in {}: {e}",
+            store_dir.display()
+        ))
+    };
+    let tmp = store_dir.join(".keys.json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&header.to_json()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, store_dir.join(KEY_HEADER_FILE)).map_err(io)?;
+    std::fs::File::open(store_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+pub fn read_key_header(store_dir: &Path) -> Result<KeyHeader> {
+    let p = store_dir.join(KEY_HEADER_FILE);
+    let bytes = std::fs::read(&p).map_err(|e| {
+        FsError::Setup(format!(
+            "{} is not a sealvol store ({}: {e}); create one with `sealvol init --store {}`",
+            store_dir.display(),
+            p.display(),
+            store_dir.display()
+        ))
+    })?;
+    Ok(KeyHeader::from_json(&bytes)?)
+}
+
+impl Volume {
+    /// Create a new store in `store_dir` (which must be empty or absent) and return it opened.
+    pub fn create(
+        store_dir: &Path,
+        secret: &Secret,
+        opts: &CreateOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Volume> {
+        if store_dir.join(KEY_HEADER_FILE).exists() || store_dir.join(DB_DIR).exists() {
+            return Err(FsError::Setup(format!(
+                "{} already holds a sealvol store; refusing to overwrite it",
+                store_dir.display()
+            )));
+        }
+        std::fs::create_dir_all(store_dir)
+            .map_err(|e| FsError::Setup(format!("cannot create {}: {e}", store_dir.display())))?;
+        let (header, master) = KeyHeader::create(secret, opts.kdf, now_unix(&*clock))?;
+        let engine = RocksEngine::open(&store_dir.join(DB_DIR), true, &RocksTuning::default())?;
+        let mut v = Self::init_in(Arc::new(engine), &header, &master, opts, clock)?;
+        // The header goes last: a crash before this leaves no half-made store that opens.
+        write_key_header(store_dir, &header)?;
+        v.store_dir = Some(store_dir.to_path_buf());
+        Ok(v)
+    }
+
+    /// Open an existing store with a passphrase or key file.
+    pub fn open(store_dir: &Path, secret: &Secret, clock: Arc<dyn Clock>) -> Result<Volume> {
+        let header = read_key_header(store_dir)?;
+        let (master, _slot) = header.unlock(secret)?;
+        let engine = RocksEngine::open(&store_dir.join(DB_DIR), false, &RocksTuning::default())?;
+        let mut v = Self::open_in(Arc::new(engine), &header, &master, clock)?;
+        v.store_dir = Some(store_dir.to_path_buf());
+        Ok(v)
+    }
+
+    /// Initialise a fresh engine as a volume under `master`.
+    pub fn init_in(
+        engine: Arc<dyn Engine>,
+        header: &KeyHeader,
+        master: &MasterKey,
+        opts: &CreateOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Volume> {
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&opts.chunk_size)
+            || !opts.chunk_size.is_power_of_two()
+        {
+            return Err(FsError::Setup(format!(
+                "chunk size {} is not a power of two between {} and {} bytes",
+                opts.chunk_size, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE
+            )));
+        }
+        let mut tag = [0u8; 4];
+        sealvol_crypto::random_bytes(&mut tag)?;
+        let cfg = Config {
+            format_version: FORMAT_VERSION,
+            chunk_size: opts.chunk_size,
+            host_tag: (u32::from_le_bytes(tag) & 0x000f_ffff).max(1),
+            created_unix: now_unix(&*clock),
+        };
+        let v = Self::assemble(engine, header, master, cfg, Counters::default(), clock)?;
+        let now = v.clock.now();
+        let root = Inode {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            perm: opts.root_perm & 0o7777,
+            uid: opts.root_uid,
+            gid: opts.root_gid,
+            nlink: 2,
+            size: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            rdev: 0,
+            parent: ROOT_INO,
+            target: Vec::new(),
+            xattrs: Default::default(),
+            holes: Vec::new(),
+        };
+        let mut b = WriteBatch::new();
+        b.put(
+            Cf::Meta,
+            META_CONFIG,
+            v.seal_meta(Domain::Config, META_CONFIG, &v.cfg)?,
+        );
+        b.put(
+            Cf::Meta,
+            META_COUNTERS,
+            v.seal_meta(Domain::Counters, META_COUNTERS, &Counters::default())?,
+        );
+        v.engine.write(b, Durability::Disk)?;
+        let mut t = v.begin();
+        t.put_inode(root);
+        t.counters.dirs += 1;
+        t.commit(Durability::Disk)?;
+        Ok(v)
+    }
+
+    /// Open an engine that already holds a volume.
+    pub fn open_in(
+        engine: Arc<dyn Engine>,
+        header: &KeyHeader,
+        master: &MasterKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Volume> {
+        let keys = master.volume_keys();
+        let vid = volume_id(header)?;
+        let read = |key: &[u8], domain: Domain| -> Result<Vec<u8>> {
+            let sealed = engine.get(Cf::Meta, key)?.ok_or_else(|| {
+                FsError::Setup(format!(
+                    "the store has no {} record: it was never initialised, or is damaged",
+                    String::from_utf8_lossy(key)
+                ))
+            })?;
+            let mut binding = vid.to_vec();
+            binding.extend_from_slice(key);
+            keys.meta_seal
+                .open(domain, &binding, &sealed)
+                .map_err(|e| FsError::Corrupt {
+                    volume: hex(&vid),
+                    ino: 0,
+                    detail: format!("{} record: {e}", String::from_utf8_lossy(key)),
+                })
+        };
+        let cfg: Config = decode(&read(META_CONFIG, Domain::Config)?)
+            .ok_or_else(|| FsError::Setup("config record does not decode".into()))?;
+        if cfg.format_version != FORMAT_VERSION {
+            return Err(FsError::Setup(format!(
+                "store format version {} is not supported by this sealvol (it knows {FORMAT_VERSION})",
+                cfg.format_version
+            )));
+        }
+        let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
+            .ok_or_else(|| FsError::Setup("counters record does not decode".into()))?;
+        let v = Self::assemble(engine, header, master, cfg, counters, clock)?;
+        v.purge_orphans()?;
+        Ok(v)
+    }
+
+    fn assemble(
+        engine: Arc<dyn Engine>,
+        header: &KeyHeader,
+        master: &MasterKey,
+        cfg: Config,
+        counters: Counters,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Volume> {
+        Ok(Volume {
+            engine,
+            keys: master.volume_keys(),
+            volume_id: volume_id(header)?,
+            epoch: header.epoch,
+            cfg,
+            clock,
+            commit: Mutex::new(CommitState { counters }),
+            files: Mutex::new(HashMap::new()),
+            opens: Mutex::new(HashMap::new()),
+            cache: ChunkCache::new(64),
+            flush_threshold: 8 << 20,
+            store_dir: None,
+        })
+    }
+
+    pub fn chunk_size(&self) -> u32 {
+        self.cfg.chunk_size
+    }
+
+    pub fn volume_id_hex(&self) -> String {
+        hex(&self.volume_id)
+    }
+
+    pub fn store_dir(&self) -> Option<&Path> {
+        self.store_dir.as_deref()
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    pub fn set_flush_threshold(&mut self, bytes: usize) {
+        self.flush_threshold = bytes;
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let c = self.commit.lock().counters.clone();
+        Ok(Stats {
+            files: c.files,
+            dirs: c.dirs,
+            others: c.others,
+            logical_bytes: c.logical_bytes,
+            stored_bytes: c.chunk_stored_bytes,
+            chunk_plain_bytes: c.chunk_plain_bytes,
+            referenced_bytes: c.referenced_bytes,
+            chunks: c.chunks,
+            dedup_ratio: if c.chunk_plain_bytes == 0 {
+                1.0
+            } else {
+                c.referenced_bytes as f64 / c.chunk_plain_bytes as f64
+            },
+            chunk_size: self.cfg.chunk_size,
+            disk_bytes: self.engine.disk_bytes()?,
+            log_hlc: c.last_hlc,
+        })
+    }
+
+    /// Make every change so far durable on disk.
+    pub fn sync_all(&self) -> Result<()> {
+        let inos: Vec<u64> = self.files.lock().keys().copied().collect();
+        for ino in inos {
+            self.flush(ino)?;
+        }
+        self.engine.sync()?;
+        Ok(())
+    }
+
+    // ---- record keys and sealing ----
+
+    pub(crate) fn binding(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut b = self.volume_id.to_vec();
+        for p in parts {
+            b.extend_from_slice(p);
+        }
+        b
+    }
+
+    pub(crate) fn seal_meta<T: serde::Serialize>(
+        &self,
+        domain: Domain,
+        key: &[u8],
+        v: &T,
+    ) -> Result<Vec<u8>> {
+        Ok(self.keys.meta_seal.seal(
+            domain,
+            self.epoch,
+            &self.binding(&[key]),
+            &encode(v, META_PAD),
+        )?)
+    }
+
+    pub(crate) fn open_meta<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        domain: Domain,
+        key: &[u8],
+        sealed: &[u8],
+        ino: u64,
+    ) -> Result<T> {
+        let plain = self
+            .keys
+            .meta_seal
+            .open(domain, &self.binding(&[key]), sealed)
+            .map_err(|e| self.corrupt(ino, format!("{domain:?} record: {e}")))?;
+        decode(&plain)
+            .ok_or_else(|| self.corrupt(ino, format!("{domain:?} record does not decode")))
+    }
+
+    pub(crate) fn corrupt(&self, ino: u64, detail: String) -> FsError {
+        tracing::error!(volume = %hex(&self.volume_id), ino, %detail, "damaged data");
+        FsError::Corrupt {
+            volume: hex(&self.volume_id),
+            ino,
+            detail,
+        }
+    }
+
+    pub(crate) fn inode_key(&self, ino: u64) -> [u8; 16] {
+        self.keys
+            .record_key
+            .record_key(b"inode", &[&ino.to_le_bytes()])
+    }
+
+    pub(crate) fn dir_prefix(&self, parent: u64) -> [u8; 8] {
+        self.keys
+            .record_key
+            .record_key(b"dir", &[&parent.to_le_bytes()])
+    }
+
+    pub(crate) fn dirent_key(&self, parent: u64, name: &[u8]) -> [u8; 24] {
+        let mut k = [0u8; 24];
+        k[..8].copy_from_slice(&self.dir_prefix(parent));
+        let h: [u8; 16] = self
+            .keys
+            .record_key
+            .record_key(b"name", &[&parent.to_le_bytes(), name]);
+        k[8..].copy_from_slice(&h);
+        k
+    }
+
+    pub(crate) fn extent_key(&self, ino: u64, index: u64) -> [u8; 16] {
+        self.keys
+            .record_key
+            .record_key(b"extent", &[&ino.to_le_bytes(), &index.to_le_bytes()])
+    }
+
+    pub(crate) fn read_inode(&self, ino: u64) -> Result<Option<Inode>> {
+        let key = self.inode_key(ino);
+        match self.engine.get(Cf::Inodes, &key)? {
+            None => Ok(None),
+            Some(s) => {
+                let inode: Inode = self.open_meta(Domain::Inode, &key, &s, ino)?;
+                if inode.ino != ino {
+                    return Err(self.corrupt(ino, "inode record names another inode".into()));
+                }
+                Ok(Some(inode))
+            }
+        }
+    }
+
+    pub(crate) fn read_dirent(&self, parent: u64, name: &[u8]) -> Result<Option<Dirent>> {
+        let key = self.dirent_key(parent, name);
+        match self.engine.get(Cf::Dirents, &key)? {
+            None => Ok(None),
+            Some(s) => {
+                let d: Dirent = self.open_meta(Domain::Dirent, &key, &s, parent)?;
+                if d.name != name {
+                    return Err(self.corrupt(parent, "directory entry names another file".into()));
+                }
+                Ok(Some(d))
+            }
+        }
+    }
+
+    pub(crate) fn read_extent(&self, ino: u64, index: u64) -> Result<Option<Extent>> {
+        let key = self.extent_key(ino, index);
+        match self.engine.get(Cf::Extents, &key)? {
+            None => Ok(None),
+            Some(s) => {
+                let b = self.binding(&[&ino.to_le_bytes(), &index.to_le_bytes()]);
+                let plain = self
+                    .keys
+                    .meta_seal
+                    .open(Domain::Extent, &b, &s)
+                    .map_err(|e| self.corrupt(ino, format!("extent {index}: {e}")))?;
+                decode(&plain)
+                    .map(Some)
+                    .ok_or_else(|| self.corrupt(ino, format!("extent {index} does not decode")))
+            }
+        }
+    }
+
+    pub(crate) fn seal_extent(&self, ino: u64, index: u64, e: &Extent) -> Result<Vec<u8>> {
+        let b = self.binding(&[&ino.to_le_bytes(), &index.to_le_bytes()]);
+        Ok(self
+            .keys
+            .meta_seal
+            .seal(Domain::Extent, self.epoch, &b, &encode(e, META_PAD))?)
+    }
+
+    pub(crate) fn read_ref(&self, addr: &ChunkAddr) -> Result<Option<RefCount>> {
+        match self.engine.get(Cf::Refs, &addr.0)? {
+            None => Ok(None),
+            Some(s) => self.open_meta(Domain::RefCount, &addr.0, &s, 0).map(Some),
+        }
+    }
+
+    /// Seal a chunk's plaintext under its address.
+    pub(crate) fn seal_chunk(&self, addr: &ChunkAddr, plain: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.keys.chunk_seal.seal(
+            Domain::Chunk,
+            self.epoch,
+            &self.binding(&[&addr.0]),
+            plain,
+        )?)
+    }
+
+    /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
+    pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Arc<Vec<u8>>> {
+        if let Some(c) = self.cache.get(addr) {
+            return Ok(c);
+        }
+        let sealed = self
+            .engine
+            .get(Cf::Chunks, &addr.0)?
+            .ok_or_else(|| self.corrupt(ino, format!("chunk {addr} is missing")))?;
+        let plain = self
+            .keys
+            .chunk_seal
+            .open(Domain::Chunk, &self.binding(&[&addr.0]), &sealed)
+            .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))?;
+        if self.keys.chunk_addr.chunk_addr(&plain) != *addr {
+            return Err(self.corrupt(ino, format!("chunk {addr}: contents do not match address")));
+        }
+        let plain = Arc::new(plain);
+        self.cache.put(*addr, plain.clone());
+        Ok(plain)
+    }
+
+    /// Every log entry, in log order.
+    pub fn log_entries(&self) -> Result<Vec<LogEntry>> {
+        let mut out = Vec::new();
+        self.engine.for_each(Cf::Log, b"", &mut |k, v| {
+            let b = self.binding(&[k]);
+            let plain = self
+                .keys
+                .meta_seal
+                .open(Domain::LogEntry, &b, v)
+                .map_err(|e| sealvol_store::StoreError::Corruption(format!("log entry: {e}")))?;
+            let e: LogEntry = decode(&plain).ok_or_else(|| {
+                sealvol_store::StoreError::Corruption("log entry does not decode".into())
+            })?;
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+fn volume_id(header: &KeyHeader) -> Result<[u8; 16]> {
+    header
+        .volume_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| FsError::Setup("volume id is not 16 bytes".into()))
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

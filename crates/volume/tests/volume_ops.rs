@@ -1,0 +1,398 @@
+mod common;
+use common::*;
+
+use std::sync::Arc;
+
+use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
+use sealvol_volume::{
+    FsError, Kind, SetAttr, SystemClock, Volume, RENAME_EXCHANGE, RENAME_NOREPLACE, ROOT_INO,
+};
+
+const CS: u32 = 4096;
+
+#[test]
+fn boundary_sizes_round_trip() {
+    let (v, ..) = mem_volume(CS);
+    let cs = CS as usize;
+    // 0: empty file; 1: one byte; cs-1/cs/cs+1: around one chunk; 3cs+7: several chunks with a
+    // partial tail; 5cs: an exact multiple.
+    for (i, len) in [0, 1, cs - 1, cs, cs + 1, 3 * cs + 7, 5 * cs]
+        .into_iter()
+        .enumerate()
+    {
+        let data = pattern(len, i as u64);
+        let ino = write_file(&v, ROOT_INO, &format!("f{i}"), &data);
+        assert_eq!(read_all(&v, ino), data, "len {len}");
+        assert_eq!(v.getattr(ino).unwrap().size, len as u64);
+        // Unaligned reads cross chunk borders.
+        if len > 10 {
+            assert_eq!(
+                v.read(ino, 3, (len - 5) as u32).unwrap(),
+                data[3..len - 2].to_vec()
+            );
+        }
+    }
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn small_unaligned_writes_and_overwrites() {
+    let (v, ..) = mem_volume(CS);
+    let i = v.mknod(ME, ROOT_INO, b"f", Kind::File, 0o644, 0).unwrap();
+    v.open_file(i.ino).unwrap();
+    let mut model = vec![0u8; 0];
+    for k in 0..200u64 {
+        let off = (k * 997) % 20_000;
+        let data = pattern(((k * 131) % 700 + 1) as usize, k);
+        v.write(i.ino, off, &data).unwrap();
+        let end = off as usize + data.len();
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[off as usize..end].copy_from_slice(&data);
+        if k % 37 == 0 {
+            v.flush(i.ino).unwrap();
+        }
+    }
+    assert_eq!(read_all(&v, i.ino), model);
+    v.release_file(i.ino).unwrap();
+    assert_eq!(read_all(&v, i.ino), model);
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn dedup_and_reclaim() {
+    let (v, ..) = mem_volume(CS);
+    let data = pattern(10 * CS as usize, 1);
+    let a = write_file(&v, ROOT_INO, "a", &data);
+    let s1 = v.stats().unwrap();
+    assert_eq!(s1.chunks, 10);
+    let _b = write_file(&v, ROOT_INO, "b", &data);
+    let s2 = v.stats().unwrap();
+    assert_eq!(s2.chunks, 10, "identical data is stored once");
+    assert!((s2.dedup_ratio - 2.0).abs() < 1e-9, "{}", s2.dedup_ratio);
+    assert_eq!(s2.logical_bytes, 2 * data.len() as u64);
+    v.unlink(ROOT_INO, b"a").unwrap();
+    assert_eq!(v.stats().unwrap().chunks, 10);
+    assert_eq!(read_all(&v, v.lookup(ROOT_INO, b"b").unwrap().ino), data);
+    v.unlink(ROOT_INO, b"b").unwrap();
+    let s3 = v.stats().unwrap();
+    assert_eq!((s3.chunks, s3.stored_bytes, s3.logical_bytes), (0, 0, 0));
+    assert!(v
+        .engine()
+        .scan(Cf::Chunks, b"", b"", 10)
+        .unwrap()
+        .is_empty());
+    assert!(v.engine().scan(Cf::Refs, b"", b"", 10).unwrap().is_empty());
+    let _ = a;
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn sparse_files_and_truncate() {
+    let (v, ..) = mem_volume(CS);
+    let i = v.mknod(ME, ROOT_INO, b"s", Kind::File, 0o644, 0).unwrap();
+    v.open_file(i.ino).unwrap();
+    v.write(i.ino, 10 * CS as u64 + 5, b"tail").unwrap();
+    v.release_file(i.ino).unwrap();
+    let a = v.getattr(i.ino).unwrap();
+    assert_eq!(a.size, 10 * CS as u64 + 9);
+    assert_eq!(v.stats().unwrap().chunks, 1, "holes store nothing");
+    let all = read_all(&v, i.ino);
+    assert!(all[..10 * CS as usize + 5].iter().all(|b| *b == 0));
+    assert_eq!(&all[10 * CS as usize + 5..], b"tail");
+    // Truncate down into the middle of a chunk, then up again: the cut bytes read as zeros.
+    let d = write_file(&v, ROOT_INO, "d", &pattern(3 * CS as usize, 9));
+    v.setattr(
+        d,
+        &SetAttr {
+            size: Some(CS as u64 + 10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    v.setattr(
+        d,
+        &SetAttr {
+            size: Some(4 * CS as u64),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let got = read_all(&v, d);
+    assert_eq!(got.len(), 4 * CS as usize);
+    assert_eq!(
+        &got[..CS as usize + 10],
+        &pattern(3 * CS as usize, 9)[..CS as usize + 10]
+    );
+    assert!(got[CS as usize + 10..].iter().all(|b| *b == 0));
+    // Writing zeros makes holes too.
+    let z = write_file(&v, ROOT_INO, "z", &vec![0u8; 8 * CS as usize]);
+    assert_eq!(read_all(&v, z), vec![0u8; 8 * CS as usize]);
+    assert!(v.check().unwrap().is_clean());
+    v.setattr(
+        d,
+        &SetAttr {
+            size: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_all(&v, d), Vec::<u8>::new());
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn rename_semantics() {
+    let (v, ..) = mem_volume(CS);
+    let a = write_file(&v, ROOT_INO, "a", b"A");
+    let b = write_file(&v, ROOT_INO, "b", b"B");
+    assert!(matches!(
+        v.rename(ROOT_INO, b"a", ROOT_INO, b"b", RENAME_NOREPLACE),
+        Err(FsError::Exists)
+    ));
+    v.rename(ROOT_INO, b"a", ROOT_INO, b"b", RENAME_EXCHANGE)
+        .unwrap();
+    assert_eq!(v.lookup(ROOT_INO, b"a").unwrap().ino, b);
+    assert_eq!(v.lookup(ROOT_INO, b"b").unwrap().ino, a);
+    // Plain rename over an existing file replaces it; its data is released.
+    v.rename(ROOT_INO, b"a", ROOT_INO, b"b", 0).unwrap();
+    assert!(matches!(v.lookup(ROOT_INO, b"a"), Err(FsError::NotFound)));
+    assert_eq!(read_all(&v, v.lookup(ROOT_INO, b"b").unwrap().ino), b"B");
+    assert_eq!(v.stats().unwrap().files, 1);
+    // Directories.
+    let d1 = v.mkdir(ME, ROOT_INO, b"d1", 0o755).unwrap().ino;
+    let d2 = v.mkdir(ME, d1, b"d2", 0o755).unwrap().ino;
+    assert!(matches!(
+        v.rename(ROOT_INO, b"d1", d2, b"x", 0),
+        Err(FsError::Invalid(_))
+    ));
+    let e = v.mkdir(ME, ROOT_INO, b"e", 0o755).unwrap().ino;
+    write_file(&v, e, "inside", b"x");
+    assert!(matches!(
+        v.rename(d1, b"d2", ROOT_INO, b"e", 0),
+        Err(FsError::NotEmpty)
+    ));
+    assert!(matches!(
+        v.rename(ROOT_INO, b"b", ROOT_INO, b"e", 0),
+        Err(FsError::IsDir)
+    ));
+    assert!(matches!(
+        v.rename(ROOT_INO, b"e", ROOT_INO, b"b", 0),
+        Err(FsError::NotDir)
+    ));
+    let root_links = v.getattr(ROOT_INO).unwrap().nlink;
+    v.rename(d1, b"d2", ROOT_INO, b"d2", 0).unwrap();
+    assert_eq!(v.getattr(ROOT_INO).unwrap().nlink, root_links + 1);
+    assert_eq!(v.getattr(d1).unwrap().nlink, 2);
+    let dots = v.readdir(d2, 0, 10).unwrap();
+    assert_eq!(dots[1].name, b"..");
+    assert_eq!(dots[1].ino, ROOT_INO);
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn unlinked_open_file_lives_until_release() {
+    let (v, ..) = mem_volume(CS);
+    let data = pattern(3 * CS as usize, 5);
+    let ino = write_file(&v, ROOT_INO, "f", &data);
+    v.open_file(ino).unwrap();
+    v.unlink(ROOT_INO, b"f").unwrap();
+    assert_eq!(read_all(&v, ino), data);
+    v.write(ino, 0, b"still writable").unwrap();
+    assert!(v.stats().unwrap().chunks > 0);
+    v.release_file(ino).unwrap();
+    assert_eq!(v.stats().unwrap().chunks, 0);
+    assert!(matches!(v.getattr(ino), Err(FsError::NotFound)));
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn hard_links_symlinks_fifos_xattrs() {
+    let (v, ..) = mem_volume(CS);
+    let f = write_file(&v, ROOT_INO, "f", b"data");
+    v.link(f, ROOT_INO, b"g").unwrap();
+    assert_eq!(v.getattr(f).unwrap().nlink, 2);
+    v.unlink(ROOT_INO, b"f").unwrap();
+    assert_eq!(v.getattr(f).unwrap().nlink, 1);
+    assert_eq!(read_all(&v, f), b"data");
+    let s = v.symlink(ME, ROOT_INO, b"s", b"g").unwrap();
+    assert_eq!(v.readlink(s.ino).unwrap(), b"g");
+    let p = v.mknod(ME, ROOT_INO, b"p", Kind::Fifo, 0o600, 0).unwrap();
+    assert_eq!(v.getattr(p.ino).unwrap().kind, Kind::Fifo);
+    v.setxattr(f, b"user.a", b"1", 0).unwrap();
+    assert!(matches!(
+        v.setxattr(f, b"user.a", b"2", 1),
+        Err(FsError::Exists)
+    ));
+    assert!(matches!(
+        v.setxattr(f, b"user.b", b"2", 2),
+        Err(FsError::NoXattr)
+    ));
+    assert_eq!(v.getxattr(f, b"user.a").unwrap(), b"1");
+    assert_eq!(v.listxattr(f).unwrap(), vec![b"user.a".to_vec()]);
+    v.removexattr(f, b"user.a").unwrap();
+    assert!(matches!(v.getxattr(f, b"user.a"), Err(FsError::NoXattr)));
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
+fn readdir_pages_through_many_entries() {
+    let (v, ..) = mem_volume(CS);
+    let d = v.mkdir(ME, ROOT_INO, b"big", 0o755).unwrap().ino;
+    for i in 0..3000 {
+        v.mknod(ME, d, format!("n{i}").as_bytes(), Kind::File, 0o644, 0)
+            .unwrap();
+    }
+    let mut names = Vec::new();
+    let mut cookie = 0;
+    loop {
+        let page = v.readdir(d, cookie, 97).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cookie = page.last().unwrap().cookie;
+        names.extend(page.into_iter().map(|e| String::from_utf8(e.name).unwrap()));
+    }
+    assert_eq!(names.len(), 3002);
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3002);
+    assert!(matches!(v.rmdir(ROOT_INO, b"big"), Err(FsError::NotEmpty)));
+}
+
+#[test]
+fn log_replay_in_any_arrival_order_rebuilds_the_same_tree() {
+    let (a, h, mk, ea) = mem_volume(CS);
+    let d = a.mkdir(ME, ROOT_INO, b"dir", 0o750).unwrap().ino;
+    let f = write_file(&a, d, "f", &pattern(5 * CS as usize, 3));
+    write_file(&a, ROOT_INO, "g", b"hello");
+    a.link(f, ROOT_INO, b"hard").unwrap();
+    a.rename(ROOT_INO, b"g", d, b"g2", 0).unwrap();
+    a.setxattr(f, b"user.x", b"y", 0).unwrap();
+    a.setattr(
+        f,
+        &SetAttr {
+            size: Some(2 * CS as u64 + 1),
+            perm: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    a.symlink(ME, d, b"ln", b"../hard").unwrap();
+    a.unlink(ROOT_INO, b"hard").unwrap();
+    let mut entries = a.log_entries().unwrap();
+    assert!(entries.len() > 5);
+    // Deliver the entries to a second replica in a scrambled order.
+    entries.reverse();
+    entries.swap(0, 3);
+    let eb = Arc::new(sealvol_store::MemoryEngine::new());
+    // The replica gets the chunks by content address (what sync will transfer).
+    let mut wb = WriteBatch::new();
+    ea.for_each(Cf::Chunks, b"", &mut |k, val| {
+        wb.put(Cf::Chunks, k.to_vec(), val.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    ea.for_each(Cf::Meta, b"", &mut |k, val| {
+        wb.put(Cf::Meta, k.to_vec(), val.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    eb.write(wb, Durability::Process).unwrap();
+    let b = Volume::open_in(
+        eb.clone() as Arc<dyn Engine>,
+        &h,
+        &mk,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    b.apply_log_entries(&entries).unwrap();
+    b.rebuild_refcounts().unwrap();
+    assert_eq!(a.dump().unwrap(), b.dump().unwrap());
+    assert_eq!(read_all(&b, f), read_all(&a, f));
+    assert!(
+        b.check().unwrap().is_clean(),
+        "{:?}",
+        b.check().unwrap().damage
+    );
+}
+
+fn flip_one_value(e: &dyn Engine, cf: Cf, byte: usize) {
+    let pairs = e.scan(cf, b"", b"", 1).unwrap();
+    let (k, mut val) = pairs.into_iter().next().expect("a record to damage");
+    let i = byte % val.len();
+    val[i] ^= 0x40;
+    let mut wb = WriteBatch::new();
+    wb.put(cf, k, val);
+    e.write(wb, Durability::Process).unwrap();
+}
+
+#[test]
+fn tampered_chunk_is_an_error_and_check_names_the_file() {
+    let (v, ..) = mem_volume(CS);
+    let d = v.mkdir(ME, ROOT_INO, b"docs", 0o755).unwrap().ino;
+    let victim = write_file(&v, d, "victim.txt", &pattern(CS as usize, 1));
+    let other = write_file(&v, ROOT_INO, "other", b"x");
+    let addr = v.file_chunks(victim).unwrap()[0].1;
+    let mut sealed = v.engine().get(Cf::Chunks, &addr.0).unwrap().unwrap();
+    sealed[40] ^= 0x40;
+    let mut wb = WriteBatch::new();
+    wb.put(Cf::Chunks, addr.0.to_vec(), sealed);
+    v.engine().write(wb, Durability::Process).unwrap();
+    let err = v
+        .read(victim, 0, 100)
+        .err()
+        .expect("read of a damaged chunk fails");
+    assert!(matches!(err, FsError::Corrupt { .. }), "{err}");
+    assert_eq!(v.read(other, 0, 10).unwrap(), b"x");
+    let r = v.check().unwrap();
+    assert_eq!(r.damage.len(), 1, "{:?}", r.damage);
+    assert_eq!(r.damage[0].path, "/docs/victim.txt");
+}
+
+#[test]
+fn tampered_metadata_is_detected() {
+    for cf in [Cf::Extents, Cf::Inodes, Cf::Dirents] {
+        let (v, ..) = mem_volume(CS);
+        write_file(&v, ROOT_INO, "only", &pattern(100, 1));
+        flip_one_value(&**v.engine(), cf, 33);
+        let r = v.check().unwrap();
+        assert!(!r.is_clean(), "{cf:?} damage not found");
+    }
+}
+
+#[test]
+fn rocks_volume_survives_reopen_and_wrong_key_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let data = pattern(300_000, 4);
+    {
+        let opts = sealvol_volume::CreateOptions {
+            kdf: sealvol_crypto::KdfParams::MIN,
+            ..Default::default()
+        };
+        let v = Volume::create(&store, &secret(), &opts, Arc::new(SystemClock)).unwrap();
+        write_file(&v, ROOT_INO, "f", &data);
+        v.sync_all().unwrap();
+    }
+    let wrong = sealvol_crypto::Secret::KeyFile(zeroize::Zeroizing::new([8u8; 32]));
+    let err = Volume::open(&store, &wrong, Arc::new(SystemClock))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("does not open any key slot"),
+        "{err}"
+    );
+    let v = Volume::open(&store, &secret(), Arc::new(SystemClock)).unwrap();
+    let f = v.lookup(ROOT_INO, b"f").unwrap().ino;
+    assert_eq!(read_all(&v, f), data);
+    assert!(v.check().unwrap().is_clean());
+    // A second open of a store in use is refused.
+    let err = Volume::open(&store, &secret(), Arc::new(SystemClock))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    let _ = RocksEngine::open;
+    let _ = RocksTuning::default;
+}
