@@ -17,4 +17,4 @@ pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
 pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
-pub use volume::{CreateOptions, Stats, Volume, DEFAULT_CHUNK_SIZE};
+pub use volume::{volume_admin, CreateOptions, Stats, Volume, DEFAULT_CHUNK_SIZE};

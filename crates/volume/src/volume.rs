@@ -206,7 +206,6 @@ impl Volume {
         v.engine.write(b, Durability::Disk)?;
         let mut t = v.begin();
         t.put_inode(root);
-        t.counters.dirs += 1;
         t.commit(Durability::Disk)?;
         Ok(v)
     }
@@ -529,4 +528,46 @@ fn volume_id(header: &KeyHeader) -> Result<[u8; 16]> {
 
 pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Key-slot administration on a store directory. Slots change only the key header; the data is
+/// never re-encrypted.
+pub mod volume_admin {
+    use std::path::Path;
+
+    use sealvol_crypto::{KdfParams, KeyHeader, Secret};
+
+    use super::{read_key_header, write_key_header};
+    use crate::error::Result;
+
+    pub fn read_header(store_dir: &Path) -> Result<KeyHeader> {
+        read_key_header(store_dir)
+    }
+
+    /// Add a slot for `new`, authorised by `current`. Returns the new slot id.
+    pub fn add_slot(
+        store_dir: &Path,
+        current: &Secret,
+        new: &Secret,
+        kdf: KdfParams,
+    ) -> Result<u32> {
+        let mut h = read_key_header(store_dir)?;
+        let (master, _) = h.unlock(current)?;
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let id = h.add_slot(&master, new, kdf, now)?;
+        write_key_header(store_dir, &h)?;
+        Ok(id)
+    }
+
+    /// Remove slot `id`, authorised by `current` (any slot's key).
+    pub fn remove_slot(store_dir: &Path, current: &Secret, id: u32) -> Result<()> {
+        let mut h = read_key_header(store_dir)?;
+        h.unlock(current)?;
+        h.remove_slot(id)?;
+        write_key_header(store_dir, &h)
+    }
 }

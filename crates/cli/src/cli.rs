@@ -1,0 +1,299 @@
+//! Commands and their arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use sealvol_crypto::KdfParams;
+use sealvol_volume::volume_admin;
+use sealvol_volume::{CreateOptions, SystemClock, Volume, DEFAULT_CHUNK_SIZE};
+
+use crate::keys::KeyArgs;
+
+#[derive(Parser, Debug)]
+#[command(name = "sealvol", version, about = "Encrypted, deduplicated volumes, mounted with FUSE", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a new encrypted store.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Chunk size: a power of two from 4K to 4M (suffixes K and M).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_CHUNK_SIZE)]
+        chunk_size: u32,
+        /// Argon2id memory for the passphrase slot, MiB (at least 8).
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        kdf_memory_mib: u32,
+        /// Argon2id passes for the passphrase slot.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        kdf_iterations: u32,
+    },
+    /// Mount a store on MOUNTPOINT. Returns once the filesystem is ready, unless --foreground.
+    Mount {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Serve in this process until unmounted (SIGTERM or SIGINT unmounts).
+        #[arg(long)]
+        foreground: bool,
+        /// FUSE worker threads.
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        /// Where the background process writes its log (default: nowhere).
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+        mountpoint: PathBuf,
+    },
+    /// Write out everything and unmount MOUNTPOINT; waits for the mount process to finish.
+    Umount {
+        /// Seconds to wait for the mount process to finish writing.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        mountpoint: PathBuf,
+    },
+    /// Manage key slots.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+    },
+    /// Totals: files, logical bytes, stored bytes, dedup ratio, chunks.
+    Stats {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every chunk and metadata record; exits 1 and names damaged files if any.
+    Check {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a key slot. Authenticate with an existing key; the new one comes from
+    /// --new-passphrase-file or --new-keyfile.
+    Add {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long, value_name = "FILE", conflicts_with = "new_keyfile")]
+        new_passphrase_file: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        new_keyfile: Option<PathBuf>,
+        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        kdf_memory_mib: u32,
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        kdf_iterations: u32,
+    },
+    /// Remove key slot N. Authenticate with a key; the last slot cannot be removed.
+    Remove {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        #[command(flatten)]
+        key: KeyArgs,
+        #[arg(long, value_name = "N")]
+        slot: u32,
+    },
+    /// List key slots (no secret needed: slots hold no secret in the clear).
+    List {
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last() {
+        Some('K') | Some('k') => (&s[..s.len() - 1], 1024),
+        Some('M') | Some('m') => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    let n: u32 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 65536, 64K, 1M)"))?;
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
+    KdfParams {
+        m_cost_kib: memory_mib.saturating_mul(1024),
+        t_cost: iterations,
+        p_cost: 1,
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Init {
+            store,
+            key,
+            chunk_size,
+            kdf_memory_mib,
+            kdf_iterations,
+        } => {
+            let secret = key.secret(true)?;
+            let opts = CreateOptions {
+                chunk_size,
+                kdf: kdf(kdf_memory_mib, kdf_iterations),
+                ..CreateOptions::default()
+            };
+            let v = Volume::create(&store, &secret, &opts, Arc::new(SystemClock))
+                .with_context(|| format!("creating a store in {}", store.display()))?;
+            println!(
+                "created sealvol store {} (volume {}, chunk size {})",
+                store.display(),
+                v.volume_id_hex(),
+                v.chunk_size()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Mount {
+            store,
+            key,
+            foreground,
+            threads,
+            log_file,
+            mountpoint,
+        } => crate::mount::mount(
+            &store,
+            &key,
+            foreground,
+            threads,
+            log_file.as_deref(),
+            &mountpoint,
+        ),
+        Cmd::Umount {
+            timeout,
+            mountpoint,
+        } => crate::mount::umount(&mountpoint, timeout),
+        Cmd::Key { cmd } => key_cmd(cmd),
+        Cmd::Stats { store, key, json } => {
+            let v = open(&store, &key)?;
+            let s = v.stats()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("files:          {}", s.files);
+                println!("directories:    {}", s.dirs);
+                println!("other nodes:    {}", s.others);
+                println!("logical bytes:  {}", s.logical_bytes);
+                println!("stored bytes:   {} (sealed chunks)", s.stored_bytes);
+                println!("on disk:        {} (whole store)", s.disk_bytes);
+                println!("chunks:         {}", s.chunks);
+                println!("dedup ratio:    {:.3}", s.dedup_ratio);
+                println!("chunk size:     {}", s.chunk_size);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { store, key, json } => {
+            let v = open(&store, &key)?;
+            let r = v.check()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "checked {} inodes, {} directory entries, {} extents, {} chunks, {} log entries",
+                    r.inodes, r.dirents, r.extents, r.chunks, r.log_entries
+                );
+                for d in &r.damage {
+                    println!("DAMAGED {}: {}", d.path, d.detail);
+                }
+                if r.is_clean() {
+                    println!("no damage found");
+                } else {
+                    println!("{} problem(s) found", r.damage.len());
+                }
+            }
+            Ok(if r.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+pub fn open(store: &std::path::Path, key: &KeyArgs) -> Result<Volume> {
+    let secret = key.secret(false)?;
+    Volume::open(store, &secret, Arc::new(SystemClock))
+        .with_context(|| format!("opening the store {}", store.display()))
+}
+
+fn key_cmd(cmd: KeyCmd) -> Result<ExitCode> {
+    match cmd {
+        KeyCmd::Add {
+            store,
+            key,
+            new_passphrase_file,
+            new_keyfile,
+            kdf_memory_mib,
+            kdf_iterations,
+        } => {
+            let current = key.secret(false)?;
+            let new_args = KeyArgs {
+                passphrase_file: new_passphrase_file,
+                keyfile: new_keyfile,
+                secret_stdin: false,
+            };
+            if !new_args.given() {
+                bail!("say which key to add: --new-passphrase-file FILE or --new-keyfile FILE");
+            }
+            let new = new_args.secret(false)?;
+            let id = volume_admin::add_slot(
+                &store,
+                &current,
+                &new,
+                kdf(kdf_memory_mib, kdf_iterations),
+            )?;
+            println!("added key slot {id}");
+        }
+        KeyCmd::Remove { store, key, slot } => {
+            let current = key.secret(false)?;
+            volume_admin::remove_slot(&store, &current, slot)?;
+            println!("removed key slot {slot}");
+        }
+        KeyCmd::List { store } => {
+            let h = sealvol_volume::volume_admin::read_header(&store)?;
+            println!(
+                "volume {}",
+                h.volume_id
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            );
+            for s in &h.slots {
+                match &s.kind {
+                    sealvol_crypto::SlotKind::Passphrase { kdf } => println!(
+                        "slot {}: passphrase (Argon2id m={} MiB t={} p={})",
+                        s.id,
+                        kdf.m_cost_kib / 1024,
+                        kdf.t_cost,
+                        kdf.p_cost
+                    ),
+                    sealvol_crypto::SlotKind::KeyFile => println!("slot {}: key file", s.id),
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,90 @@
+//! Where secrets come from: files, a terminal prompt, or (for the background mount process)
+//! a pipe from its parent. Never the command line, never the environment.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sealvol_crypto::secret_file::passphrase_from_bytes;
+use sealvol_crypto::{read_key_file, read_passphrase_file, Secret};
+use zeroize::Zeroizing;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct KeyArgs {
+    /// File holding the passphrase (mode 0600; one trailing newline is ignored).
+    #[arg(long, value_name = "FILE", conflicts_with = "keyfile")]
+    pub passphrase_file: Option<PathBuf>,
+    /// File holding exactly 32 random bytes (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<PathBuf>,
+    /// Read the secret from standard input in sealvol's internal framing (used by `mount` to
+    /// hand the secret to its background process).
+    #[arg(long, hide = true)]
+    pub secret_stdin: bool,
+}
+
+impl KeyArgs {
+    pub fn given(&self) -> bool {
+        self.passphrase_file.is_some() || self.keyfile.is_some() || self.secret_stdin
+    }
+
+    /// The secret, from a file, the internal pipe or a terminal prompt.
+    pub fn secret(&self, confirm: bool) -> Result<Secret> {
+        if let Some(p) = &self.passphrase_file {
+            return Ok(read_passphrase_file(p)?);
+        }
+        if let Some(k) = &self.keyfile {
+            return Ok(read_key_file(k)?);
+        }
+        if self.secret_stdin {
+            return read_framed(&mut std::io::stdin());
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "no key given: pass --passphrase-file FILE or --keyfile FILE (or run in a terminal to be asked for a passphrase)"
+            );
+        }
+        let p = Zeroizing::new(rpassword::prompt_password("sealvol passphrase: ")?);
+        if confirm {
+            let again = Zeroizing::new(rpassword::prompt_password("repeat passphrase: ")?);
+            if *again != *p {
+                bail!("the two passphrases differ; nothing was changed");
+            }
+        }
+        Ok(passphrase_from_bytes(
+            p.as_bytes().to_vec(),
+            Path::new("<terminal>"),
+        )?)
+    }
+}
+
+/// Internal framing: one byte kind ('P' or 'K'), then the secret bytes to end of stream.
+pub fn write_framed(secret: &Secret, w: &mut impl Write) -> std::io::Result<()> {
+    match secret {
+        Secret::Passphrase(p) => {
+            w.write_all(b"P")?;
+            w.write_all(p)
+        }
+        Secret::KeyFile(k) => {
+            w.write_all(b"K")?;
+            w.write_all(&k[..])
+        }
+    }
+}
+
+fn read_framed(r: &mut impl Read) -> Result<Secret> {
+    let mut buf = Zeroizing::new(Vec::new());
+    r.read_to_end(&mut buf)
+        .context("reading the secret from the parent process")?;
+    match buf.split_first() {
+        Some((b'P', rest)) => Ok(Secret::Passphrase(Zeroizing::new(rest.to_vec()))),
+        Some((b'K', rest)) => {
+            let k: [u8; 32] = rest
+                .try_into()
+                .context("key from the parent process is not 32 bytes")?;
+            Ok(Secret::KeyFile(Zeroizing::new(k)))
+        }
+        _ => bail!("no secret arrived from the parent process"),
+    }
+}

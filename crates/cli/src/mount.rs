@@ -1,0 +1,206 @@
+//! `sealvol mount` and `sealvol umount`.
+//!
+//! Without --foreground, `mount` starts a copy of itself in the background with the secret on a
+//! pipe (never on its command line), and returns when that process reports the filesystem ready
+//! or reports why it could not mount. The mount process writes `mount.pid` in the store
+//! directory so `umount` can wait until every buffered write is on disk.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sealvol_fuse::SealFs;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::keys::{write_framed, KeyArgs};
+
+const PID_FILE: &str = "mount.pid";
+
+pub fn mount(
+    store: &Path,
+    key: &KeyArgs,
+    foreground: bool,
+    threads: usize,
+    log_file: Option<&Path>,
+    mountpoint: &Path,
+) -> Result<ExitCode> {
+    let md = std::fs::metadata(mountpoint)
+        .with_context(|| format!("mount point {} is not usable", mountpoint.display()))?;
+    if !md.is_dir() {
+        bail!("mount point {} is not a directory", mountpoint.display());
+    }
+    let store = &std::fs::canonicalize(store)
+        .with_context(|| format!("store {} is not usable", store.display()))?;
+    if foreground {
+        // In the background child, report failures on the ready pipe too.
+        let notify = key.secret_stdin;
+        let r = (|| {
+            let vol = crate::cli::open(store, key)?;
+            serve(vol, store, mountpoint, threads, notify)
+        })();
+        if let (true, Err(e)) = (notify, &r) {
+            println!("ERROR {e:#}");
+        }
+        return r;
+    }
+    let secret = key.secret(false)?;
+    let exe = std::env::current_exe().context("finding the sealvol executable")?;
+    let stderr = match log_file {
+        Some(p) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening log file {}", p.display()))?,
+        ),
+        None => Stdio::null(),
+    };
+    let mut child = Command::new(exe)
+        .arg("mount")
+        .arg("--foreground")
+        .arg("--secret-stdin")
+        .arg("--store")
+        .arg(store)
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg(mountpoint)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .context("starting the background mount process")?;
+    {
+        let mut stdin = child.stdin.take().context("no pipe to the mount process")?;
+        write_framed(&secret, &mut stdin).context("handing the key to the mount process")?;
+    }
+    let stdout = child
+        .stdout
+        .take()
+        .context("no pipe from the mount process")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let line = line.trim_end();
+    if line == "READY" {
+        println!(
+            "mounted {} on {} (process {})",
+            store.display(),
+            mountpoint.display(),
+            child.id()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = child.wait()?;
+    match line.strip_prefix("ERROR ") {
+        Some(msg) => bail!("{msg}"),
+        None => bail!("the mount process exited ({status}) without mounting; run with --foreground to see why"),
+    }
+}
+
+fn serve(
+    vol: sealvol_volume::Volume,
+    store: &Path,
+    mountpoint: &Path,
+    threads: usize,
+    notify: bool,
+) -> Result<ExitCode> {
+    let vol = Arc::new(vol);
+    let fs = SealFs::new(vol.clone(), store);
+    let cfg = SealFs::config(store, threads);
+    let mut session = fuser::Session::new(fs, mountpoint, &cfg)
+        .with_context(|| format!("mounting FUSE on {}", mountpoint.display()))?;
+    let pid_path = store.join(PID_FILE);
+    std::fs::write(
+        &pid_path,
+        format!("{}\n{}\n", std::process::id(), mountpoint.display()),
+    )
+    .with_context(|| format!("writing {}", pid_path.display()))?;
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            if let Err(e) = unmounter.unmount() {
+                tracing::error!(error = %e, "unmount on signal failed");
+            }
+        }
+    });
+    tracing::info!(mountpoint = %mountpoint.display(), "serving");
+    if notify {
+        let mut out = std::io::stdout();
+        writeln!(out, "READY")?;
+        out.flush()?;
+    }
+    let served = session.run();
+    let synced = vol.sync_all();
+    let _ = std::fs::remove_file(&pid_path);
+    served.context("serving FUSE requests")?;
+    synced.context("writing out buffered data at unmount")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store behind a sealvol mount at `mountpoint`, from the mount table.
+fn mounted_store(mountpoint: &Path) -> Result<Option<PathBuf>> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let want = mountpoint.to_string_lossy().replace(' ', "\\040");
+    for line in table.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.get(4) != Some(&want.as_str()) {
+            continue;
+        }
+        let fstype = fields.get(sep + 1).copied().unwrap_or("");
+        let source = fields.get(sep + 2).copied().unwrap_or("");
+        if fstype == "fuse" || fstype == "fuse.sealvol" {
+            if let Some(s) = source.strip_prefix("sealvol:") {
+                return Ok(Some(PathBuf::from(s.replace("\\040", " "))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub fn umount(mountpoint: &Path, timeout: u64) -> Result<ExitCode> {
+    let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let Some(store) = mounted_store(&mp)? else {
+        bail!("{} is not a sealvol mount", mp.display());
+    };
+    let pid: Option<u32> = std::fs::read_to_string(store.join(PID_FILE))
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.parse().ok()));
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mp)
+        .output()
+        .context("running fusermount3 (install the fuse3 package)")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("busy") {
+            bail!(
+                "{} is busy: a process still uses files there; close them (`fuser -vm {}` lists them) and try again",
+                mp.display(),
+                mp.display()
+            );
+        }
+        bail!("fusermount3 -u {} failed: {}", mp.display(), err.trim());
+    }
+    if let Some(pid) = pid {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        while proc_dir.exists() {
+            if Instant::now() > deadline {
+                bail!(
+                    "unmounted, but the mount process {pid} is still writing after {timeout} s; it will finish on its own"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    println!("unmounted {}", mp.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,601 @@
+//! The FUSE adapter: kernel requests onto [`Volume`] methods. Each callback replies exactly
+//! once; errors map to an errno in one place ([`errno`]); nothing here panics on I/O.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
+};
+use sealvol_store::StoreError;
+use sealvol_volume::{Caller, FsError, Inode, Kind, SetAttr, Ts, Volume};
+
+/// How long the kernel may cache names and attributes. This mount is the only writer of its
+/// store, so caching is safe; it stays short so that a future sync layer's changes show soon.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The one mapping from volume errors to errno.
+pub fn errno(e: &FsError) -> Errno {
+    match e {
+        FsError::NotFound => Errno::ENOENT,
+        FsError::Exists => Errno::EEXIST,
+        FsError::NotDir => Errno::ENOTDIR,
+        FsError::IsDir => Errno::EISDIR,
+        FsError::NotEmpty => Errno::ENOTEMPTY,
+        FsError::Invalid(_) => Errno::EINVAL,
+        FsError::NameTooLong => Errno::ENAMETOOLONG,
+        FsError::NoXattr => Errno::ENODATA,
+        FsError::Range => Errno::ERANGE,
+        FsError::TooBig => Errno::EFBIG,
+        FsError::Store(StoreError::NoSpace(_)) => Errno::ENOSPC,
+        FsError::Corrupt { .. } | FsError::Store(_) | FsError::Crypto(_) | FsError::Setup(_) => {
+            Errno::EIO
+        }
+    }
+}
+
+fn to_system_time(t: Ts) -> SystemTime {
+    if t.secs >= 0 {
+        UNIX_EPOCH + Duration::new(t.secs as u64, t.nanos)
+    } else {
+        UNIX_EPOCH - Duration::from_secs((-t.secs) as u64) + Duration::from_nanos(t.nanos as u64)
+    }
+}
+
+fn to_ts(t: SystemTime) -> Ts {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Ts {
+            secs: d.as_secs() as i64,
+            nanos: d.subsec_nanos(),
+        },
+        Err(e) => {
+            let d = e.duration();
+            let mut secs = -(d.as_secs() as i64);
+            let mut nanos = d.subsec_nanos();
+            if nanos > 0 {
+                secs -= 1;
+                nanos = 1_000_000_000 - nanos;
+            }
+            Ts { secs, nanos }
+        }
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn attr(i: &Inode) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(i.ino),
+        size: i.size,
+        blocks: i.size.div_ceil(512),
+        atime: to_system_time(i.atime),
+        mtime: to_system_time(i.mtime),
+        ctime: to_system_time(i.ctime),
+        crtime: to_system_time(i.crtime),
+        kind: file_type(i.kind),
+        perm: (i.perm & 0o7777) as u16,
+        nlink: i.nlink,
+        uid: i.uid,
+        gid: i.gid,
+        rdev: i.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+/// A mounted volume.
+pub struct SealFs {
+    vol: Arc<Volume>,
+    /// Where the store lives, for statfs.
+    store_dir: PathBuf,
+}
+
+impl SealFs {
+    pub fn new(vol: Arc<Volume>, store_dir: &Path) -> Self {
+        SealFs {
+            vol,
+            store_dir: store_dir.to_path_buf(),
+        }
+    }
+
+    /// Mount options: every user may enter (containers run as any uid) and the kernel checks
+    /// permissions against the modes we report.
+    pub fn config(store_dir: &Path, threads: usize) -> Config {
+        let mut c = Config::default();
+        c.mount_options = vec![
+            MountOption::FSName(format!("sealvol:{}", store_dir.display())),
+            MountOption::Subtype("sealvol".into()),
+            MountOption::DefaultPermissions,
+            MountOption::Dev,
+            MountOption::Suid,
+        ];
+        c.acl = SessionACL::All;
+        c.n_threads = Some(threads.max(1));
+        c.clone_fd = true;
+        c
+    }
+
+    fn log_err(&self, op: &str, ino: u64, e: &FsError) -> Errno {
+        let n = errno(e);
+        if n == Errno::EIO {
+            tracing::error!(op, ino, error = %e, "I/O error returned to the application");
+        }
+        n
+    }
+
+    fn entry(&self, r: Result<Inode, FsError>, op: &str, parent: u64, reply: ReplyEntry) {
+        match r {
+            Ok(i) => reply.entry(&TTL, &attr(&i), Generation(0)),
+            Err(e) => reply.error(self.log_err(op, parent, &e)),
+        }
+    }
+
+    fn empty(&self, r: Result<(), FsError>, op: &str, ino: u64, reply: ReplyEmpty) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(self.log_err(op, ino, &e)),
+        }
+    }
+
+    fn xattr_reply(&self, r: Result<Vec<u8>, FsError>, size: u32, ino: u64, reply: ReplyXattr) {
+        match r {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() <= size as usize => reply.data(&v),
+            Ok(_) => reply.error(Errno::ERANGE),
+            Err(e) => reply.error(self.log_err("xattr", ino, &e)),
+        }
+    }
+}
+
+impl Filesystem for SealFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.vol.sync_all() {
+            tracing::error!(error = %e, "writing out buffered data at unmount failed");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.entry(
+            self.vol.lookup(parent.0, name.as_bytes()),
+            "lookup",
+            parent.0,
+            reply,
+        )
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vol.getattr(ino.0) {
+            Ok(i) => reply.attr(&TTL, &attr(&i)),
+            Err(e) => reply.error(self.log_err("getattr", ino.0, &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let now = to_ts(SystemTime::now());
+        let t = |x: Option<TimeOrNow>| {
+            x.map(|v| match v {
+                TimeOrNow::SpecificTime(s) => to_ts(s),
+                TimeOrNow::Now => now,
+            })
+        };
+        let a = SetAttr {
+            perm: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: t(atime),
+            mtime: t(mtime),
+            ctime: ctime.map(to_ts),
+        };
+        match self.vol.setattr(ino.0, &a) {
+            Ok(i) => reply.attr(&TTL, &attr(&i)),
+            Err(e) => reply.error(self.log_err("setattr", ino.0, &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vol.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(self.log_err("readlink", ino.0, &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => Kind::File,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDev,
+            libc::S_IFBLK => Kind::BlockDev,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let r = self.vol.mknod(
+            caller(req),
+            parent.0,
+            name.as_bytes(),
+            kind,
+            mode & !umask,
+            rdev,
+        );
+        self.entry(r, "mknod", parent.0, reply)
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .vol
+            .mkdir(caller(req), parent.0, name.as_bytes(), mode & !umask);
+        self.entry(r, "mkdir", parent.0, reply)
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.empty(
+            self.vol.unlink(parent.0, name.as_bytes()),
+            "unlink",
+            parent.0,
+            reply,
+        )
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.empty(
+            self.vol.rmdir(parent.0, name.as_bytes()),
+            "rmdir",
+            parent.0,
+            reply,
+        )
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.vol.symlink(
+            caller(req),
+            parent.0,
+            link_name.as_bytes(),
+            target.as_os_str().as_bytes(),
+        );
+        self.entry(r, "symlink", parent.0, reply)
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let mut f = 0;
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            f |= sealvol_volume::RENAME_NOREPLACE;
+        }
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            f |= sealvol_volume::RENAME_EXCHANGE;
+        }
+        if flags.bits() & !(libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        let r = self.vol.rename(
+            parent.0,
+            name.as_bytes(),
+            newparent.0,
+            newname.as_bytes(),
+            f,
+        );
+        self.empty(r, "rename", parent.0, reply)
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.entry(
+            self.vol.link(ino.0, newparent.0, newname.as_bytes()),
+            "link",
+            ino.0,
+            reply,
+        )
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vol.open_file(ino.0) {
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(self.log_err("open", ino.0, &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vol.read(ino.0, offset, size) {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(self.log_err("read", ino.0, &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.vol.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(self.log_err("write", ino.0, &e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.empty(self.vol.flush(ino.0), "flush", ino.0, reply)
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.empty(self.vol.release_file(ino.0), "release", ino.0, reply)
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.empty(self.vol.fsync(ino.0), "fsync", ino.0, reply)
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vol.getattr(ino.0) {
+            Ok(i) if i.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(self.log_err("opendir", ino.0, &e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.vol.readdir(ino.0, offset, 256) {
+            Ok(entries) => {
+                for e in entries {
+                    if reply.add(
+                        INodeNo(e.ino),
+                        e.cookie,
+                        file_type(e.kind),
+                        OsStr::from_bytes(&e.name),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(self.log_err("readdir", ino.0, &e)),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.vol.engine().sync().map_err(FsError::from);
+        self.empty(r, "fsyncdir", ino.0, reply)
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match rustix::fs::statvfs(&self.store_dir) {
+            Ok(s) => {
+                let files = self
+                    .vol
+                    .stats()
+                    .map(|s| s.files + s.dirs + s.others)
+                    .unwrap_or(0);
+                let ffree = 1u64 << 32;
+                reply.statfs(
+                    s.f_blocks,
+                    s.f_bfree,
+                    s.f_bavail,
+                    files + ffree,
+                    ffree,
+                    s.f_bsize as u32,
+                    255,
+                    s.f_frsize as u32,
+                )
+            }
+            Err(_) => reply.error(Errno::EIO),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.empty(
+            self.vol.setxattr(ino.0, name.as_bytes(), value, flags),
+            "setxattr",
+            ino.0,
+            reply,
+        )
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.xattr_reply(
+            self.vol.getxattr(ino.0, name.as_bytes()),
+            size,
+            ino.0,
+            reply,
+        )
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let r = self.vol.listxattr(ino.0).map(|names| {
+            let mut out = Vec::new();
+            for n in names {
+                out.extend_from_slice(&n);
+                out.push(0);
+            }
+            out
+        });
+        self.xattr_reply(r, size, ino.0, reply)
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.empty(
+            self.vol.removexattr(ino.0, name.as_bytes()),
+            "removexattr",
+            ino.0,
+            reply,
+        )
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self
+            .vol
+            .mknod(
+                caller(req),
+                parent.0,
+                name.as_bytes(),
+                Kind::File,
+                mode & !umask,
+                0,
+            )
+            .and_then(|i| self.vol.open_file(i.ino).map(|_| i));
+        match r {
+            Ok(i) => reply.created(
+                &TTL,
+                &attr(&i),
+                Generation(0),
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(self.log_err("create", parent.0, &e)),
+        }
+    }
+}
