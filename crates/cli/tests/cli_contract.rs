@@ -1,0 +1,193 @@
+//! The CLI contract: keys, refusals and their messages, mount lifecycle, check and stats.
+
+mod common;
+use common::*;
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn help_on_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["init", "--help"],
+        vec!["mount", "--help"],
+        vec!["umount", "--help"],
+        vec!["key", "--help"],
+        vec!["key", "add", "--help"],
+        vec!["key", "remove", "--help"],
+        vec!["key", "list", "--help"],
+        vec!["stats", "--help"],
+        vec!["check", "--help"],
+    ] {
+        let out = ok(&sealvol(&args));
+        assert!(out.contains("Usage"), "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn mount_write_umount_remount_read() {
+    let f = Fixture::new();
+    f.mount();
+    assert!(f.is_mounted());
+    std::fs::write(f.m("hello.txt"), b"hello sealvol\n").unwrap();
+    f.umount();
+    assert!(!f.is_mounted());
+    f.mount();
+    assert_eq!(std::fs::read(f.m("hello.txt")).unwrap(), b"hello sealvol\n");
+    // A store already mounted is refused: never two writers.
+    let other = f.dir.path().join("mnt2");
+    std::fs::create_dir(&other).unwrap();
+    let o = sealvol(&[
+        "mount",
+        "--store",
+        Fixture::s(&f.store),
+        "--keyfile",
+        Fixture::s(&f.key),
+        Fixture::s(&other),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in use"), "{err}");
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn wrong_key_mounts_nothing_and_changes_nothing() {
+    let f = Fixture::new();
+    let wrong = f.dir.path().join("wrong");
+    std::fs::write(&wrong, [0u8; 32]).unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let before = sh(&format!(
+        "cd {} && find . -type f -exec sha256sum {{}} + | sort",
+        f.store.display()
+    ));
+    let o = sealvol(&[
+        "mount",
+        "--store",
+        Fixture::s(&f.store),
+        "--keyfile",
+        Fixture::s(&wrong),
+        Fixture::s(&f.mnt),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not open any key slot"), "{err}");
+    assert!(!f.is_mounted());
+    let after = sh(&format!(
+        "cd {} && find . -type f -exec sha256sum {{}} + | sort",
+        f.store.display()
+    ));
+    assert_eq!(
+        before.stdout, after.stdout,
+        "a failed mount changed the store"
+    );
+}
+
+#[test]
+fn world_readable_key_file_is_refused() {
+    let f = Fixture::new();
+    std::fs::set_permissions(&f.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = f.try_mount();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("readable by group or others") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!f.is_mounted());
+}
+
+#[test]
+fn no_key_without_terminal_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let o = sealvol(&["init", "--store", d.path().join("s").to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--passphrase-file") && err.contains("--keyfile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn key_slots_add_list_remove() {
+    let f = Fixture::new();
+    let pass = f.dir.path().join("pass");
+    std::fs::write(&pass, "a long passphrase\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let out = ok(&sealvol(&[
+        "key",
+        "add",
+        "--store",
+        &s(&f.store),
+        "--keyfile",
+        &s(&f.key),
+        "--new-passphrase-file",
+        &s(&pass),
+        "--kdf-memory-mib",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]));
+    assert!(out.contains("added key slot 1"), "{out}");
+    let list = ok(&sealvol(&["key", "list", "--store", &s(&f.store)]));
+    assert!(
+        list.contains("slot 0: key file") && list.contains("slot 1: passphrase"),
+        "{list}"
+    );
+    // The passphrase now opens the volume; after removing slot 0 the key file no longer does.
+    ok(&sealvol(&[
+        "stats",
+        "--store",
+        &s(&f.store),
+        "--passphrase-file",
+        &s(&pass),
+    ]));
+    ok(&sealvol(&[
+        "key",
+        "remove",
+        "--store",
+        &s(&f.store),
+        "--passphrase-file",
+        &s(&pass),
+        "--slot",
+        "0",
+    ]));
+    let o = sealvol(&["stats", "--store", &s(&f.store), "--keyfile", &s(&f.key)]);
+    assert!(!o.status.success());
+    let o = sealvol(&[
+        "key",
+        "remove",
+        "--store",
+        &s(&f.store),
+        "--passphrase-file",
+        &s(&pass),
+        "--slot",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("last one"));
+}
+
+#[test]
+fn stats_report_dedup() {
+    let f = Fixture::new();
+    f.mount();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(f.m("a"), &data).unwrap();
+    std::fs::write(f.m("b"), &data).unwrap();
+    f.umount();
+    let out = ok(&sealvol(&[
+        "stats",
+        "--store",
+        Fixture::s(&f.store),
+        "--keyfile",
+        Fixture::s(&f.key),
+        "--json",
+    ]));
+    assert!(out.contains("\"files\": 2"), "{out}");
+    assert!(out.contains("\"logical_bytes\": 2000000"), "{out}");
+    assert!(out.contains("\"dedup_ratio\": 2.0"), "{out}");
+}
