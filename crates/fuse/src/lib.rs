@@ -33,6 +33,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::NoXattr => Errno::ENODATA,
         FsError::Range => Errno::ERANGE,
         FsError::TooBig => Errno::EFBIG,
+        FsError::NotSupported(_) => Errno::EOPNOTSUPP,
         FsError::Store(StoreError::NoSpace(_)) => Errno::ENOSPC,
         FsError::Corrupt { .. } | FsError::Store(_) | FsError::Crypto(_) | FsError::Setup(_) => {
             Errno::EIO

@@ -23,6 +23,8 @@ pub enum FsError {
     NoXattr,
     #[error("extended attribute buffer too small")]
     Range,
+    #[error("operation not supported: {0}")]
+    NotSupported(&'static str),
     #[error("file too large")]
     TooBig,
     #[error("damaged data in volume {volume}, inode {ino}: {detail}")]

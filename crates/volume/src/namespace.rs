@@ -601,6 +601,13 @@ impl Volume {
         if value.len() > XATTR_SIZE_MAX {
             return Err(FsError::TooBig);
         }
+        if name.starts_with(b"system.") {
+            // POSIX ACLs (system.posix_acl_*) are not supported: refusing them makes tools such
+            // as cp -a and tar fall back to chmod, instead of storing an ACL that changes nothing.
+            return Err(FsError::NotSupported(
+                "system.* extended attributes (POSIX ACLs)",
+            ));
+        }
         let mut t = self.begin();
         let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
         let exists = i.xattrs.contains_key(name);

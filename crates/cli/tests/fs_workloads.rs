@@ -1,0 +1,421 @@
+//! Real software on a real mount: tar, cp -a, git, SQLite, concurrent writers, mmap, big and
+//! sparse files, many entries, non-root users, and POSIX corner cases.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+
+/// A tree holding every kind of file sealvol must keep, built on the plain disk.
+fn make_tree(root: &std::path::Path) {
+    ok(&sh(&format!(
+        r#"set -e
+        cd {root}
+        mkdir -p src/sub/deeper src/empty
+        printf 'hello\n' > src/small.txt
+        head -c 300000 /dev/urandom > src/random.bin
+        head -c 200000 /dev/zero > src/zeros.bin
+        truncate -s 5M src/sparse.bin
+        printf 'tail' | dd of=src/sparse.bin bs=1 seek=3000000 conv=notrunc status=none
+        ln src/small.txt src/hardlink.txt
+        ln -s small.txt src/link
+        ln -s ../nowhere src/sub/dangling
+        mkfifo src/fifo
+        chmod 4755 src/small.txt
+        chmod 1777 src/sub/deeper
+        chmod 0600 src/random.bin
+        chown 1234:5678 src/random.bin
+        chown -h 42:43 src/link
+        setfattr -n user.test -v xval src/small.txt
+        setfattr -n user.dirattr -v dval src/sub
+        touch -h -d '2002-01-01 00:00:00' src/link
+        touch -d '2001-02-03 04:05:06.123456789' src/sub/deeper
+        touch -d '2001-02-03 04:05:06' src/zeros.bin
+        "#,
+        root = root.display()
+    )));
+}
+
+/// Everything `tar` sees of a tree: names, kinds, modes, owners, sizes, times, link targets,
+/// plus file contents and xattrs.
+fn describe(dir: &std::path::Path) -> String {
+    ok(&sh(&format!(
+        "cd {} && find . -mindepth 1 -printf '%p %y %m %u:%g %s %n %l %T@\\n' | awk '$2==\"d\" {{$5=\"-\"}} {{print}}' | sort && \
+         find . -type f -exec sha256sum {{}} + | sort && getfattr -R -d -h . 2>/dev/null | sort",
+        dir.display()
+    )))
+}
+
+#[test]
+fn tar_round_trip_of_every_file_kind() {
+    let f = Fixture::new();
+    let plain = f.dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    make_tree(&plain);
+    f.mount();
+    ok(&sh(&format!(
+        "set -e; tar --xattrs --xattrs-include='user.*' -C {p} -cf {d}/t.tar src && tar --xattrs --xattrs-include='user.*' -C {m} -xpf {d}/t.tar",
+        p = plain.display(), m = f.mnt.display(), d = f.dir.path().display()
+    )));
+    assert_eq!(describe(&plain.join("src")), describe(&f.m("src")));
+    // The same after a remount: nothing lived only in caches.
+    f.umount();
+    f.mount();
+    assert_eq!(describe(&plain.join("src")), describe(&f.m("src")));
+    // mtimes with nanoseconds survive.
+    let md = std::fs::metadata(f.m("src/sub/deeper")).unwrap();
+    assert_eq!(md.mtime_nsec(), 123456789);
+    // And tar out of the mount gives back the same tree.
+    let back = f.dir.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    ok(&sh(&format!(
+        "set -e; tar --xattrs --xattrs-include='user.*' -C {m} -cf {d}/t2.tar src && tar --xattrs --xattrs-include='user.*' -C {b} -xpf {d}/t2.tar",
+        m = f.mnt.display(), b = back.display(), d = f.dir.path().display()
+    )));
+    assert_eq!(describe(&plain.join("src")), describe(&back.join("src")));
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn cp_a_preserves_everything() {
+    let f = Fixture::new();
+    let plain = f.dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    make_tree(&plain);
+    f.mount();
+    ok(&sh(&format!(
+        "cp -a {}/src {}/",
+        plain.display(),
+        f.mnt.display()
+    )));
+    assert_eq!(describe(&plain.join("src")), describe(&f.m("src")));
+    ok(&sh(&format!(
+        "cp -a {}/src {}/copy2",
+        f.mnt.display(),
+        f.mnt.display()
+    )));
+    assert_eq!(describe(&plain.join("src")), describe(&f.m("copy2")));
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn git_repository_works() {
+    let f = Fixture::new();
+    f.mount();
+    let out = ok(&sh(&format!(
+        r#"set -e
+        cd {m}
+        git init -q repo && cd repo
+        git config user.email t@example.invalid && git config user.name t
+        for i in $(seq 1 30); do echo "line $i" > file$i.txt; done
+        git add . && git commit -qm first
+        echo change >> file1.txt && git commit -qam second
+        git mv file2.txt renamed.txt && git commit -qm third
+        git gc -q
+        git fsck --strict 2>&1
+        git log --oneline | wc -l
+        "#,
+        m = f.mnt.display()
+    )));
+    assert!(out.trim_end().ends_with('3'), "{out}");
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn sqlite_database_passes_integrity_check() {
+    let f = Fixture::new();
+    f.mount();
+    let script = format!(
+        r#"
+import sqlite3, random
+db = sqlite3.connect("{m}/test.db")
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("create table t (id integer primary key, v text)")
+rnd = random.Random(7)
+for batch in range(20):
+    with db:
+        for i in range(500):
+            db.execute("insert into t (v) values (?)", ("x" * rnd.randint(1, 400),))
+    with db:
+        db.execute("delete from t where id % 7 = ?", (batch % 7,))
+db.execute("vacuum")
+print(db.execute("PRAGMA integrity_check").fetchone()[0], db.execute("select count(*) from t").fetchone()[0])
+db.close()
+"#,
+        m = f.mnt.display()
+    );
+    let out = ok(&std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap());
+    assert!(out.starts_with("ok "), "{out}");
+    f.umount();
+    f.mount();
+    let out = ok(&sh(&format!(
+        "sqlite3 {}/test.db 'PRAGMA integrity_check'",
+        f.mnt.display()
+    )));
+    assert_eq!(out.trim(), "ok");
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn concurrent_writers() {
+    let f = Fixture::new();
+    f.mount();
+    let shared = f.m("shared.bin");
+    std::fs::File::create(&shared)
+        .unwrap()
+        .set_len(8 * 100_000)
+        .unwrap();
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let own = f.m(&format!("own{t}.bin"));
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let data = vec![t + 1; 100_000];
+                let mut o = std::fs::File::create(&own).unwrap();
+                for _ in 0..20 {
+                    o.write_all(&data).unwrap();
+                }
+                let mut s = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&shared)
+                    .unwrap();
+                for k in 0..10 {
+                    s.seek(SeekFrom::Start(t as u64 * 100_000 + k * 10_000))
+                        .unwrap();
+                    s.write_all(&data[..10_000]).unwrap();
+                }
+                s.sync_all().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for t in 0..8u8 {
+        let got = std::fs::read(f.m(&format!("own{t}.bin"))).unwrap();
+        assert_eq!(got.len(), 2_000_000);
+        assert!(got.iter().all(|b| *b == t + 1));
+    }
+    let s = std::fs::read(&shared).unwrap();
+    for t in 0..8usize {
+        assert!(s[t * 100_000..(t + 1) * 100_000]
+            .iter()
+            .all(|b| *b == t as u8 + 1));
+    }
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn mmap_reads_and_writes() {
+    let f = Fixture::new();
+    f.mount();
+    let script = format!(
+        r#"
+import mmap, os
+p = "{m}/mm.bin"
+with open(p, "wb") as fh:
+    fh.write(b"\0" * 300000)
+with open(p, "r+b") as fh:
+    mm = mmap.mmap(fh.fileno(), 0)
+    mm[100:105] = b"hello"
+    mm[299990:300000] = b"0123456789"
+    mm.flush()
+    mm.close()
+with open(p, "rb") as fh:
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    assert mm[100:105] == b"hello"
+    assert mm[299990:300000] == b"0123456789"
+print("ok")
+"#,
+        m = f.mnt.display()
+    );
+    ok(&std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap());
+    f.umount();
+    f.mount();
+    let d = std::fs::read(f.m("mm.bin")).unwrap();
+    assert_eq!(&d[100..105], b"hello");
+    assert_eq!(&d[299990..], b"0123456789");
+    f.umount();
+}
+
+#[test]
+fn files_over_4gib_and_sparse_files() {
+    let f = Fixture::new();
+    f.mount();
+    let p = f.m("big.bin");
+    let off = (4u64 << 30) + 1;
+    {
+        let mut fh = std::fs::File::create(&p).unwrap();
+        fh.seek(SeekFrom::Start(off)).unwrap();
+        fh.write_all(b"past 4 GiB").unwrap();
+    }
+    let md = std::fs::metadata(&p).unwrap();
+    assert_eq!(md.len(), off + 10);
+    let mut fh = std::fs::File::open(&p).unwrap();
+    fh.seek(SeekFrom::Start(off - 5)).unwrap();
+    let mut buf = [0u8; 15];
+    fh.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"\0\0\0\0\0past 4 GiB");
+    drop(fh);
+    // Truncate down and up again.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(off + 4)
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(off + 100)
+        .unwrap();
+    let mut fh = std::fs::File::open(&p).unwrap();
+    fh.seek(SeekFrom::Start(off)).unwrap();
+    let mut buf = [0u8; 10];
+    fh.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"past\0\0\0\0\0\0");
+    drop(fh);
+    f.umount();
+    // Holes are not stored: the store stays small.
+    let du = ok(&sh(&format!("du -sk {}", f.store.display())));
+    let kib: u64 = du.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(kib < 50_000, "store is {kib} KiB for a sparse file");
+    ok(&f.check());
+}
+
+#[test]
+fn posix_corner_cases() {
+    let f = Fixture::new();
+    f.mount();
+    let out = ok(&sh(&format!(
+        r#"set -e
+        cd {m}
+        # O_APPEND from two writers.
+        for i in $(seq 1 50); do echo "a$i" >> log.txt & echo "b$i" >> log.txt; wait; done
+        wc -l < log.txt
+        # rename over an existing file; RENAME_NOREPLACE (mv -n) keeps the target.
+        echo one > x; echo two > y; mv x y; cat y
+        echo three > z; mv -n y z 2>/dev/null || true; cat z; test -e y
+        # Directory renames across directories.
+        mkdir -p d1/a d2; echo inner > d1/a/f; mv d1/a d2/b; cat d2/b/f; test ! -e d1/a
+        # rmdir of a non-empty directory fails.
+        if rmdir d2 2>/dev/null; then echo rmdir-wrong; fi
+        # chmod/chown/utimens.
+        touch t; chmod 640 t; chown 7:8 t; touch -d '1999-12-31 23:59:59' t
+        stat -c '%a %u %g %Y' t
+        # Deep tree.
+        p=.; for i in $(seq 1 60); do p=$p/level$i; done; mkdir -p $p; echo deep > $p/f; cat $p/f
+        # Long names: 255 bytes ok, 256 refused.
+        n=$(printf 'n%.0s' $(seq 1 255)); touch $n; if touch ${{n}}x 2>/dev/null; then echo long-wrong; fi
+        "#,
+        m = f.mnt.display()
+    )));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        vec!["100", "one", "three", "inner", "640 7 8 946684799", "deep"],
+        "{out}"
+    );
+    // An unlinked file stays readable and writable through an open descriptor.
+    let p = f.m("open-unlinked");
+    let mut fh = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    fh.write_all(b"before").unwrap();
+    std::fs::remove_file(&p).unwrap();
+    fh.write_all(b" after").unwrap();
+    fh.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    fh.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "before after");
+    drop(fh);
+    assert!(!p.exists());
+    // Many files open at once.
+    let handles: Vec<std::fs::File> = (0..300)
+        .map(|i| std::fs::File::create(f.m(&format!("open{i}"))).unwrap())
+        .collect();
+    drop(handles);
+    assert_eq!(
+        std::fs::read_dir(f.mnt.clone()).unwrap().count() >= 300,
+        true
+    );
+    f.umount();
+    ok(&f.check());
+}
+
+#[test]
+fn statfs_reports_the_backing_disk() {
+    let f = Fixture::new();
+    f.mount();
+    let out = ok(&sh(&format!("stat -f -c '%b %a %S' {}", f.mnt.display())));
+    let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(v[0] > 0 && v[1] > 0 && v[2] > 0, "{out}");
+    f.umount();
+}
+
+#[test]
+fn non_root_users_write_where_permitted() {
+    let f = Fixture::new();
+    f.mount();
+    std::fs::create_dir(f.m("home")).unwrap();
+    ok(&sh(&format!("chown 1000:1000 {}/home", f.mnt.display())));
+    let o = sh(&format!(
+        "setpriv --reuid 1000 --regid 1000 --clear-groups sh -c 'echo mine > {m}/home/f && cat {m}/home/f && stat -c %u:%g {m}/home/f'",
+        m = f.mnt.display()
+    ));
+    let out = ok(&o);
+    assert_eq!(out, "mine\n1000:1000\n");
+    // Root's 0755 directory refuses the same user; its 0600 file is unreadable to them.
+    std::fs::write(f.m("secret"), b"root only").unwrap();
+    std::fs::set_permissions(f.m("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = sh(&format!(
+        "setpriv --reuid 1000 --regid 1000 --clear-groups sh -c 'echo x > {m}/nope' 2>&1; \
+         setpriv --reuid 1000 --regid 1000 --clear-groups cat {m}/secret 2>&1",
+        m = f.mnt.display()
+    ));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.matches("Permission denied").count() == 2, "{out}");
+    f.umount();
+}
+
+#[test]
+fn hundred_thousand_entries_in_one_directory() {
+    let f = Fixture::new();
+    f.mount();
+    let dir = f.m("many");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..100_000 {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(dir.join(format!("entry-{i:06}")))
+            .unwrap();
+    }
+    let n = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(n, 100_000);
+    assert!(dir.join("entry-054321").exists());
+    f.umount();
+    f.mount();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 100_000);
+    f.umount();
+}
