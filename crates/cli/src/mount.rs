@@ -135,7 +135,7 @@ fn serve(
         out.flush()?;
     }
     let served = session.run();
-    let synced = vol.sync_all();
+    let synced = vol.close();
     let _ = std::fs::remove_file(&pid_path);
     served.context("serving FUSE requests")?;
     synced.context("writing out buffered data at unmount")?;

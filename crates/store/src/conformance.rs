@@ -13,7 +13,9 @@ pub fn run_all(e: &dyn Engine) {
     sync_and_compact(e);
 }
 
-fn wb(ops: &[(Cf, &[u8], Option<&[u8]>)]) -> WriteBatch {
+type Op<'a> = (Cf, &'a [u8], Option<&'a [u8]>);
+
+fn wb(ops: &[Op<'_>]) -> WriteBatch {
     let mut b = WriteBatch::new();
     for (cf, k, v) in ops {
         match v {
@@ -133,6 +135,7 @@ pub fn for_each_pages(e: &dyn Engine) {
 
 pub fn sync_and_compact(e: &dyn Engine) {
     e.sync().unwrap();
+    e.flush_memtables().unwrap();
     e.compact().unwrap();
     assert_eq!(
         e.get(Cf::Refs, b"same").unwrap().as_deref(),

@@ -99,6 +99,9 @@ impl WriteBatch {
 
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// A callback over key-value pairs; an error stops the walk.
+pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
 /// An ordered key-value store with column families.
 ///
 /// Durability, per method:
@@ -124,6 +127,10 @@ pub trait Engine: Send + Sync + 'static {
         limit: usize,
     ) -> Result<KvPairs, StoreError>;
 
+    /// Move everything from the write-ahead log into checksummed table files, so that the data
+    /// no longer depends on replaying the log (done at a clean close).
+    fn flush_memtables(&self) -> Result<(), StoreError>;
+
     /// Reclaim the space of deleted and overwritten records now.
     fn compact(&self) -> Result<(), StoreError>;
 
@@ -131,12 +138,7 @@ pub trait Engine: Send + Sync + 'static {
     fn disk_bytes(&self) -> Result<u64, StoreError>;
 
     /// Visit every pair under `prefix`, in key order, in pages.
-    fn for_each(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    fn for_each(&self, cf: Cf, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
         let mut start = prefix.to_vec();
         loop {
             let page = self.scan(cf, prefix, &start, 1024)?;

@@ -31,10 +31,13 @@ pub(crate) struct FileState {
     mtime: Option<Ts>,
 }
 
+/// Cached plaintexts, and addresses in insertion order (oldest first, evicted first).
+type CacheInner = (HashMap<ChunkAddr, Arc<Vec<u8>>>, VecDeque<ChunkAddr>);
+
 /// A small cache of verified chunk plaintexts, by address.
 pub(crate) struct ChunkCache {
     cap: usize,
-    inner: Mutex<(HashMap<ChunkAddr, Arc<Vec<u8>>>, VecDeque<ChunkAddr>)>,
+    inner: Mutex<CacheInner>,
 }
 
 impl ChunkCache {
@@ -403,7 +406,7 @@ impl Volume {
         let cs = self.cfg.chunk_size as u64;
         let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
         // Cut the chunk that will hold the new end, before taking the commit lock.
-        let mut cut: Option<(u64, Option<(ChunkAddr, Vec<u8>, u32)>)> = None;
+        let mut cut: Option<(u64, ChunkAddr, Vec<u8>, u32)> = None;
         if size < inode.size && size % cs != 0 {
             let index = size / cs;
             let keep = (size % cs) as usize;
@@ -412,7 +415,7 @@ impl Volume {
                 let data = &stored[..keep];
                 let addr = self.keys.chunk_addr.chunk_addr(data);
                 let sealed = self.seal_chunk(&addr, data)?;
-                cut = Some((index, Some((addr, sealed, keep as u32))));
+                cut = Some((index, addr, sealed, keep as u32));
             }
         }
         let mut t: Txn<'_> = self.begin();
@@ -423,7 +426,7 @@ impl Volume {
             t.del_extent(ino, index)?;
         }
         truncate_holes(&mut inode.holes, new_n);
-        if let Some((index, Some((addr, sealed, len)))) = cut {
+        if let Some((index, addr, sealed, len)) = cut {
             t.put_extent(ino, index, Extent { addr, len }, Some(sealed))?;
         }
         if new_n > old_n {

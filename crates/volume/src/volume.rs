@@ -327,6 +327,13 @@ impl Volume {
         Ok(())
     }
 
+    /// A clean close: everything durable, and out of the write-ahead log.
+    pub fn close(&self) -> Result<()> {
+        self.sync_all()?;
+        self.engine.flush_memtables()?;
+        Ok(())
+    }
+
     // ---- record keys and sealing ----
 
     pub(crate) fn binding(&self, parts: &[&[u8]]) -> Vec<u8> {

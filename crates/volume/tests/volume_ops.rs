@@ -342,8 +342,7 @@ fn tampered_chunk_is_an_error_and_check_names_the_file() {
     v.engine().write(wb, Durability::Process).unwrap();
     let err = v
         .read(victim, 0, 100)
-        .err()
-        .expect("read of a damaged chunk fails");
+        .expect_err("read of a damaged chunk fails");
     assert!(matches!(err, FsError::Corrupt { .. }), "{err}");
     assert_eq!(v.read(other, 0, 10).unwrap(), b"x");
     let r = v.check().unwrap();

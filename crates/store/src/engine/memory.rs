@@ -7,9 +7,11 @@ use parking_lot::RwLock;
 
 use super::{scan_from, Cf, Durability, Engine, KvPairs, StoreError, WriteBatch};
 
+type Map = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
+
 #[derive(Default)]
 pub struct MemoryEngine {
-    maps: RwLock<BTreeMap<(Cf, Vec<u8>), Vec<u8>>>,
+    maps: RwLock<Map>,
 }
 
 impl MemoryEngine {
@@ -56,6 +58,10 @@ impl Engine for MemoryEngine {
             .take(limit)
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn flush_memtables(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     fn compact(&self) -> Result<(), StoreError> {
