@@ -17,6 +17,9 @@ use crate::schema::*;
 use crate::txn::Txn;
 use crate::volume::Volume;
 
+/// Threads that hash and seal one file's buffered chunks in parallel.
+const SEAL_THREADS: usize = 4;
+
 /// Largest file: 2^50 bytes (1 PiB).
 const MAX_FILE_SIZE: u64 = 1 << 50;
 
@@ -222,15 +225,28 @@ impl Volume {
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let st = self.state(ino);
-        let mut st = st.lock();
-        self.load_size(ino, &mut st)?;
-        let file_size = st.size;
+        let cs = self.cfg.chunk_size as u64;
+        // Hold the file's lock only to learn its size and copy buffered chunks: reads of the
+        // stored chunks (decrypt + verify) then run in parallel with other reads and writes.
+        let (file_size, buffered) = {
+            let st = self.state(ino);
+            let mut st = st.lock();
+            self.load_size(ino, &mut st)?;
+            let end = st.size.min(offset.saturating_add(size as u64));
+            let mut buffered: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            if offset < end && !st.dirty.is_empty() {
+                for index in offset / cs..end.div_ceil(cs) {
+                    if let Some(b) = st.dirty.get(&index) {
+                        buffered.insert(index, b.clone());
+                    }
+                }
+            }
+            (st.size, buffered)
+        };
         if offset >= file_size {
             return Ok(Vec::new());
         }
         let end = file_size.min(offset + size as u64);
-        let cs = self.cfg.chunk_size as u64;
         let mut out = vec![0u8; (end - offset) as usize];
         let mut inode: Option<Inode> = None;
         let mut pos = offset;
@@ -245,7 +261,7 @@ impl Volume {
                     dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
                 }
             };
-            if let Some(buf) = st.dirty.get(&index) {
+            if let Some(buf) = buffered.get(&index) {
                 copy(buf, dst);
             } else {
                 if inode.is_none() {
@@ -329,28 +345,18 @@ impl Volume {
             return Ok(());
         }
         let cs = self.cfg.chunk_size as usize;
-        // Hash and seal outside the commit lock.
-        let mut prepared = Vec::with_capacity(st.dirty.len());
-        for (&index, buf) in &st.dirty {
-            // Bytes past the end of the file (after a truncate) are not data.
-            let limit = st.size.saturating_sub(index * cs as u64).min(cs as u64) as usize;
-            let data = &buf[..buf.len().min(limit)];
-            // Zeros read the same from a hole (bytes past a chunk's length read as zeros too).
-            if data.iter().all(|b| *b == 0) {
-                prepared.push((index, None));
-                continue;
-            }
-            let addr = self.keys.chunk_addr.chunk_addr(data);
-            let sealed = if self.read_ref(&addr)?.is_some() {
-                None
-            } else {
-                Some(self.seal_chunk(&addr, data)?)
-            };
-            prepared.push((
-                index,
-                Some((addr, data.len() as u32, sealed, data.to_vec())),
-            ));
-        }
+        // Hash and seal outside the commit lock, on up to `SEAL_THREADS` threads.
+        let jobs: Vec<(u64, &[u8])> = st
+            .dirty
+            .iter()
+            .map(|(&index, buf)| {
+                // Bytes past the end of the file (after a truncate) are not data.
+                let limit = st.size.saturating_sub(index * cs as u64).min(cs as u64) as usize;
+                (index, &buf[..buf.len().min(limit)])
+            })
+            .collect();
+        let prepared = self.prepare_chunks(&jobs)?;
+        drop(jobs);
         let mut t = self.begin();
         let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
         let old_n = inode.size.div_ceil(cs as u64);
@@ -360,12 +366,13 @@ impl Volume {
                     t.del_extent(ino, index)?;
                     add_hole(&mut inode.holes, index, index + 1);
                 }
-                Some((addr, len, sealed, plain)) => {
+                Some((addr, len, sealed)) => {
                     let sealed = match sealed {
                         Some(s) => Some(s),
                         // Stored when we looked, but possibly released since: seal again.
                         None if self.read_ref(&addr)?.is_none() => {
-                            Some(self.seal_chunk(&addr, &plain)?)
+                            let plain = &st.dirty[&index][..len as usize];
+                            Some(self.seal_chunk(&addr, plain)?)
                         }
                         None => None,
                     };
@@ -391,6 +398,49 @@ impl Volume {
         st.dirty_bytes = 0;
         st.mtime = None;
         Ok(())
+    }
+
+    /// Hash each chunk, and seal those not stored yet. `None` marks a chunk of zeros (a hole).
+    #[allow(clippy::type_complexity)]
+    fn prepare_chunks(
+        &self,
+        jobs: &[(u64, &[u8])],
+    ) -> Result<Vec<(u64, Option<(ChunkAddr, u32, Option<Vec<u8>>)>)>> {
+        let one = |&(index, data): &(u64, &[u8])| -> Result<(u64, Option<(ChunkAddr, u32, Option<Vec<u8>>)>)> {
+            // Zeros read the same from a hole (bytes past a chunk's length read as zeros too).
+            if data.iter().all(|b| *b == 0) {
+                return Ok((index, None));
+            }
+            let addr = self.keys.chunk_addr.chunk_addr(data);
+            let sealed = if self.read_ref(&addr)?.is_some() {
+                None
+            } else {
+                Some(self.seal_chunk(&addr, data)?)
+            };
+            Ok((index, Some((addr, data.len() as u32, sealed))))
+        };
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(SEAL_THREADS);
+        if threads < 2 || jobs.len() < 4 {
+            return jobs.iter().map(one).collect();
+        }
+        let per = jobs.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .chunks(per)
+                .map(|part| s.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+                .collect();
+            let mut out = Vec::with_capacity(jobs.len());
+            for h in handles {
+                out.extend(
+                    h.join()
+                        .map_err(|_| FsError::Setup("a sealing thread panicked".into()))??,
+                );
+            }
+            Ok(out)
+        })
     }
 
     /// Change a file's size. Shrinking releases chunks past the end and cuts the last one;

@@ -269,8 +269,8 @@ impl Volume {
             commit: Mutex::new(CommitState { counters }),
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
-            cache: ChunkCache::new(64),
-            flush_threshold: 8 << 20,
+            cache: ChunkCache::new(256),
+            flush_threshold: 32 << 20,
             store_dir: None,
         })
     }

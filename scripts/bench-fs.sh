@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The same file workloads, in one run, on a sealvol mount, on gocryptfs and on plain ext4 (the
+# disk itself, no FUSE). Prints every figure and the ratios sealvol/gocryptfs and sealvol/ext4
+# (higher is better for sealvol on every row). Needs root, fio, gocryptfs (scripts install them).
+#
+#   scripts/bench-fs.sh [WORKDIR]        (default /var/tmp/sealvol-bench; must be on the disk)
+#   SIZE=1G RAND_SIZE=128M RUNTIME=20 SMALL_FILES=3000 scripts/bench-fs.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu
+
+work=${1:-/var/tmp/sealvol-bench}
+size=${SIZE:-1G}
+rand_size=${RAND_SIZE:-128M}
+runtime=${RUNTIME:-20}
+nsmall=${SMALL_FILES:-3000}
+chunk=${CHUNK:-128K}
+
+for p in fio gocryptfs; do
+    command -v $p >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; }
+done
+cargo build --release --quiet -p sealvol
+bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/sealvol
+
+cleanup() {
+    "$bin" umount "$work/sv-mnt" >/dev/null 2>&1 || fusermount3 -uz "$work/sv-mnt" 2>/dev/null || true
+    fusermount3 -u "$work/gc-mnt" 2>/dev/null || true
+}
+trap cleanup EXIT
+cleanup
+rm -rf "$work"
+mkdir -p "$work"/{ext4,sv-mnt,gc-mnt,gc-cipher}
+(umask 077; head -c 32 /dev/urandom > "$work/key"; echo "bench passphrase" > "$work/pass")
+"$bin" init --store "$work/sv-store" --keyfile "$work/key" --chunk-size "$chunk" >/dev/null
+"$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null
+gocryptfs -q -init -passfile "$work/pass" "$work/gc-cipher"
+gocryptfs -q -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt"
+
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+fio_run() { # dir name rw bs size extra... -> prints "MB/s" or "IOPS" figure
+    local dir=$1 rw=$2 bs=$3 sz=$4; shift 4
+    fio --name=b --directory="$dir" --filename=bench.dat --rw="$rw" --bs="$bs" --size="$sz" \
+        --ioengine=psync --numjobs=1 --output-format=json "$@" > "$work/fio.json"
+    python3 - "$rw" "$work/fio.json" <<'PY'
+import json, sys
+rw, path = sys.argv[1], sys.argv[2]
+j = json.load(open(path))["jobs"][0]
+side = j["write"] if "write" in rw else j["read"]
+if rw.startswith("rand"):
+    print(f"{side['iops']:.0f}")
+else:
+    print(f"{side['bw_bytes'] / 1e6:.1f}")
+PY
+}
+
+secs() { local t0=$(date +%s.%N); "$@" >/dev/null; local t1=$(date +%s.%N); python3 -c "print(f'{$t1-$t0:.3f}')"; }
+
+# The small-files tarball: a few thousand files of 100 B to 16 KiB in a few directories.
+python3 - "$work/small-src" "$nsmall" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(1)
+for i in range(n):
+    d = os.path.join(root, f"dir{i % 40:02d}", f"sub{i % 7}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i:05d}.txt"), "wb") as f:
+        f.write(rnd.randbytes(rnd.randint(100, 16384)))
+PY
+tar -C "$work/small-src" -cf "$work/small.tar" .
+
+declare -A R
+for t in ext4 sv gc; do
+    case $t in ext4) d=$work/ext4;; sv) d=$work/sv-mnt;; gc) d=$work/gc-mnt;; esac
+    R[$t,seqw]=$(fio_run "$d" write 1M "$size" --end_fsync=1)
+    drop
+    R[$t,seqr]=$(fio_run "$d" read 1M "$size")
+    rm -f "$d/bench.dat"
+    R[$t,randw]=$(fio_run "$d" randwrite 4k "$rand_size" --time_based --runtime="$runtime" --end_fsync=1)
+    drop
+    R[$t,randr]=$(fio_run "$d" randread 4k "$rand_size" --time_based --runtime="$runtime")
+    rm -f "$d/bench.dat"
+    drop
+    R[$t,untar]=$(secs bash -c "tar -C '$d' -xf '$work/small.tar' && sync")
+    drop
+    R[$t,lsR]=$(secs ls -lR "$d")
+    drop
+    R[$t,readall]=$(secs bash -c "find '$d' -type f -exec cat {} + > /dev/null")
+    R[$t,rm]=$(secs bash -c "rm -rf '$d'/dir* && sync")
+done
+
+ratio() { python3 -c "a,b=$1,$2; print(f'{(a/b):.2f}x' if b else 'n/a')"; }
+inv() { python3 -c "a,b=$1,$2; print(f'{(b/a):.2f}x' if a else 'n/a')"; }
+
+echo
+echo "| workload | sealvol | gocryptfs | ext4 | sealvol/gocryptfs | sealvol/ext4 |"
+echo "|---|---|---|---|---|---|"
+for k in seqw seqr randw randr; do
+    unit=$([[ $k == rand* ]] && echo IOPS || echo MB/s)
+    echo "| $k ($unit) | ${R[sv,$k]} | ${R[gc,$k]} | ${R[ext4,$k]} | $(ratio ${R[sv,$k]} ${R[gc,$k]}) | $(ratio ${R[sv,$k]} ${R[ext4,$k]}) |"
+done
+for k in untar lsR readall rm; do
+    echo "| $k (s, $nsmall files) | ${R[sv,$k]} | ${R[gc,$k]} | ${R[ext4,$k]} | $(inv ${R[sv,$k]} ${R[gc,$k]}) | $(inv ${R[sv,$k]} ${R[ext4,$k]}) |"
+done
+echo
+echo "ratios: higher is better for sealvol (throughput ratio, or inverse time ratio)"
