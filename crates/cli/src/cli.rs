@@ -52,6 +52,9 @@ pub enum Cmd {
         /// Where the background process writes its log (default: nowhere).
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
+        /// Write the volume's totals (as `stats --json`) to FILE every 2 s while mounted.
+        #[arg(long, value_name = "FILE")]
+        stats_file: Option<PathBuf>,
         mountpoint: PathBuf,
     },
     /// Write out everything and unmount MOUNTPOINT; waits for the mount process to finish.
@@ -60,6 +63,25 @@ pub enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
         mountpoint: PathBuf,
+    },
+    /// Serve Docker's volume plugin protocol: `docker volume create --driver sealvol ...`.
+    Serve {
+        /// The plugin socket Docker finds the driver by (its file name is the driver name).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/run/docker/plugins/sealvol.sock"
+        )]
+        socket: PathBuf,
+        /// Volume table and stores.
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/sealvol")]
+        state_dir: PathBuf,
+        /// Runtime files: per-volume totals and mount logs (tmpfs).
+        #[arg(long, value_name = "DIR", default_value = "/run/sealvol")]
+        run_dir: PathBuf,
+        /// Key file for volumes created without a key option (32 bytes, mode 0600).
+        #[arg(long, value_name = "FILE")]
+        default_keyfile: Option<PathBuf>,
     },
     /// Manage key slots.
     Key {
@@ -173,20 +195,47 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             foreground,
             threads,
             log_file,
+            stats_file,
             mountpoint,
-        } => crate::mount::mount(
-            &store,
-            &key,
-            foreground,
-            threads,
-            log_file.as_deref(),
-            &mountpoint,
-        ),
+        } => {
+            let opts = crate::mount::MountOpts {
+                foreground,
+                threads,
+                log_file: log_file.as_deref(),
+                stats_file: stats_file.as_deref(),
+            };
+            crate::mount::mount(&store, &key, &opts, &mountpoint)
+        }
         Cmd::Umount {
             timeout,
             mountpoint,
         } => crate::mount::umount(&mountpoint, timeout),
         Cmd::Key { cmd } => key_cmd(cmd),
+        Cmd::Serve {
+            socket,
+            state_dir,
+            run_dir,
+            default_keyfile,
+        } => {
+            if let Some(k) = &default_keyfile {
+                sealvol_crypto::read_key_file(k).context("checking --default-keyfile")?;
+            }
+            let cfg = sealvol_plugin::DriverConfig {
+                state_dir,
+                run_dir,
+                exe: std::env::current_exe().context("finding the sealvol executable")?,
+                default_keyfile,
+                mount_timeout: std::time::Duration::from_secs(90),
+            };
+            let driver = Arc::new(sealvol_plugin::Driver::start(cfg)?);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(sealvol_plugin::serve(driver, socket.clone()))
+                .with_context(|| format!("serving on {}", socket.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Stats { store, key, json } => {
             let v = open(&store, &key)?;
             let s = v.stats()?;

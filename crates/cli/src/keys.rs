@@ -59,32 +59,15 @@ impl KeyArgs {
     }
 }
 
-/// Internal framing: one byte kind ('P' or 'K'), then the secret bytes to end of stream.
+/// Internal framing (see `sealvol_crypto::secret_file::frame_secret`).
 pub fn write_framed(secret: &Secret, w: &mut impl Write) -> std::io::Result<()> {
-    match secret {
-        Secret::Passphrase(p) => {
-            w.write_all(b"P")?;
-            w.write_all(p)
-        }
-        Secret::KeyFile(k) => {
-            w.write_all(b"K")?;
-            w.write_all(&k[..])
-        }
-    }
+    w.write_all(&sealvol_crypto::secret_file::frame_secret(secret))
 }
 
 fn read_framed(r: &mut impl Read) -> Result<Secret> {
     let mut buf = Zeroizing::new(Vec::new());
     r.read_to_end(&mut buf)
         .context("reading the secret from the parent process")?;
-    match buf.split_first() {
-        Some((b'P', rest)) => Ok(Secret::Passphrase(Zeroizing::new(rest.to_vec()))),
-        Some((b'K', rest)) => {
-            let k: [u8; 32] = rest
-                .try_into()
-                .context("key from the parent process is not 32 bytes")?;
-            Ok(Secret::KeyFile(Zeroizing::new(k)))
-        }
-        _ => bail!("no secret arrived from the parent process"),
-    }
+    sealvol_crypto::secret_file::unframe_secret(&buf)
+        .context("no valid secret arrived from the parent process")
 }

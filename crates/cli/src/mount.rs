@@ -20,14 +20,20 @@ use crate::keys::{write_framed, KeyArgs};
 
 const PID_FILE: &str = "mount.pid";
 
+pub struct MountOpts<'a> {
+    pub foreground: bool,
+    pub threads: usize,
+    pub log_file: Option<&'a Path>,
+    pub stats_file: Option<&'a Path>,
+}
+
 pub fn mount(
     store: &Path,
     key: &KeyArgs,
-    foreground: bool,
-    threads: usize,
-    log_file: Option<&Path>,
+    opts: &MountOpts<'_>,
     mountpoint: &Path,
 ) -> Result<ExitCode> {
+    let (foreground, threads, log_file) = (opts.foreground, opts.threads, opts.log_file);
     let md = std::fs::metadata(mountpoint)
         .with_context(|| format!("mount point {} is not usable", mountpoint.display()))?;
     if !md.is_dir() {
@@ -40,7 +46,7 @@ pub fn mount(
         let notify = key.secret_stdin;
         let r = (|| {
             let vol = crate::cli::open(store, key)?;
-            serve(vol, store, mountpoint, threads, notify)
+            serve(vol, store, mountpoint, threads, notify, opts.stats_file)
         })();
         if let (true, Err(e)) = (notify, &r) {
             println!("ERROR {e:#}");
@@ -59,8 +65,12 @@ pub fn mount(
         ),
         None => Stdio::null(),
     };
-    let mut child = Command::new(exe)
-        .arg("mount")
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount");
+    if let Some(p) = opts.stats_file {
+        cmd.arg("--stats-file").arg(p);
+    }
+    let mut child = cmd
         .arg("--foreground")
         .arg("--secret-stdin")
         .arg("--store")
@@ -107,8 +117,12 @@ fn serve(
     mountpoint: &Path,
     threads: usize,
     notify: bool,
+    stats_file: Option<&Path>,
 ) -> Result<ExitCode> {
     let vol = Arc::new(vol);
+    if let Some(p) = stats_file {
+        spawn_stats_writer(vol.clone(), p.to_path_buf());
+    }
     let fs = SealFs::new(vol.clone(), store);
     let cfg = SealFs::config(store, threads);
     let mut session = fuser::Session::new(fs, mountpoint, &cfg)
@@ -136,10 +150,33 @@ fn serve(
     }
     let served = session.run();
     let synced = vol.close();
+    if let Some(p) = stats_file {
+        write_stats(&vol, p);
+    }
     let _ = std::fs::remove_file(&pid_path);
     served.context("serving FUSE requests")?;
     synced.context("writing out buffered data at unmount")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every 2 s, the volume's totals as JSON into `path` (written to a temporary file and renamed,
+/// so readers never see half a file).
+fn spawn_stats_writer(vol: Arc<sealvol_volume::Volume>, path: PathBuf) {
+    std::thread::spawn(move || loop {
+        write_stats(&vol, &path);
+        std::thread::sleep(Duration::from_secs(2));
+    });
+}
+
+fn write_stats(vol: &sealvol_volume::Volume, path: &Path) {
+    let tmp = path.with_extension("tmp");
+    if let Ok(s) = vol.stats() {
+        if let Ok(json) = serde_json::to_vec(&s) {
+            if std::fs::write(&tmp, json).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
 }
 
 /// The store behind a sealvol mount at `mountpoint`, from the mount table.

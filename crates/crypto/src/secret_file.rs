@@ -60,8 +60,56 @@ pub fn passphrase_from_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Secret, Cr
     Ok(Secret::Passphrase(bytes))
 }
 
+/// Frame a secret for a pipe to a child process: one kind byte ('P' passphrase, 'K' key file),
+/// then the secret's bytes.
+pub fn frame_secret(secret: &Secret) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::new());
+    match secret {
+        Secret::Passphrase(p) => {
+            out.push(b'P');
+            out.extend_from_slice(p);
+        }
+        Secret::KeyFile(k) => {
+            out.push(b'K');
+            out.extend_from_slice(&k[..]);
+        }
+    }
+    out
+}
+
+/// The inverse of [`frame_secret`].
+pub fn unframe_secret(bytes: &[u8]) -> Option<Secret> {
+    match bytes.split_first() {
+        Some((b'P', rest)) if !rest.is_empty() => {
+            Some(Secret::Passphrase(Zeroizing::new(rest.to_vec())))
+        }
+        Some((b'K', rest)) => {
+            let k: [u8; 32] = rest.try_into().ok()?;
+            Some(Secret::KeyFile(Zeroizing::new(k)))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn framing_round_trips() {
+        for s in [
+            Secret::Passphrase(Zeroizing::new(b"pw".to_vec())),
+            Secret::KeyFile(Zeroizing::new([3; 32])),
+        ] {
+            let f = frame_secret(&s);
+            match (unframe_secret(&f).unwrap(), s) {
+                (Secret::Passphrase(a), Secret::Passphrase(b)) => assert_eq!(&a[..], &b[..]),
+                (Secret::KeyFile(a), Secret::KeyFile(b)) => assert_eq!(&a[..], &b[..]),
+                _ => panic!("kind changed"),
+            }
+        }
+        assert!(unframe_secret(b"").is_none());
+        assert!(unframe_secret(b"K123").is_none());
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

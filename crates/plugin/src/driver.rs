@@ -1,0 +1,651 @@
+//! The volume driver: the volume table, one store per volume, one `sealvol mount` process per
+//! mounted volume.
+//!
+//! Layout under the state directory (default `/var/lib/sealvol`):
+//!
+//! ```text
+//! volumes.json                 the table (no secrets)
+//! volumes/NAME/store/          the volume's encrypted store (keys.json + db/)
+//! mounts/NAME/                 where the volume is mounted for Docker
+//! ```
+//!
+//! and under the run directory (default `/run/sealvol`, tmpfs): `stats/NAME.json`, the totals the
+//! mount process publishes, and `logs/NAME.log`, its log.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sealvol_volume::{CreateOptions, SystemClock, Volume, DEFAULT_CHUNK_SIZE};
+
+use crate::protocol::VolumeInfo;
+use crate::table::{KeySource, Table, VolumeRecord};
+
+/// Options a volume accepts (`-o`, `driver_opts`, `volume-opt`).
+pub const VALID_OPTIONS: &[&str] = &["passphrase-file", "keyfile", "chunk-size"];
+
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    /// The sealvol binary, run as `sealvol mount --foreground --secret-stdin ...` per volume.
+    pub exe: PathBuf,
+    /// Key for volumes created without a key option.
+    pub default_keyfile: Option<PathBuf>,
+    /// How long a mount process may take to report ready (Docker gives Mount 2 minutes).
+    pub mount_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("no such volume")]
+    NoSuchVolume,
+    #[error("invalid volume name {0:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    InvalidName(String),
+    #[error("unknown option {0:?}; valid options: {valid}", valid = VALID_OPTIONS.join(", "))]
+    UnknownOption(String),
+    #[error(
+        "refusing option {0:?}: Docker stores volume options in clear and shows them in `docker volume inspect`; \
+         put the secret in a root-only file (chmod 600) and pass -o passphrase-file=PATH or -o keyfile=PATH"
+    )]
+    SecretInOptions(String),
+    #[error(
+        "no key for volume {0:?}: pass -o keyfile=PATH or -o passphrase-file=PATH, or start `sealvol serve` with --default-keyfile PATH"
+    )]
+    NoKey(String),
+    #[error("give one of passphrase-file and keyfile, not both")]
+    BothKeys,
+    #[error("invalid chunk-size {0:?}: a power of two from 4K to 4M, e.g. 64K or 1M")]
+    BadChunkSize(String),
+    #[error("key for volume {name:?}: {detail}")]
+    Key { name: String, detail: String },
+    #[error("volume {0:?} exists with a different key; use the key it was created with, or remove it first")]
+    WrongKey(String),
+    #[error("volume {name:?} is in use ({count} mount(s)); stop the containers using it first")]
+    InUse { name: String, count: usize },
+    #[error("mounting volume {name:?} failed: {detail}")]
+    Mount { name: String, detail: String },
+    #[error("unmounting volume {name:?} failed: {detail}")]
+    Unmount { name: String, detail: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+fn io(context: &str) -> impl Fn(std::io::Error) -> DriverError + '_ {
+    move |e| DriverError::Io(format!("{context}: {e}"))
+}
+
+pub struct Driver {
+    cfg: DriverConfig,
+    table: Mutex<Table>,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum MountState {
+    Live,
+    Dead,
+    Absent,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn parse_size(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1024),
+        'M' | 'm' => (&s[..s.len() - 1], 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u32>().ok()?.checked_mul(mul)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 200
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The mount table entry for `mountpoint`, if a sealvol FUSE mount is there.
+fn listed_in_mountinfo(mountpoint: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = mountpoint.to_string_lossy().replace(' ', "\\040");
+    table.lines().any(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-");
+        f.get(4) == Some(&want.as_str())
+            && sep.is_some_and(|s| {
+                f.get(s + 1).is_some_and(|t| t.starts_with("fuse"))
+                    && f.get(s + 2).is_some_and(|src| src.starts_with("sealvol:"))
+            })
+    })
+}
+
+/// stat(2) with a deadline: a hung FUSE server must not hang the caller.
+fn responsive(path: &Path, within: Duration) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&p).is_ok());
+    });
+    rx.recv_timeout(within).unwrap_or(false)
+}
+
+impl Driver {
+    /// Load the table and reconcile it with what is really mounted.
+    pub fn start(cfg: DriverConfig) -> Result<Driver> {
+        for d in [
+            cfg.state_dir.join("volumes"),
+            cfg.state_dir.join("mounts"),
+            cfg.run_dir.join("stats"),
+            cfg.run_dir.join("logs"),
+        ] {
+            std::fs::create_dir_all(&d).map_err(io("creating state directories"))?;
+        }
+        let table = Table::load(&cfg.state_dir.join("volumes.json"))
+            .map_err(io("loading the volume table"))?;
+        let d = Driver {
+            cfg,
+            table: Mutex::new(table),
+            locks: Mutex::new(HashMap::new()),
+        };
+        d.reconcile()?;
+        Ok(d)
+    }
+
+    fn table_path(&self) -> PathBuf {
+        self.cfg.state_dir.join("volumes.json")
+    }
+
+    pub fn store_dir(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join("volumes").join(name).join("store")
+    }
+
+    pub fn mountpoint(&self, name: &str) -> PathBuf {
+        self.cfg.state_dir.join("mounts").join(name)
+    }
+
+    fn stats_path(&self, name: &str) -> PathBuf {
+        self.cfg.run_dir.join("stats").join(format!("{name}.json"))
+    }
+
+    fn op_lock(&self, name: &str) -> Arc<Mutex<()>> {
+        lock(&self.locks)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn save(&self, t: &Table) -> Result<()> {
+        t.save(&self.table_path())
+            .map_err(io("saving the volume table"))
+    }
+
+    fn record(&self, name: &str) -> Result<VolumeRecord> {
+        lock(&self.table)
+            .volumes
+            .get(name)
+            .cloned()
+            .ok_or(DriverError::NoSuchVolume)
+    }
+
+    fn mount_state(&self, name: &str) -> MountState {
+        let mp = self.mountpoint(name);
+        if !listed_in_mountinfo(&mp) {
+            return MountState::Absent;
+        }
+        if responsive(&mp, Duration::from_secs(1)) {
+            MountState::Live
+        } else {
+            MountState::Dead
+        }
+    }
+
+    /// At start: keep live mounts that containers use, unmount dead or unused ones.
+    fn reconcile(&self) -> Result<()> {
+        let names: Vec<String> = lock(&self.table).volumes.keys().cloned().collect();
+        for name in names {
+            let state = self.mount_state(&name);
+            let mut t = lock(&self.table);
+            let Some(rec) = t.volumes.get_mut(&name) else {
+                continue;
+            };
+            match state {
+                MountState::Live if !rec.mount_ids.is_empty() => {
+                    tracing::info!(volume = %name, mounts = rec.mount_ids.len(), "re-adopted a live mount");
+                }
+                MountState::Live => {
+                    drop(t);
+                    tracing::info!(volume = %name, "unmounting a mount no container uses");
+                    let _ = self.fuse_unmount(&name, false);
+                }
+                MountState::Dead => {
+                    tracing::warn!(volume = %name, "cleaning up a dead mount");
+                    rec.mount_ids.clear();
+                    let snapshot = t.clone();
+                    drop(t);
+                    self.save(&snapshot)?;
+                    let _ = self.fuse_unmount(&name, true);
+                }
+                MountState::Absent => {
+                    if !rec.mount_ids.is_empty() {
+                        rec.mount_ids.clear();
+                        let snapshot = t.clone();
+                        drop(t);
+                        self.save(&snapshot)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn key_source(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<KeySource> {
+        match (opts.get("passphrase-file"), opts.get("keyfile")) {
+            (Some(_), Some(_)) => Err(DriverError::BothKeys),
+            (Some(p), None) => Ok(KeySource::PassphraseFile { path: p.into() }),
+            (None, Some(k)) => Ok(KeySource::Keyfile { path: k.into() }),
+            (None, None) => match &self.cfg.default_keyfile {
+                Some(k) => Ok(KeySource::Keyfile { path: k.clone() }),
+                None => Err(DriverError::NoKey(name.to_string())),
+            },
+        }
+    }
+
+    pub fn create(&self, name: &str, opts: BTreeMap<String, String>) -> Result<()> {
+        if !valid_name(name) {
+            return Err(DriverError::InvalidName(name.to_string()));
+        }
+        for k in opts.keys() {
+            if k == "passphrase" || k == "key" || k == "password" {
+                return Err(DriverError::SecretInOptions(k.clone()));
+            }
+            if !VALID_OPTIONS.contains(&k.as_str()) {
+                return Err(DriverError::UnknownOption(k.clone()));
+            }
+        }
+        let chunk_size = match opts.get("chunk-size") {
+            Some(s) => parse_size(s).ok_or_else(|| DriverError::BadChunkSize(s.clone()))?,
+            None => DEFAULT_CHUNK_SIZE,
+        };
+        let key = self.key_source(name, &opts)?;
+        let secret = key.read().map_err(|e| DriverError::Key {
+            name: name.into(),
+            detail: e.to_string(),
+        })?;
+        let l = self.op_lock(name);
+        let _g = lock(&l);
+        if lock(&self.table).volumes.contains_key(name) {
+            // Idempotent for the same key; a clear error for another.
+            let header = sealvol_volume::volume_admin::read_header(&self.store_dir(name))
+                .map_err(|e| DriverError::Io(e.to_string()))?;
+            return match header.unlock(&secret) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(DriverError::WrongKey(name.to_string())),
+            };
+        }
+        let store = self.store_dir(name);
+        if store.exists() {
+            // Left over from a create that crashed before the table was saved.
+            std::fs::remove_dir_all(&store).map_err(io("removing a half-created store"))?;
+        }
+        let copts = CreateOptions {
+            chunk_size,
+            ..CreateOptions::default()
+        };
+        let v = Volume::create(&store, &secret, &copts, Arc::new(SystemClock))
+            .map_err(|e| DriverError::Io(format!("creating the store of {name:?}: {e}")))?;
+        v.close().map_err(|e| DriverError::Io(e.to_string()))?;
+        drop(v);
+        let mut t = lock(&self.table);
+        t.volumes.insert(
+            name.to_string(),
+            VolumeRecord {
+                name: name.to_string(),
+                created_unix: now_unix(),
+                key,
+                chunk_size,
+                options: opts,
+                mount_ids: Default::default(),
+            },
+        );
+        let snapshot = t.clone();
+        drop(t);
+        self.save(&snapshot)?;
+        tracing::info!(volume = %name, "created");
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let l = self.op_lock(name);
+        let _g = lock(&l);
+        let rec = self.record(name)?;
+        let state = self.mount_state(name);
+        if !rec.mount_ids.is_empty() || state == MountState::Live {
+            return Err(DriverError::InUse {
+                name: name.into(),
+                count: rec.mount_ids.len().max(1),
+            });
+        }
+        if state == MountState::Dead {
+            let _ = self.fuse_unmount(name, true);
+        }
+        let store = self.store_dir(name);
+        shred_key_header(&store).map_err(io("destroying the key slots"))?;
+        std::fs::remove_dir_all(self.cfg.state_dir.join("volumes").join(name))
+            .map_err(io("deleting the store"))?;
+        let _ = std::fs::remove_dir(self.mountpoint(name));
+        let _ = std::fs::remove_file(self.stats_path(name));
+        let mut t = lock(&self.table);
+        t.volumes.remove(name);
+        let snapshot = t.clone();
+        drop(t);
+        self.save(&snapshot)?;
+        tracing::info!(volume = %name, "removed (key slots destroyed first)");
+        Ok(())
+    }
+
+    pub fn mount(&self, name: &str, id: &str) -> Result<String> {
+        let l = self.op_lock(name);
+        let _g = lock(&l);
+        let rec = self.record(name)?;
+        let mp = self.mountpoint(name);
+        match self.mount_state(name) {
+            MountState::Live => {}
+            state => {
+                if state == MountState::Dead {
+                    let _ = self.fuse_unmount(name, true);
+                }
+                self.start_mount_process(&rec)?;
+                if self.mount_state(name) != MountState::Live {
+                    return Err(DriverError::Mount {
+                        name: name.into(),
+                        detail: "the mount process reported ready but the mount is not live".into(),
+                    });
+                }
+            }
+        }
+        let mut t = lock(&self.table);
+        if let Some(r) = t.volumes.get_mut(name) {
+            r.mount_ids.insert(id.to_string());
+        }
+        let snapshot = t.clone();
+        drop(t);
+        self.save(&snapshot)?;
+        Ok(mp.to_string_lossy().into_owned())
+    }
+
+    fn start_mount_process(&self, rec: &VolumeRecord) -> Result<()> {
+        let name = &rec.name;
+        let fail = |detail: String| DriverError::Mount {
+            name: name.clone(),
+            detail,
+        };
+        let mp = self.mountpoint(name);
+        std::fs::create_dir_all(&mp)
+            .map_err(|e| fail(format!("creating {}: {e}", mp.display())))?;
+        let secret = rec.key.read().map_err(|e| DriverError::Key {
+            name: name.clone(),
+            detail: e.to_string(),
+        })?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.cfg.run_dir.join("logs").join(format!("{name}.log")))
+            .map_err(|e| fail(format!("opening the mount log: {e}")))?;
+        let mut child = Command::new(&self.cfg.exe)
+            .arg("mount")
+            .arg("--foreground")
+            .arg("--secret-stdin")
+            .arg("--store")
+            .arg(self.store_dir(name))
+            .arg("--stats-file")
+            .arg(self.stats_path(name))
+            .arg(&mp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            // Its own process group: a signal to the server does not reach the mounts.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| fail(format!("starting {}: {e}", self.cfg.exe.display())))?;
+        {
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| fail("no pipe to the mount process".into()))?;
+            stdin
+                .write_all(&sealvol_crypto::secret_file::frame_secret(&secret))
+                .map_err(|e| fail(format!("handing over the key: {e}")))?;
+        }
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| fail("no pipe from the mount process".into()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(self.cfg.mount_timeout).unwrap_or_default();
+        // Reap the process whenever it ends; it outlives a restart of this server.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        match line.trim_end() {
+            "READY" => Ok(()),
+            l => match l.strip_prefix("ERROR ") {
+                Some(msg) => Err(fail(msg.to_string())),
+                None => Err(fail(format!(
+                    "the mount process did not report ready within {} s; see {}",
+                    self.cfg.mount_timeout.as_secs(),
+                    self.cfg
+                        .run_dir
+                        .join("logs")
+                        .join(format!("{name}.log"))
+                        .display()
+                ))),
+            },
+        }
+    }
+
+    /// Unmount; with `lazy`, detach even if busy (for dead mounts).
+    fn fuse_unmount(&self, name: &str, lazy: bool) -> Result<()> {
+        let mp = self.mountpoint(name);
+        let pid: Option<u32> = std::fs::read_to_string(self.store_dir(name).join("mount.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.parse().ok()));
+        let out = Command::new("fusermount3")
+            .arg(if lazy { "-uz" } else { "-u" })
+            .arg(&mp)
+            .output()
+            .map_err(|e| DriverError::Unmount {
+                name: name.into(),
+                detail: format!("running fusermount3: {e}"),
+            })?;
+        if !out.status.success() {
+            return Err(DriverError::Unmount {
+                name: name.into(),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        // Give the mount process a moment to write out and exit; it finishes on its own if slower.
+        if let Some(pid) = pid {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                if stat.split(' ').nth(2) == Some("Z") {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn unmount(&self, name: &str, id: &str) -> Result<()> {
+        let l = self.op_lock(name);
+        let _g = lock(&l);
+        let mut t = lock(&self.table);
+        let rec = t.volumes.get_mut(name).ok_or(DriverError::NoSuchVolume)?;
+        rec.mount_ids.remove(id);
+        let last = rec.mount_ids.is_empty();
+        let snapshot = t.clone();
+        drop(t);
+        self.save(&snapshot)?;
+        if last && self.mount_state(name) != MountState::Absent {
+            self.fuse_unmount(name, false)?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self, name: &str) -> Result<Option<String>> {
+        let rec = self.record(name)?;
+        if !rec.mount_ids.is_empty() && self.mount_state(name) == MountState::Live {
+            Ok(Some(self.mountpoint(name).to_string_lossy().into_owned()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn info(&self, rec: &VolumeRecord, check_live: bool) -> VolumeInfo {
+        let name = &rec.name;
+        let state = if check_live {
+            self.mount_state(name)
+        } else if listed_in_mountinfo(&self.mountpoint(name)) {
+            MountState::Live
+        } else {
+            MountState::Absent
+        };
+        let mounted = state == MountState::Live && !rec.mount_ids.is_empty();
+        let mut s = serde_json::Map::new();
+        s.insert(
+            "cipher".into(),
+            "XChaCha20-Poly1305, keyed BLAKE3 chunk addresses".into(),
+        );
+        s.insert("chunk_size".into(), rec.chunk_size.into());
+        s.insert(
+            "key".into(),
+            match &rec.key {
+                KeySource::Keyfile { .. } => "keyfile",
+                KeySource::PassphraseFile { .. } => "passphrase-file",
+            }
+            .into(),
+        );
+        s.insert("mount_count".into(), rec.mount_ids.len().into());
+        s.insert("mounted".into(), mounted.into());
+        let stats = std::fs::read(self.stats_path(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let mut health = match state {
+            MountState::Dead => {
+                "degraded: the mount process is gone; the next container start remounts".to_string()
+            }
+            _ => "ok".to_string(),
+        };
+        match stats {
+            Some(v) => {
+                for k in [
+                    "logical_bytes",
+                    "stored_bytes",
+                    "dedup_ratio",
+                    "chunks",
+                    "files",
+                    "dirs",
+                ] {
+                    if let Some(x) = v.get(k) {
+                        s.insert(k.into(), x.clone());
+                    }
+                }
+                if !mounted {
+                    s.insert("stats_as_of".into(), "last unmount".into());
+                }
+            }
+            None => {
+                if health == "ok" {
+                    health = "ok (sizes are reported once the volume has been mounted)".into();
+                }
+            }
+        }
+        s.insert("health".into(), health.into());
+        VolumeInfo {
+            name: name.clone(),
+            mountpoint: if mounted {
+                self.mountpoint(name).to_string_lossy().into_owned()
+            } else {
+                String::new()
+            },
+            created_at: humantime::format_rfc3339_seconds(
+                UNIX_EPOCH + Duration::from_secs(rec.created_unix),
+            )
+            .to_string(),
+            status: s,
+        }
+    }
+
+    /// Never an error for a known volume: problems go into Status.
+    pub fn get(&self, name: &str) -> Option<VolumeInfo> {
+        let rec = lock(&self.table).volumes.get(name).cloned()?;
+        Some(self.info(&rec, true))
+    }
+
+    pub fn list(&self) -> Vec<VolumeInfo> {
+        let recs: Vec<VolumeRecord> = lock(&self.table).volumes.values().cloned().collect();
+        recs.iter().map(|r| self.info(r, false)).collect()
+    }
+}
+
+/// Crypto-shred: overwrite the key header with random bytes and sync before deleting, so the
+/// wrapped master key is gone from the file's blocks.
+fn shred_key_header(store: &Path) -> std::io::Result<()> {
+    let p = store.join("keys.json");
+    let len = match std::fs::metadata(&p) {
+        Ok(m) => m.len() as usize,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut junk = vec![0u8; len.max(4096)];
+    sealvol_crypto::random_bytes(&mut junk).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&p)?;
+    f.write_all(&junk)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::remove_file(&p)?;
+    std::fs::File::open(store)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sizes() {
+        assert!(valid_name("appdata") && valid_name("a") && valid_name("x_y.z-1"));
+        assert!(
+            !valid_name("") && !valid_name(".hidden") && !valid_name("a/b") && !valid_name("-x")
+        );
+        assert_eq!(parse_size("64K"), Some(65536));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("lots"), None);
+    }
+}
