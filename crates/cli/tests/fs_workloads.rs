@@ -416,3 +416,35 @@ fn hundred_thousand_entries_in_one_directory() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 100_000);
     f.umount();
 }
+
+#[test]
+fn reading_a_file_while_rename_replaces_it_never_fails() {
+    // An inode the kernel has looked up stays readable until the kernel forgets it, even when a
+    // rename replaces its name (the classic "write temp file, rename over" pattern).
+    let f = Fixture::new();
+    f.mount();
+    std::fs::write(f.m("current"), b"0").unwrap();
+    let mnt = f.mnt.clone();
+    let writer = std::thread::spawn(move || {
+        for i in 0..400 {
+            std::fs::write(mnt.join("next"), i.to_string()).unwrap();
+            std::fs::rename(mnt.join("next"), mnt.join("current")).unwrap();
+        }
+    });
+    let mut failures = Vec::new();
+    while !writer.is_finished() {
+        if let Err(e) = std::fs::read(f.m("current")) {
+            failures.push(e.to_string());
+        }
+    }
+    writer.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed reads, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    assert_eq!(std::fs::read_to_string(f.m("current")).unwrap(), "399");
+    f.umount();
+    ok(&f.check());
+}

@@ -149,7 +149,11 @@ impl SealFs {
 
     fn entry(&self, r: Result<Inode, FsError>, op: &str, parent: u64, reply: ReplyEntry) {
         match r {
-            Ok(i) => reply.entry(&TTL, &attr(&i), Generation(0)),
+            Ok(i) => {
+                // Every entry reply is one more kernel reference, until FORGET.
+                self.vol.remember(i.ino);
+                reply.entry(&TTL, &attr(&i), Generation(0))
+            }
             Err(e) => reply.error(self.log_err(op, parent, &e)),
         }
     }
@@ -191,6 +195,12 @@ impl Filesystem for SealFs {
             parent.0,
             reply,
         )
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        if let Err(e) = self.vol.forget(ino.0, nlookup) {
+            tracing::error!(ino = ino.0, error = %e, "deleting an unlinked file failed");
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -589,13 +599,16 @@ impl Filesystem for SealFs {
             )
             .and_then(|i| self.vol.open_file(i.ino).map(|_| i));
         match r {
-            Ok(i) => reply.created(
-                &TTL,
-                &attr(&i),
-                Generation(0),
-                FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok(i) => {
+                self.vol.remember(i.ino);
+                reply.created(
+                    &TTL,
+                    &attr(&i),
+                    Generation(0),
+                    FileHandle(0),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                )
+            }
             Err(e) => reply.error(self.log_err("create", parent.0, &e)),
         }
     }

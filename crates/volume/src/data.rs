@@ -115,10 +115,48 @@ impl Volume {
         self.files.lock().entry(ino).or_default().clone()
     }
 
-    /// Lock order: a file's state, then the commit lock; the open-count map is a leaf, so
-    /// this may be called inside a transaction.
-    pub(crate) fn is_open(&self, ino: u64) -> bool {
+    /// Is the inode still reachable without a name: open, or known to the kernel (looked up
+    /// and not yet forgotten)? Lock order: a file's state, then the commit lock; the open and
+    /// lookup maps are leaves, so this may be called inside a transaction.
+    pub(crate) fn is_in_use(&self, ino: u64) -> bool {
         self.opens.lock().get(&ino).copied().unwrap_or(0) > 0
+            || self.lookups.lock().get(&ino).copied().unwrap_or(0) > 0
+    }
+
+    /// The kernel now holds one more reference to `ino` (a lookup, create, mkdir, link, ...).
+    pub fn remember(&self, ino: u64) {
+        if ino != ROOT_INO {
+            *self.lookups.lock().entry(ino).or_default() += 1;
+        }
+    }
+
+    /// The kernel dropped `n` references to `ino`. An unlinked inode nobody holds is deleted.
+    pub fn forget(&self, ino: u64, n: u64) -> Result<()> {
+        {
+            let mut l = self.lookups.lock();
+            let Some(c) = l.get_mut(&ino) else {
+                return Ok(());
+            };
+            *c = c.saturating_sub(n);
+            if *c > 0 {
+                return Ok(());
+            }
+            l.remove(&ino);
+        }
+        self.purge_if_orphan(ino)
+    }
+
+    fn purge_if_orphan(&self, ino: u64) -> Result<()> {
+        if self.is_in_use(ino) || !self.commit.lock().counters.orphans.contains(&ino) {
+            return Ok(());
+        }
+        let mut t = self.begin();
+        if let Some(i) = t.inode(ino)? {
+            if i.nlink == 0 && !self.is_in_use(ino) {
+                self.purge_inode(&mut t, &i)?;
+            }
+        }
+        t.commit(Durability::Process)
     }
 
     pub(crate) fn overlay_open_state(&self, inode: &mut Inode) {
@@ -176,16 +214,7 @@ impl Volume {
                 files.remove(&ino);
             }
             drop(files);
-            let orphan = self.commit.lock().counters.orphans.contains(&ino);
-            if orphan {
-                let mut t = self.begin();
-                if let Some(i) = t.inode(ino)? {
-                    if i.nlink == 0 {
-                        self.purge_inode(&mut t, &i)?;
-                    }
-                }
-                t.commit(Durability::Process)?;
-            }
+            self.purge_if_orphan(ino)?;
         }
         flushed
     }

@@ -296,7 +296,7 @@ impl Volume {
             t.put_inode(inode);
             return Ok(());
         }
-        if self.is_open(ino) {
+        if self.is_in_use(ino) {
             t.put_inode(inode);
             if !t.counters.orphans.contains(&ino) {
                 t.counters.orphans.push(ino);

@@ -70,6 +70,7 @@ pub struct Volume {
     pub(crate) commit: Mutex<CommitState>,
     pub(crate) files: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
     pub(crate) opens: Mutex<HashMap<u64, u32>>,
+    pub(crate) lookups: Mutex<HashMap<u64, u64>>,
     pub(crate) cache: ChunkCache,
     /// Dirty bytes per open file before its buffer is written out.
     pub(crate) flush_threshold: usize,
@@ -269,6 +270,7 @@ impl Volume {
             commit: Mutex::new(CommitState { counters }),
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
+            lookups: Mutex::new(HashMap::new()),
             cache: ChunkCache::new(256),
             flush_threshold: 32 << 20,
             store_dir: None,
@@ -330,6 +332,10 @@ impl Volume {
     /// A clean close: everything durable, and out of the write-ahead log.
     pub fn close(&self) -> Result<()> {
         self.sync_all()?;
+        // The kernel's references are gone with the mount: unlinked files go now.
+        self.opens.lock().clear();
+        self.lookups.lock().clear();
+        self.purge_orphans()?;
         self.engine.flush_memtables()?;
         Ok(())
     }

@@ -395,3 +395,21 @@ fn rocks_volume_survives_reopen_and_wrong_key_is_refused() {
     let _ = RocksEngine::open;
     let _ = RocksTuning::default;
 }
+
+#[test]
+fn unlinked_inode_known_to_the_kernel_lives_until_forgotten() {
+    let (v, ..) = mem_volume(CS);
+    let ino = write_file(&v, ROOT_INO, "f", &pattern(2 * CS as usize, 1));
+    v.remember(ino);
+    v.unlink(ROOT_INO, b"f").unwrap();
+    // Looked up but not open: still there (the kernel may open it next).
+    assert_eq!(v.getattr(ino).unwrap().nlink, 0);
+    v.open_file(ino).unwrap();
+    assert_eq!(read_all(&v, ino), pattern(2 * CS as usize, 1));
+    v.release_file(ino).unwrap();
+    assert!(v.getattr(ino).is_ok(), "still known to the kernel");
+    v.forget(ino, 1).unwrap();
+    assert!(matches!(v.getattr(ino), Err(FsError::NotFound)));
+    assert_eq!(v.stats().unwrap().chunks, 0);
+    assert!(v.check().unwrap().is_clean());
+}
