@@ -39,6 +39,7 @@ refuses() {
 }
 
 start_serve() {
+    rm -f "$socket"
     "$bin" serve --socket "$socket" --state-dir "$state" --run-dir "$run" "$@" >>"$work/serve.log" 2>&1 &
     serve_pid=$!
     for _ in $(seq 1 100); do [ -S "$socket" ] && return 0; sleep 0.1; done
@@ -59,6 +60,9 @@ cleanup() {
 trap cleanup EXIT
 
 # --- Docker engine ---------------------------------------------------------------------------
+if pgrep -f "sealvol serve --socket $socket" >/dev/null; then
+    log "another sealvol serve already listens on $socket; stop it first"; exit 1
+fi
 if ! docker info >/dev/null 2>&1; then
     dockerd >"$work/dockerd.log" 2>&1 &
     started_dockerd=$!
@@ -129,8 +133,9 @@ check "last container gone: volume unmounted" bash -c "! grep -q ' $state/mounts
 # 3. --mount creates on first use; copy-up from the image fills an empty volume ---------------
 check "--mount with volume-driver and volume-opt creates on first use" run --mount "type=volume,src=newvol,dst=/data,volume-driver=sealvol,volume-opt=keyfile=$work/keys/b.key" "$img" sh -c 'echo first > /data/x'
 check "the created volume is listed and keeps data" bash -c "docker volume inspect newvol --format '{{.Driver}}' | grep -q sealvol && docker run --rm --network none --label sealvol-test -v newvol:/data $img cat /data/x | grep -q first"
-check "copy-up fills an empty volume" run -v copyvol:/data "$img_data" true
-docker volume inspect copyvol >/dev/null 2>&1 || check "copy-up volume exists" false
+check "create an empty volume for copy-up" docker volume create -d sealvol -o keyfile="$work/keys/b.key" copyvol
+check "copy-up into it from the image" run -v copyvol:/data "$img_data" true
+check "the copy went through sealvol" bash -c "docker volume inspect copyvol --format '{{.Driver}} {{json .Status}}' | grep -q 'sealvol.*\"files\":2'"
 copy_desc='cd /data && stat -c "%n %a %u:%g %h" file.txt hardlink link sub sub/deeper sub/priv . && readlink link && cat file.txt && stat -c %Y sub/priv'
 want=$(run "$img_data" sh -c "$copy_desc" 2>&1)
 got=$(run -v copyvol:/data "$img_data" sh -c "$copy_desc" 2>&1)
@@ -139,7 +144,6 @@ if [ "$want" = "$got" ]; then pass "copy-up keeps modes, owners, links, hard lin
 docker run -d --network none --label sealvol-test --name svt-x -v copyvol:/data "$img" sleep 30 >/dev/null
 check "copy-up keeps xattrs" bash -c "getfattr -n user.test --only-values $state/mounts/copyvol/file.txt | grep -q xval"
 docker rm -f svt-x >/dev/null
-# The volume was created by `docker run -v copyvol:/data` without options: that needed a key.
 
 # 4. Compose -----------------------------------------------------------------------------------
 mkdir -p "$work/compose"
@@ -171,9 +175,11 @@ refuses "unknown option lists the valid ones" "unknown option \"colour\"; valid 
 refuses "world-readable key file" "readable by group or others.*chmod 600" docker volume create -d sealvol -o keyfile="$work/keys/open.key" openkey
 refuses "missing key file" "cannot read .*/nonexistent.key" docker volume create -d sealvol -o keyfile=/nonexistent.key missing
 check "create again with the same key is idempotent" docker volume create -d sealvol -o keyfile="$work/keys/a.key" vola
-# The daemon answers a second create of a known volume itself when the options match; with other
-# options it asks the driver, which checks the key.
-refuses "wrong key for an existing volume" "different key|already exists|different" docker volume create -d sealvol -o keyfile="$work/keys/b.key" vola
+# The daemon answers a create of a name it knows by itself, without asking the driver (observed
+# on 20.10): another key is then silently ignored. The driver's own refusal of a different key is
+# tested at the protocol level (crates/cli/tests/plugin_protocol.rs). Here: nothing changes.
+docker volume create -d sealvol -o keyfile="$work/keys/b.key" vola >/dev/null 2>&1
+check "a create with another key changes nothing" "$bin" key list --store "$state/volumes/vola/store"
 check "the volume is intact after the refusals" bash -c "docker run --rm --network none --label sealvol-test -v appdata:/data $img cat /data/private-plans/top-secret-name.txt | grep -q SEALVOL-DOCKER-MARKER-42"
 for v in nokey leaky oddvol openkey missing; do
     if docker volume inspect "$v" >/dev/null 2>&1; then fail "refused create leaves nothing ($v)" "volume exists"; fi

@@ -21,3 +21,5 @@ echo "== cargo test"
 # FUSE end-to-end tests each mount their own store; two at a time keep a 2-core machine busy
 # without starving the mount processes.
 cargo test --workspace -- --test-threads 2
+echo "== docker end-to-end (scripts/test-docker.sh)"
+scripts/test-docker.sh

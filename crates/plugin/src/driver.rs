@@ -139,14 +139,33 @@ fn listed_in_mountinfo(mountpoint: &Path) -> bool {
     })
 }
 
-/// stat(2) with a deadline: a hung FUSE server must not hang the caller.
+/// statfs(2) with a deadline: it always reaches the FUSE server (stat may be answered from the
+/// kernel's attribute cache even after the server died), and a hung server must not hang us.
 fn responsive(path: &Path, within: Duration) -> bool {
     let (tx, rx) = std::sync::mpsc::channel();
     let p = path.to_path_buf();
     std::thread::spawn(move || {
-        let _ = tx.send(std::fs::metadata(&p).is_ok());
+        let _ = tx.send(rustix::fs::statvfs(&p).is_ok());
     });
     rx.recv_timeout(within).unwrap_or(false)
+}
+
+/// Is the process in `STORE/mount.pid` alive (not a zombie)?
+fn mount_process_alive(store: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(store.join("mount.pid"))
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.parse::<u32>().ok()))
+    else {
+        return false;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 impl Driver {
@@ -212,7 +231,7 @@ impl Driver {
         if !listed_in_mountinfo(&mp) {
             return MountState::Absent;
         }
-        if responsive(&mp, Duration::from_secs(1)) {
+        if mount_process_alive(&self.store_dir(name)) && responsive(&mp, Duration::from_secs(1)) {
             MountState::Live
         } else {
             MountState::Dead

@@ -74,12 +74,17 @@ pub fn app(driver: Arc<Driver>) -> Router {
                 let d = d.clone();
                 move |body: Bytes| async move {
                     let r = match parse::<CreateRequest>(&body) {
-                        Ok(req) => blocking(move || {
-                            d.create(&req.name, req.opts.unwrap_or_default())
-                                .map_err(|e| e.to_string())
-                        })
-                        .await
-                        .and_then(|x| x),
+                        Ok(req) => {
+                            let keys: Vec<&String> =
+                                req.opts.iter().flat_map(|o| o.keys()).collect();
+                            tracing::info!(volume = %req.name, options = ?keys, "create requested");
+                            blocking(move || {
+                                d.create(&req.name, req.opts.unwrap_or_default())
+                                    .map_err(|e| e.to_string())
+                            })
+                            .await
+                            .and_then(|x| x)
+                        }
                         Err(e) => Err(e),
                     };
                     reply(&ErrResponse::from(r))
