@@ -223,6 +223,23 @@ start_serve --default-keyfile "$work/keys/default.key" || exit 1
 check "--default-keyfile: docker run -v new:/data --volume-driver sealvol" run --volume-driver sealvol -v defvol:/data "$img" sh -c 'echo d > /data/d'
 check "default-key volume opens with the default key" "$bin" check --store "$state/volumes/defvol/store" --keyfile "$work/keys/default.key"
 
+# 7. The managed (v2) plugin build, on this engine -------------------------------------------------
+mkey=/etc/sealvol/sealvol-test-$$.key
+if scripts/build-managed-plugin.sh sealvol-test-managed "$bin" >"$work/managed.log" 2>&1; then
+    pass "managed plugin builds and enables"
+    (umask 077; head -c 32 /dev/urandom > "$mkey")
+    check "managed plugin: create" docker volume create --driver sealvol-test-managed -o keyfile="$mkey" mvol
+    check "managed plugin: write and read back" bash -c "docker run --rm --network none --label sealvol-test -v mvol:/data $img sh -c 'echo MANAGED-MARKER > /data/f' && docker run --rm --network none --label sealvol-test -v mvol:/data $img cat /data/f | grep -q MANAGED-MARKER"
+    check "managed plugin: the container saw a sealvol FUSE mount" bash -c "docker run --rm --network none --label sealvol-test -v mvol:/data $img grep ' /data fuse' /proc/mounts | grep -q '^sealvol:'"
+    if grep -r -a -q MANAGED-MARKER /var/lib/sealvol-plugin; then fail "managed plugin: encrypted at rest" "marker in /var/lib/sealvol-plugin"; else pass "managed plugin: encrypted at rest"; fi
+    check "managed plugin: rm" docker volume rm mvol
+else
+    fail "managed plugin builds and enables" "$(tail -5 "$work/managed.log")"
+fi
+rm -f "$mkey"
+docker plugin disable -f sealvol-test-managed >/dev/null 2>&1
+docker plugin rm -f sealvol-test-managed >/dev/null 2>&1
+
 echo
 echo "docker: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

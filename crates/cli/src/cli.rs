@@ -76,6 +76,9 @@ pub enum Cmd {
         /// Volume table and stores.
         #[arg(long, value_name = "DIR", default_value = "/var/lib/sealvol")]
         state_dir: PathBuf,
+        /// Where volumes are mounted for Docker (default: STATE_DIR/mounts).
+        #[arg(long, value_name = "DIR")]
+        mount_dir: Option<PathBuf>,
         /// Runtime files: per-volume totals and mount logs (tmpfs).
         #[arg(long, value_name = "DIR", default_value = "/run/sealvol")]
         run_dir: PathBuf,
@@ -214,6 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Serve {
             socket,
             state_dir,
+            mount_dir,
             run_dir,
             default_keyfile,
         } => {
@@ -222,6 +226,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             let cfg = sealvol_plugin::DriverConfig {
                 state_dir,
+                mount_dir,
                 run_dir,
                 exe: std::env::current_exe().context("finding the sealvol executable")?,
                 default_keyfile,

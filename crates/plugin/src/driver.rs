@@ -31,6 +31,9 @@ pub const VALID_OPTIONS: &[&str] = &["passphrase-file", "keyfile", "chunk-size"]
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
     pub state_dir: PathBuf,
+    /// Where volumes are mounted for Docker (default `STATE_DIR/mounts`; for a managed plugin,
+    /// its propagated mount).
+    pub mount_dir: Option<PathBuf>,
     pub run_dir: PathBuf,
     /// The sealvol binary, run as `sealvol mount --foreground --secret-stdin ...` per volume.
     pub exe: PathBuf,
@@ -199,7 +202,10 @@ impl Driver {
     }
 
     pub fn mountpoint(&self, name: &str) -> PathBuf {
-        self.cfg.state_dir.join("mounts").join(name)
+        match &self.cfg.mount_dir {
+            Some(d) => d.join(name),
+            None => self.cfg.state_dir.join("mounts").join(name),
+        }
     }
 
     fn stats_path(&self, name: &str) -> PathBuf {
