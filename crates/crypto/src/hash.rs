@@ -72,6 +72,17 @@ mod tests {
     }
 
     #[test]
+    fn chunk_addr_known_answer() {
+        // Expected value from Python's blake3 package: blake3(b"hello", key=[1; 32]).
+        let a = HashKey::new([1u8; 32]).chunk_addr(b"hello");
+        let hex: String = a.0.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "acc938a1d8801c7def1b72b9940b4df68c61b0071961a164ae1a38ad6cf954af"
+        );
+    }
+
+    #[test]
     fn record_keys_separate_domains_and_splits() {
         let k = HashKey::new([3u8; 32]);
         let a: [u8; 16] = k.record_key(b"d", &[b"ab", b"c"]);

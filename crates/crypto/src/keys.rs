@@ -109,10 +109,17 @@ mod tests {
 
     #[test]
     fn subkey_known_answer() {
-        // Pins the derivation (context strings are part of the format).
-        let mk = MasterKey::from_bytes(&[0u8; 32]).unwrap();
-        let expected = blake3::derive_key("sealvol 2026-11-29 chunk seal v1", &[0u8; 32]);
-        assert_eq!(mk.subkey(Purpose::ChunkSeal), expected);
-        assert_ne!(mk.subkey(Purpose::ChunkSeal), [0u8; 32]);
+        // Expected value from Python's blake3 package (derive_key_context = the chunk-seal
+        // context, key material = bytes 0..32): pins the context strings, part of the format.
+        let mk = MasterKey::from_bytes(&(0u8..32).collect::<Vec<u8>>()).unwrap();
+        let hex: String = mk
+            .subkey(Purpose::ChunkSeal)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "ecf351cffa1d171c244bc3f77ccf517c151ffc9effa360602f944573af2365b7"
+        );
     }
 }

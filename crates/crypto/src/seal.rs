@@ -78,6 +78,11 @@ impl SealKey {
         SealKey(bytes)
     }
 
+    #[cfg(test)]
+    pub(crate) fn bytes_for_test(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&self.0).into())
     }

@@ -337,6 +337,42 @@ mod tests {
         assert!(d.m_cost_kib >= 65536 && d.t_cost >= 3 && d.p_cost >= 1);
     }
 
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn passphrase_kek_known_answer() {
+        // Expected value from an independent implementation (Python argon2-cffi 23,
+        // hash_secret_raw(type=ID, time_cost=1, memory_cost=8192, parallelism=1, hash_len=32)).
+        let salt: Vec<u8> = (0u8..32).collect();
+        let kind = SlotKind::Passphrase {
+            kdf: KdfParams::MIN,
+        };
+        let kek = derive_kek(&pass("correct horse battery staple"), &kind, &salt).unwrap();
+        assert_eq!(
+            hex(kek.bytes_for_test()),
+            "306a28335fb4220d5c047a055a935e74e8f08bae9bab84c151ad5e2fd17b78a2"
+        );
+    }
+
+    #[test]
+    fn keyfile_kek_known_answer() {
+        // Expected value from Python's blake3 package: derive_key_context = our context,
+        // input = salt || key file.
+        let salt: Vec<u8> = (0u8..32).collect();
+        let kek = derive_kek(
+            &Secret::KeyFile(Zeroizing::new([0x5a; 32])),
+            &SlotKind::KeyFile,
+            &salt,
+        )
+        .unwrap();
+        assert_eq!(
+            hex(kek.bytes_for_test()),
+            "26807916d595abde5d85082a914af34ee8c189973725f8607c56ec4e6b3cbe5e"
+        );
+    }
+
     #[test]
     fn kek_depends_on_salt() {
         let kind = SlotKind::Passphrase {
