@@ -191,3 +191,53 @@ fn stats_report_dedup() {
     assert!(out.contains("\"logical_bytes\": 2000000"), "{out}");
     assert!(out.contains("\"dedup_ratio\": 2.0"), "{out}");
 }
+
+#[test]
+fn terminal_prompt_for_the_passphrase() {
+    // A real pseudo-terminal: init asks twice, stats once; a wrong passphrase is refused.
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("s");
+    let script = r#"
+import os, pty, sys, time
+def run(args, answers):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(args[0], args)
+    out = b""
+    for a in answers:
+        while b"passphrase: " not in out[-40:]:
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                break
+            out += chunk
+        os.write(fd, a.encode() + b"\n")
+        out += b"<answered>"
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+bin, store = sys.argv[1], sys.argv[2]
+code, out = run([bin, "init", "--store", store, "--kdf-memory-mib", "8", "--kdf-iterations", "1"], ["pty pass", "pty pass"])
+assert code == 0 and "created sealvol store" in out, out
+code, out = run([bin, "stats", "--store", store], ["pty pass"])
+assert code == 0 and "files:" in out, out
+assert "pty pass" not in out.replace("<answered>", ""), "the passphrase was echoed: " + out
+code, out = run([bin, "stats", "--store", store], ["wrong"])
+assert code == 1 and "does not open any key slot" in out, out
+print("ok")
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert_eq!(ok(&o).trim(), "ok");
+}

@@ -413,3 +413,28 @@ fn unlinked_inode_known_to_the_kernel_lives_until_forgotten() {
     assert_eq!(v.stats().unwrap().chunks, 0);
     assert!(v.check().unwrap().is_clean());
 }
+
+#[test]
+fn deleting_data_gives_the_disk_space_back() {
+    let d = tempfile::tempdir().unwrap();
+    let store = d.path().join("store");
+    let opts = sealvol_volume::CreateOptions {
+        kdf: sealvol_crypto::KdfParams::MIN,
+        ..Default::default()
+    };
+    let v = Volume::create(&store, &secret(), &opts, Arc::new(SystemClock)).unwrap();
+    let data = pattern(24 << 20, 11);
+    write_file(&v, ROOT_INO, "big", &data);
+    v.close().unwrap();
+    let full = v.engine().disk_bytes().unwrap();
+    assert!(full > 24 << 20, "store holds the data: {full}");
+    v.unlink(ROOT_INO, b"big").unwrap();
+    v.close().unwrap();
+    v.engine().compact().unwrap();
+    let after = v.engine().disk_bytes().unwrap();
+    assert!(
+        after < full / 4,
+        "space not reclaimed: {full} -> {after} bytes"
+    );
+    assert_eq!(v.stats().unwrap().chunks, 0);
+}
