@@ -16,7 +16,7 @@ nsmall=${SMALL_FILES:-3000}
 nmounts=${MOUNTS:-50}
 
 cargo build --release --quiet -p sealvol
-bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/sealvol
+bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/sealvol
 work=$(mktemp -d /var/tmp/sealvol-bench-docker.XXXXXX)
 socket=/run/docker/plugins/sealvol.sock
 img=sealvol-bench/busybox:local

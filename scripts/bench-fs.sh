@@ -20,7 +20,7 @@ for p in fio gocryptfs; do
     command -v $p >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; }
 done
 cargo build --release --quiet -p sealvol
-bin=$(pwd)/${CARGO_TARGET_DIR:-target}/release/sealvol
+bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/sealvol
 
 cleanup() {
     "$bin" umount "$work/sv-mnt" >/dev/null 2>&1 || fusermount3 -uz "$work/sv-mnt" 2>/dev/null || true

@@ -12,7 +12,7 @@ name=${1:-sealvol-managed}
 bin=${2:-}
 if [ -z "$bin" ]; then
     cargo build --release --quiet -p sealvol
-    bin=${CARGO_TARGET_DIR:-target}/release/sealvol
+    bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/sealvol
 fi
 work=$(mktemp -d /var/tmp/sealvol-plugin-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -16,7 +16,7 @@ key=${SEALVOL_DEFAULT_KEY:-/etc/sealvol/default.key}
 socket=/run/docker/plugins/sealvol.sock
 
 cargo build --release --quiet -p sealvol
-install -m 0755 "${CARGO_TARGET_DIR:-target}/release/sealvol" /usr/local/bin/sealvol
+install -m 0755 "${CARGO_TARGET_DIR:-$(pwd)/target}/release/sealvol" /usr/local/bin/sealvol
 
 if [ ! -f "$key" ]; then
     install -d -m 0700 "$(dirname "$key")"

@@ -11,7 +11,7 @@ export ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu
 bin=${1:-}
 if [ -z "$bin" ]; then
     cargo build --quiet -p sealvol || exit 1
-    bin=$(pwd)/${CARGO_TARGET_DIR:-target}/debug/sealvol
+    bin=${CARGO_TARGET_DIR:-$(pwd)/target}/debug/sealvol
 fi
 
 work=$(mktemp -d /var/tmp/sealvol-docker.XXXXXX)
