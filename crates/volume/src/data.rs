@@ -389,6 +389,7 @@ impl Volume {
         let mut t = self.begin();
         let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
         let old_n = inode.size.div_ceil(cs as u64);
+        let mut cached: HashMap<u64, ChunkAddr> = HashMap::new();
         for (index, p) in prepared {
             match p {
                 None => {
@@ -407,6 +408,9 @@ impl Volume {
                     };
                     t.put_extent(ino, index, Extent { addr, len }, sealed)?;
                     remove_from_holes(&mut inode.holes, index);
+                    if len as usize == st.dirty[&index].len() {
+                        cached.insert(index, addr);
+                    }
                 }
             }
         }
@@ -423,7 +427,13 @@ impl Volume {
         }
         t.put_inode(inode);
         t.commit(durability)?;
-        st.dirty.clear();
+        // The written-out plaintexts are verified by construction: keep them in the chunk cache,
+        // so the next partial write or read of these chunks needs no decrypt.
+        for (index, buf) in std::mem::take(&mut st.dirty) {
+            if let Some(addr) = cached.get(&index) {
+                self.cache.put(*addr, Arc::new(buf));
+            }
+        }
         st.dirty_bytes = 0;
         st.mtime = None;
         Ok(())
