@@ -40,10 +40,23 @@ fn parse<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed request: {e}"))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
+/// Parse the request, run the driver call off the async threads, flatten the errors.
+async fn call<Q, R>(
+    body: Bytes,
+    f: impl FnOnce(Q) -> Result<R, String> + Send + 'static,
+) -> Result<R, String>
+where
+    Q: DeserializeOwned + Default + Send + 'static,
+    R: Send + 'static,
+{
+    let req = parse::<Q>(&body)?;
+    tokio::task::spawn_blocking(move || f(req))
         .await
-        .map_err(|e| format!("internal error: {e}"))
+        .map_err(|e| format!("internal error: {e}"))?
+}
+
+fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
 }
 
 /// The router, testable without a socket.
@@ -73,21 +86,12 @@ pub fn app(driver: Arc<Driver>) -> Router {
             post({
                 let d = d.clone();
                 move |body: Bytes| async move {
-                    let r = match parse::<CreateRequest>(&body) {
-                        Ok(req) => {
-                            let keys: Vec<&String> =
-                                req.opts.iter().flat_map(|o| o.keys()).collect();
-                            tracing::info!(volume = %req.name, options = ?keys, "create requested");
-                            blocking(move || {
-                                d.create(&req.name, req.opts.unwrap_or_default())
-                                    .map_err(|e| e.to_string())
-                            })
-                            .await
-                            .and_then(|x| x)
-                        }
-                        Err(e) => Err(e),
-                    };
-                    reply(&ErrResponse::from(r))
+                    let r = call(body, move |q: CreateRequest| {
+                        let keys: Vec<&String> = q.opts.iter().flat_map(|o| o.keys()).collect();
+                        tracing::info!(volume = %q.name, options = ?keys, "create requested");
+                        d.create(&q.name, q.opts.unwrap_or_default()).map_err(text)
+                    });
+                    reply(&ErrResponse::from(r.await))
                 }
             }),
         )
@@ -96,13 +100,8 @@ pub fn app(driver: Arc<Driver>) -> Router {
             post({
                 let d = d.clone();
                 move |body: Bytes| async move {
-                    let r = match parse::<NameRequest>(&body) {
-                        Ok(req) => blocking(move || d.remove(&req.name).map_err(|e| e.to_string()))
-                            .await
-                            .and_then(|x| x),
-                        Err(e) => Err(e),
-                    };
-                    reply(&ErrResponse::from(r))
+                    let r = call(body, move |q: NameRequest| d.remove(&q.name).map_err(text));
+                    reply(&ErrResponse::from(r.await))
                 }
             }),
         )
@@ -111,15 +110,10 @@ pub fn app(driver: Arc<Driver>) -> Router {
             post({
                 let d = d.clone();
                 move |body: Bytes| async move {
-                    let r = match parse::<MountRequest>(&body) {
-                        Ok(req) => {
-                            blocking(move || d.mount(&req.name, &req.id).map_err(|e| e.to_string()))
-                                .await
-                                .and_then(|x| x)
-                        }
-                        Err(e) => Err(e),
-                    };
-                    reply(&MountpointResponse::from(r))
+                    let r = call(body, move |q: MountRequest| {
+                        d.mount(&q.name, &q.id).map_err(text)
+                    });
+                    reply(&MountpointResponse::from(r.await))
                 }
             }),
         )
@@ -128,15 +122,10 @@ pub fn app(driver: Arc<Driver>) -> Router {
             post({
                 let d = d.clone();
                 move |body: Bytes| async move {
-                    let r = match parse::<MountRequest>(&body) {
-                        Ok(req) => blocking(move || {
-                            d.unmount(&req.name, &req.id).map_err(|e| e.to_string())
-                        })
-                        .await
-                        .and_then(|x| x),
-                        Err(e) => Err(e),
-                    };
-                    reply(&ErrResponse::from(r))
+                    let r = call(body, move |q: MountRequest| {
+                        d.unmount(&q.name, &q.id).map_err(text)
+                    });
+                    reply(&ErrResponse::from(r.await))
                 }
             }),
         )
@@ -145,13 +134,10 @@ pub fn app(driver: Arc<Driver>) -> Router {
             post({
                 let d = d.clone();
                 move |body: Bytes| async move {
-                    let r = match parse::<NameRequest>(&body) {
-                        Ok(req) => blocking(move || d.path(&req.name).map_err(|e| e.to_string()))
-                            .await
-                            .and_then(|x| x),
-                        Err(e) => Err(e),
-                    };
-                    reply(&MountpointResponse::from(r.map(|p| p.unwrap_or_default())))
+                    let r = call(body, move |q: NameRequest| d.path(&q.name).map_err(text));
+                    reply(&MountpointResponse::from(
+                        r.await.map(Option::unwrap_or_default),
+                    ))
                 }
             }),
         )
@@ -160,24 +146,13 @@ pub fn app(driver: Arc<Driver>) -> Router {
             post({
                 let d = d.clone();
                 move |body: Bytes| async move {
-                    let r = match parse::<NameRequest>(&body) {
-                        Ok(req) => blocking(move || d.get(&req.name)).await,
-                        Err(e) => Err(e),
+                    let r = call(body, move |q: NameRequest| Ok(d.get(&q.name)));
+                    let (volume, err) = match r.await {
+                        Ok(Some(v)) => (Some(v), String::new()),
+                        Ok(None) => (None, "no such volume".into()),
+                        Err(e) => (None, e),
                     };
-                    match r {
-                        Ok(Some(v)) => reply(&GetResponse {
-                            volume: Some(v),
-                            err: String::new(),
-                        }),
-                        Ok(None) => reply(&GetResponse {
-                            volume: None,
-                            err: "no such volume".into(),
-                        }),
-                        Err(e) => reply(&GetResponse {
-                            volume: None,
-                            err: e,
-                        }),
-                    }
+                    reply(&GetResponse { volume, err })
                 }
             }),
         )
@@ -185,17 +160,13 @@ pub fn app(driver: Arc<Driver>) -> Router {
             "/VolumeDriver.List",
             post({
                 let d = d.clone();
-                move || async move {
-                    match blocking(move || d.list()).await {
-                        Ok(volumes) => reply(&ListResponse {
-                            volumes,
-                            err: String::new(),
-                        }),
-                        Err(e) => reply(&ListResponse {
-                            volumes: Vec::new(),
-                            err: e,
-                        }),
-                    }
+                move |body: Bytes| async move {
+                    let r = call(body, move |_: NameRequest| Ok(d.list()));
+                    let (volumes, err) = match r.await {
+                        Ok(v) => (v, String::new()),
+                        Err(e) => (Vec::new(), e),
+                    };
+                    reply(&ListResponse { volumes, err })
                 }
             }),
         )
