@@ -11,8 +11,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALVOL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sealvol_plugin=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALVOL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,sealvol_plugin=info,fuser=error")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -49,7 +49,10 @@ pub fn mount(
             serve(vol, store, mountpoint, threads, notify, opts.stats_file)
         })();
         if let (true, Err(e)) = (notify, &r) {
-            println!("ERROR {e:#}");
+            // The parent is waiting only until READY: after that it is gone, and a failed write
+            // to the closed pipe must not turn an error into a panic.
+            let _ = writeln!(std::io::stdout(), "ERROR {e:#}");
+            tracing::error!("{e:#}");
         }
         return r;
     }

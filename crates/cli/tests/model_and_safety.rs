@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -260,4 +260,99 @@ while True:
     }
     f.umount();
     ok(&f.check());
+}
+
+#[test]
+fn full_disk_is_enospc_and_loses_nothing() {
+    // The store on a small tmpfs: filling it gives the application ENOSPC, the mount survives,
+    // earlier files stay intact, deleting frees the way for new writes, and check passes.
+    let dir = tempfile::Builder::new()
+        .prefix("sealvol-full")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    ok(&sh(&format!(
+        "mount -t tmpfs -o size=120m tmpfs {}",
+        disk.display()
+    )));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+        }
+    }
+    let _guard = Unmount(disk.clone());
+    let key = dir.path().join("key");
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let store = disk.join("store");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    ok(&sealvol(&[
+        "init",
+        "--store",
+        &s(&store),
+        "--keyfile",
+        &s(&key),
+    ]));
+    ok(&sealvol(&[
+        "mount",
+        "--store",
+        &s(&store),
+        "--keyfile",
+        &s(&key),
+        &s(&mnt),
+    ]));
+    std::fs::write(mnt.join("keep.txt"), b"written before the disk filled").unwrap();
+    let mut f = std::fs::File::create(mnt.join("big")).unwrap();
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 7) as u8)
+        .collect();
+    let mut err = None;
+    for i in 0..400u32 {
+        let mut b = block.clone();
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        if let Err(e) = f.write_all(&b).and_then(|_| f.flush()) {
+            err = Some(e);
+            break;
+        }
+    }
+    let err = err
+        .or_else(|| f.sync_all().err())
+        .expect("a 400 MiB write to a 120 MiB disk must fail");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    drop(f);
+    assert_eq!(
+        std::fs::read(mnt.join("keep.txt")).unwrap(),
+        b"written before the disk filled"
+    );
+    std::fs::remove_file(mnt.join("big")).unwrap();
+    std::fs::write(mnt.join("after.txt"), b"written after freeing space").unwrap();
+    ok(&sealvol(&["umount", &s(&mnt)]));
+    ok(&sealvol(&[
+        "mount",
+        "--store",
+        &s(&store),
+        "--keyfile",
+        &s(&key),
+        &s(&mnt),
+    ]));
+    assert_eq!(
+        std::fs::read(mnt.join("keep.txt")).unwrap(),
+        b"written before the disk filled"
+    );
+    assert_eq!(
+        std::fs::read(mnt.join("after.txt")).unwrap(),
+        b"written after freeing space"
+    );
+    ok(&sealvol(&["umount", &s(&mnt)]));
+    ok(&sealvol(&[
+        "check",
+        "--store",
+        &s(&store),
+        "--keyfile",
+        &s(&key),
+    ]));
 }

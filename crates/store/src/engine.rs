@@ -77,6 +77,7 @@ pub enum StoreError {
 #[derive(Default, Debug)]
 pub struct WriteBatch {
     pub(crate) ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    bytes: u64,
 }
 
 impl WriteBatch {
@@ -84,10 +85,18 @@ impl WriteBatch {
         Self::default()
     }
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push((cf, key.into(), Some(value.into())));
+        let (k, v) = (key.into(), value.into());
+        self.bytes += (k.len() + v.len()) as u64;
+        self.ops.push((cf, k, Some(v)));
     }
     pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
-        self.ops.push((cf, key.into(), None));
+        let k = key.into();
+        self.bytes += k.len() as u64;
+        self.ops.push((cf, k, None));
+    }
+    /// Bytes of keys and values in the batch.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

@@ -323,7 +323,13 @@ impl Volume {
     pub fn sync_all(&self) -> Result<()> {
         let inos: Vec<u64> = self.files.lock().keys().copied().collect();
         for ino in inos {
-            self.flush(ino)?;
+            match self.flush(ino) {
+                // Deleted since it was last written: nothing left to write out.
+                Err(FsError::NotFound) => {
+                    self.files.lock().remove(&ino);
+                }
+                r => r?,
+            }
         }
         self.engine.sync()?;
         Ok(())

@@ -5,6 +5,7 @@
 //! small metadata does not rewrite bulk data.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB,
@@ -36,7 +37,16 @@ impl Default for RocksTuning {
 pub struct RocksEngine {
     db: DB,
     path: PathBuf,
+    /// Set by the first failed write: RocksDB must not be asked to write or sync again (Debian's
+    /// build aborts the process on a sync after a failed write), so later writes fail cleanly.
+    failed: Mutex<Option<String>>,
 }
+
+/// Free space kept on the store's filesystem: writes that would eat into it fail with ENOSPC
+/// before RocksDB ever meets a full disk (which it does not survive gracefully).
+const RESERVE: u64 = 64 << 20;
+/// Small batches (deletions, metadata) may go on down to this, so that space can be freed.
+const FLOOR: u64 = 8 << 20;
 
 fn map_err(path: &Path, e: rocksdb::Error) -> StoreError {
     let s = e.into_string();
@@ -96,7 +106,42 @@ impl RocksEngine {
         Ok(RocksEngine {
             db,
             path: path.to_path_buf(),
+            failed: Mutex::new(None),
         })
+    }
+
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(StoreError::Io(format!(
+                "an earlier write to the store failed ({e}); nothing more is written until it is reopened: unmount, fix the cause, mount again"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn record_failure(&self, e: &StoreError) {
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    fn check_space(&self, batch_bytes: u64) -> Result<(), StoreError> {
+        let Ok(st) = rustix::fs::statvfs(&self.path) else {
+            return Ok(());
+        };
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let need = if batch_bytes < 64 * 1024 {
+            FLOOR
+        } else {
+            RESERVE + 2 * batch_bytes
+        };
+        if free < need {
+            return Err(StoreError::NoSpace(format!(
+                "{} MiB free on the disk holding {}; sealvol keeps {} MiB in reserve so the store stays consistent: free some space",
+                free >> 20,
+                self.path.display(),
+                RESERVE >> 20
+            )));
+        }
+        Ok(())
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -128,6 +173,8 @@ impl Engine for RocksEngine {
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
+        self.check_failed()?;
+        self.check_space(batch.bytes())?;
         let mut wb = rocksdb::WriteBatch::default();
         for (cf, k, v) in batch.ops {
             match v {
@@ -137,11 +184,20 @@ impl Engine for RocksEngine {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(durability == Durability::Disk);
-        self.db.write_opt(wb, &wo).map_err(|e| self.err(e))
+        self.db.write_opt(wb, &wo).map_err(|e| {
+            let e = self.err(e);
+            self.record_failure(&e);
+            e
+        })
     }
 
     fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(|e| self.err(e))
+        self.check_failed()?;
+        self.db.flush_wal(true).map_err(|e| {
+            let e = self.err(e);
+            self.record_failure(&e);
+            e
+        })
     }
 
     fn scan(
@@ -167,6 +223,12 @@ impl Engine for RocksEngine {
     }
 
     fn flush_memtables(&self) -> Result<(), StoreError> {
+        self.check_failed()?;
+        if self.check_space(2 * RESERVE).is_err() {
+            // Everything is in the write-ahead log already; it is replayed at the next open.
+            tracing::warn!(path = %self.path.display(), "low disk space: leaving data in the write-ahead log instead of flushing it to table files");
+            return Ok(());
+        }
         for cf in Cf::ALL {
             self.db.flush_cf(self.cf(cf)).map_err(|e| self.err(e))?;
         }
