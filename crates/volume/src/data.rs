@@ -205,12 +205,16 @@ impl Volume {
             last
         };
         if last {
+            // Drop the file's buffer state only if it is clean and nobody opened the file again
+            // meanwhile: a new opener increments the open count before its first write, so
+            // checking the count under the map lock never retires a state someone writes into.
             let mut files = self.files.lock();
             let clean = files
                 .get(&ino)
                 .map(|s| s.lock().dirty.is_empty())
                 .unwrap_or(true);
-            if clean && flushed.is_ok() {
+            let reopened = self.opens.lock().get(&ino).copied().unwrap_or(0) > 0;
+            if clean && !reopened && flushed.is_ok() {
                 files.remove(&ino);
             }
             drop(files);
