@@ -371,22 +371,8 @@ impl Volume {
             if dst.kind == Kind::Dir && self.is_ancestor(&mut t, dst.ino, parent)? {
                 return Err(FsError::Invalid("cannot move a directory into itself"));
             }
-            t.put_dirent(
-                parent,
-                Dirent {
-                    name: name.to_vec(),
-                    ino: dst.ino,
-                    kind: dst.kind,
-                },
-            )?;
-            t.put_dirent(
-                newparent,
-                Dirent {
-                    name: newname.to_vec(),
-                    ino: src.ino,
-                    kind: src.kind,
-                },
-            )?;
+            t.put_dirent(parent, dst.with_name(name))?;
+            t.put_dirent(newparent, src.with_name(newname))?;
             if parent != newparent {
                 self.reparent(&mut t, src.ino, newparent, parent, now)?;
                 self.reparent(&mut t, dst.ino, parent, newparent, now)?;
@@ -418,14 +404,7 @@ impl Volume {
             }
         }
         t.del_dirent(parent, name);
-        t.put_dirent(
-            newparent,
-            Dirent {
-                name: newname.to_vec(),
-                ino: src.ino,
-                kind: src.kind,
-            },
-        )?;
+        t.put_dirent(newparent, src.with_name(newname))?;
         if parent != newparent {
             self.reparent(&mut t, src.ino, newparent, parent, now)?;
         }

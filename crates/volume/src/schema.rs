@@ -124,6 +124,17 @@ pub struct Dirent {
     pub kind: Kind,
 }
 
+impl Dirent {
+    /// The same file under another name (for renames).
+    pub fn with_name(&self, name: &[u8]) -> Dirent {
+        Dirent {
+            name: name.to_vec(),
+            ino: self.ino,
+            kind: self.kind,
+        }
+    }
+}
+
 /// One chunk of a file: `len` plaintext bytes at `index * chunk_size`, stored at `addr`.
 /// Bytes between `len` and the chunk size (within the file's size) read as zeros.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
