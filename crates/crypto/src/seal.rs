@@ -14,9 +14,17 @@
 //! Associated data = domain label, version byte, epoch, then the caller's binding (volume id,
 //! record identity, position). A sealed object moved to another place, another volume or
 //! another domain fails to open.
+//!
+//! XChaCha20-Poly1305 is computed as its definition reads (draft-irtf-cfrg-xchacha): the
+//! per-object subkey is HChaCha20(key, nonce[0..16]) (RustCrypto's `chacha20`), then the IETF
+//! ChaCha20-Poly1305 of RFC 8439 under that subkey with the nonce 0^4 || nonce[16..24]
+//! (`ring`, whose assembly runs about twice as fast as the portable Rust AEAD here). The
+//! output is byte for byte XChaCha20-Poly1305; a test checks it against RustCrypto's
+//! `XChaCha20Poly1305` on random inputs. Only the per-object subkey reaches `ring` (whose key
+//! type is not zeroized on drop); it opens that one object and tells nothing of the key.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use chacha20::cipher::consts::U10;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::CryptoError;
@@ -83,8 +91,16 @@ impl SealKey {
         &self.0
     }
 
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&self.0).into())
+    /// The IETF ChaCha20-Poly1305 key and nonce that make XChaCha20-Poly1305 for `nonce`.
+    fn subkey(&self, nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
+        let mut sub = chacha20::hchacha::<U10>((&self.0).into(), nonce[..16].into());
+        let key = LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice()).expect("a 32-byte key"),
+        );
+        sub.as_mut_slice().zeroize();
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&nonce[16..]);
+        (key, Nonce::assume_unique_for_key(n))
     }
 
     /// Seal `plaintext` with a fresh random nonce.
@@ -115,15 +131,15 @@ impl SealKey {
         out.extend_from_slice(&epoch.to_le_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        let tag = self
-            .cipher()
-            .encrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &aad(domain, epoch, binding),
+        let (key, n) = self.subkey(&nonce);
+        let tag = key
+            .seal_in_place_separate_tag(
+                n,
+                Aad::from(aad(domain, epoch, binding)),
                 &mut out[HEADER_LEN..],
             )
-            .expect("XChaCha20-Poly1305 accepts any length below 256 GiB");
-        out.extend_from_slice(&tag);
+            .expect("ChaCha20-Poly1305 accepts any length below 256 GiB");
+        out.extend_from_slice(tag.as_ref());
         out
     }
 
@@ -144,17 +160,16 @@ impl SealKey {
             return Err(CryptoError::UnknownVersion(sealed[0]));
         }
         let epoch = sealed_epoch(sealed)?;
-        let nonce = XNonce::from_slice(&sealed[5..HEADER_LEN]);
-        let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - TAG_LEN);
-        let mut buf = body.to_vec();
-        self.cipher()
-            .decrypt_in_place_detached(
-                nonce,
-                &aad(domain, epoch, binding),
-                &mut buf,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| CryptoError::Authentication)?;
+        let nonce: [u8; 24] = sealed[5..HEADER_LEN].try_into().expect("24 bytes");
+        // Ciphertext and tag, opened in place: `open_in_place` returns the plaintext only if
+        // the tag authenticates.
+        let mut buf = sealed[HEADER_LEN..].to_vec();
+        let (key, n) = self.subkey(&nonce);
+        let len = key
+            .open_in_place(n, Aad::from(aad(domain, epoch, binding)), &mut buf)
+            .map_err(|_| CryptoError::Authentication)?
+            .len();
+        buf.truncate(len);
         Ok(buf)
     }
 }
@@ -171,6 +186,34 @@ pub fn sealed_epoch(sealed: &[u8]) -> Result<u32, CryptoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Ours is XChaCha20-Poly1305: the same bytes as RustCrypto's implementation, for any
+        /// key, nonce, associated data and length (including empty and multi-block).
+        #[test]
+        fn matches_the_reference_xchacha20poly1305(
+            key in any::<[u8; 32]>(),
+            nonce in any::<[u8; 24]>(),
+            binding in proptest::collection::vec(any::<u8>(), 0..40),
+            plain in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            let ours = SealKey::new(key).seal_with_nonce(Domain::Chunk, 7, &binding, &plain, nonce);
+            let mut buf = plain.clone();
+            let tag = XChaCha20Poly1305::new((&key).into())
+                .encrypt_in_place_detached(
+                    XNonce::from_slice(&nonce),
+                    &aad(Domain::Chunk, 7, &binding),
+                    &mut buf,
+                )
+                .unwrap();
+            prop_assert_eq!(&ours[HEADER_LEN..HEADER_LEN + plain.len()], &buf[..]);
+            prop_assert_eq!(&ours[HEADER_LEN + plain.len()..], tag.as_slice());
+            prop_assert_eq!(SealKey::new(key).open(Domain::Chunk, &binding, &ours).unwrap(), plain);
+        }
+    }
 
     #[test]
     fn known_answer() {

@@ -179,6 +179,18 @@ impl Filesystem for SealFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // The kernel's writeback cache: small and random writes land in the page cache and
+        // reach us as large writes at write-back, close or fsync. The kernel then owns the
+        // file's size and mtime while pages are dirty, handles O_APPEND itself, and sends the
+        // times with a setattr after the data.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
+            .is_err()
+        {
+            tracing::warn!(
+                "the kernel offers no FUSE writeback cache: every write is a round trip"
+            );
+        }
         Ok(())
     }
 

@@ -17,8 +17,8 @@ use crate::schema::*;
 use crate::txn::Txn;
 use crate::volume::Volume;
 
-/// Threads that hash and seal one file's buffered chunks in parallel.
-const SEAL_THREADS: usize = 4;
+/// Threads that hash and seal, or load and open, one request's chunks in parallel.
+const WORKER_THREADS: usize = 4;
 
 /// Largest file: 2^50 bytes (1 PiB).
 const MAX_FILE_SIZE: u64 = 1 << 50;
@@ -64,6 +64,42 @@ impl ChunkCache {
             }
         }
     }
+}
+
+/// `f` over `items` on up to `WORKER_THREADS` scoped threads (one core: in this thread), in
+/// order; fewer than `min_parallel` items run in this thread too.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    min_parallel: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    // `available_parallelism` reads cgroup files on every call: ask once.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = (*CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }))
+    .min(WORKER_THREADS);
+    if threads < 2 || items.len() < min_parallel.max(2) {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| FsError::Setup("a worker thread panicked".into()))??,
+            );
+        }
+        Ok(out)
+    })
 }
 
 fn in_holes(holes: &[(u64, u64)], index: u64) -> bool {
@@ -280,28 +316,35 @@ impl Volume {
             return Ok(Vec::new());
         }
         let end = file_size.min(offset + size as u64);
+        // Load the stored chunks this read needs (decrypt + verify) on several threads: a large
+        // read spans several chunks, and each is independent.
+        let wanted: Vec<u64> = (offset / cs..end.div_ceil(cs))
+            .filter(|i| !buffered.contains_key(i))
+            .collect();
+        let stored: HashMap<u64, Arc<Vec<u8>>> = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+            par_map(&wanted, 2, |&index| {
+                Ok((index, self.stored_chunk(&inode, index)?))
+            })?
+            .into_iter()
+            .collect()
+        };
         let mut out = vec![0u8; (end - offset) as usize];
-        let mut inode: Option<Inode> = None;
         let mut pos = offset;
         while pos < end {
             let index = pos / cs;
             let in_chunk = (pos % cs) as usize;
             let take = ((index + 1) * cs).min(end) - pos;
             let dst = &mut out[(pos - offset) as usize..(pos - offset + take) as usize];
-            let copy = |src: &[u8], dst: &mut [u8]| {
-                if in_chunk < src.len() {
-                    let n = (src.len() - in_chunk).min(dst.len());
-                    dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
-                }
+            let src: &[u8] = match buffered.get(&index) {
+                Some(b) => b,
+                None => &stored[&index],
             };
-            if let Some(buf) = buffered.get(&index) {
-                copy(buf, dst);
-            } else {
-                if inode.is_none() {
-                    inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
-                }
-                let chunk = self.stored_chunk(inode.as_ref().expect("just read"), index)?;
-                copy(&chunk, dst);
+            if in_chunk < src.len() {
+                let n = (src.len() - in_chunk).min(dst.len());
+                dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
             }
             pos += take;
         }
@@ -378,7 +421,7 @@ impl Volume {
             return Ok(());
         }
         let cs = self.cfg.chunk_size as usize;
-        // Hash and seal outside the commit lock, on up to `SEAL_THREADS` threads.
+        // Hash and seal outside the commit lock, on up to `WORKER_THREADS` threads.
         let jobs: Vec<(u64, &[u8])> = st
             .dirty
             .iter()
@@ -462,28 +505,7 @@ impl Volume {
             };
             Ok((index, Some((addr, data.len() as u32, sealed))))
         };
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(SEAL_THREADS);
-        if threads < 2 || jobs.len() < 4 {
-            return jobs.iter().map(one).collect();
-        }
-        let per = jobs.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .chunks(per)
-                .map(|part| s.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
-                .collect();
-            let mut out = Vec::with_capacity(jobs.len());
-            for h in handles {
-                out.extend(
-                    h.join()
-                        .map_err(|_| FsError::Setup("a sealing thread panicked".into()))??,
-                );
-            }
-            Ok(out)
-        })
+        par_map(jobs, 4, one)
     }
 
     /// Change a file's size. Shrinking releases chunks past the end and cuts the last one;
