@@ -126,6 +126,7 @@ fn serve(
     if let Some(p) = stats_file {
         spawn_stats_writer(vol.clone(), p.to_path_buf());
     }
+    spawn_space_reclaimer(vol.clone());
     let fs = SealFs::new(vol.clone(), store);
     let cfg = SealFs::config(store, threads);
     let mut session = fuser::Session::new(fs, mountpoint, &cfg)
@@ -168,6 +169,16 @@ fn spawn_stats_writer(vol: Arc<sealvol_volume::Volume>, path: PathBuf) {
     std::thread::spawn(move || loop {
         write_stats(&vol, &path);
         std::thread::sleep(Duration::from_secs(2));
+    });
+}
+
+/// While mounted, give back the space of deleted and overwritten data once it piles up.
+fn spawn_space_reclaimer(vol: Arc<sealvol_volume::Volume>) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(60));
+        if let Err(e) = vol.reclaim_if_wasteful() {
+            tracing::warn!(error = %e, "reclaiming space failed; retrying in a minute");
+        }
     });
 }
 

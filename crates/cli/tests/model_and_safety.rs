@@ -192,9 +192,11 @@ fn kill_9_loses_no_fsynced_write() {
         .parse()
         .unwrap();
     // The writer appends 1000-byte records to three files and creates small files, fsyncs each,
-    // and prints the record number only after fsync returned.
+    // and prints the record number only after fsync returned. Every 40th record it also writes
+    // a 10 MiB file (large enough for a bulk write: chunks staged around the write-ahead log,
+    // then committed), fsyncs it, and prints "big N".
     let script = r#"
-import os, sys
+import hashlib, os, sys
 root = sys.argv[1]
 fds = [os.open(root + "/f%d" % k, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) for k in range(3)]
 i = 0
@@ -206,6 +208,10 @@ while True:
         if i % 10 == 0:
             g = os.open(root + "/small%d" % i, os.O_WRONLY | os.O_CREAT, 0o644)
             os.write(g, rec.encode()); os.fsync(g); os.close(g)
+        if i % 40 == 0:
+            g = os.open(root + "/big%d" % i, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(g, hashlib.shake_256(b"big%d" % i).digest(10 << 20)); os.fsync(g); os.close(g)
+            print("big", i, flush=True)
         print(i, flush=True)
         i += 1
     except OSError:
@@ -221,23 +227,27 @@ while True:
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
-        let mut acked = Vec::new();
+        let (mut acked, mut big) = (Vec::new(), Vec::new());
         for line in BufReader::new(stdout).lines() {
             match line {
-                Ok(l) => acked.push(l.trim().parse::<u64>().unwrap()),
+                Ok(l) => match l.trim().strip_prefix("big ") {
+                    Some(n) => big.push(n.parse::<u64>().unwrap()),
+                    None => acked.push(l.trim().parse::<u64>().unwrap()),
+                },
                 Err(_) => break,
             }
         }
-        acked
+        (acked, big)
     });
     std::thread::sleep(Duration::from_millis(2500));
     ok(&sh(&format!("kill -9 {pid}")));
     let _ = child.wait();
-    let acked = reader.join().unwrap();
+    let (acked, big) = reader.join().unwrap();
     assert!(
-        acked.len() > 20,
-        "only {} writes before the crash",
-        acked.len()
+        acked.len() > 20 && big.len() > 1,
+        "only {} writes and {} big files before the crash",
+        acked.len(),
+        big.len()
     );
     ok(&sh(&format!("fusermount3 -uz {}", f.mnt.display())));
     f.mount();
@@ -257,6 +267,17 @@ while True:
             let s = std::fs::read(f.m(&format!("small{i}"))).unwrap();
             assert_eq!(&s[..16], format!("record {i:08} ").as_bytes());
         }
+    }
+    for i in &big {
+        let want = sh(&format!(
+            "python3 -c 'import hashlib; print(hashlib.shake_256(b\"big{i}\").hexdigest(10 << 20) == open(\"{}\", \"rb\").read().hex())'",
+            f.m(&format!("big{i}")).display()
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(&want.stdout).trim(),
+            "True",
+            "big file {i} lost or damaged"
+        );
     }
     f.umount();
     ok(&f.check());

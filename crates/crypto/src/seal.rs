@@ -48,6 +48,8 @@ pub enum Domain {
     Counters,
     Config,
     KeySlot,
+    /// The list of chunks a bulk write put in the store before committing what uses them.
+    Staged,
 }
 
 impl Domain {
@@ -62,6 +64,7 @@ impl Domain {
             Domain::Counters => b"sealvol/counters",
             Domain::Config => b"sealvol/config",
             Domain::KeySlot => b"sealvol/keyslot",
+            Domain::Staged => b"sealvol/staged",
         }
     }
 }

@@ -11,6 +11,7 @@ pub fn run_all(e: &dyn Engine) {
     scan_prefix_start_limit(e);
     for_each_pages(e);
     sync_and_compact(e);
+    bulk_writes_mix_with_logged_writes(e);
 }
 
 type Op<'a> = (Cf, &'a [u8], Option<&'a [u8]>);
@@ -141,4 +142,33 @@ pub fn sync_and_compact(e: &dyn Engine) {
         e.get(Cf::Refs, b"same").unwrap().as_deref(),
         Some(&b"r"[..])
     );
+}
+
+/// Bulk writes are seen like any other, and ordered with the logged writes around them.
+pub fn bulk_writes_mix_with_logged_writes(e: &dyn Engine) {
+    let big = vec![7u8; 200 * 1024];
+    let mut b = WriteBatch::new();
+    for k in [&b"bulk1"[..], b"bulk2", b"bulk3"] {
+        b.put(Cf::Chunks, k.to_vec(), big.clone());
+    }
+    e.write_bulk(b).unwrap();
+    assert_eq!(
+        e.get(Cf::Chunks, b"bulk2").unwrap().as_deref(),
+        Some(&big[..])
+    );
+    e.write(wb(&[(Cf::Chunks, b"bulk2", None)]), Durability::Process)
+        .unwrap();
+    e.write_bulk(wb(&[(Cf::Chunks, b"bulk3", Some(b"small"))]))
+        .unwrap();
+    let keys: Vec<(Vec<u8>, usize)> = e
+        .scan(Cf::Chunks, b"bulk", b"", 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.len()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![(b"bulk1".to_vec(), big.len()), (b"bulk3".to_vec(), 5)]
+    );
+    assert_eq!(e.get(Cf::Meta, b"bulk1").unwrap(), None);
 }

@@ -126,6 +126,15 @@ pub trait Engine: Send + Sync + 'static {
 
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// Write bulk data durably, around the write-ahead log where the engine can: on return the
+    /// batch survives power loss, like `write(.., Durability::Disk)`, but its bytes need not be
+    /// in the log. It is atomic only per key: a crash during the call may leave any subset of
+    /// the batch (the caller keeps a record of what it wrote to clean up after one). Meant for
+    /// large sealed chunks that nothing references until a later, ordinary `write`.
+    fn write_bulk(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write(batch, Durability::Disk)
+    }
+
     /// Up to `limit` pairs whose key starts with `prefix` and is `>= start`, in key order.
     /// (`start` shorter than `prefix`, e.g. empty, means from the first key of the prefix.)
     fn scan(
@@ -140,7 +149,8 @@ pub trait Engine: Send + Sync + 'static {
     /// no longer depends on replaying the log (done at a clean close).
     fn flush_memtables(&self) -> Result<(), StoreError>;
 
-    /// Reclaim the space of deleted and overwritten records now.
+    /// Reclaim the space of deleted and overwritten records now (rewrites what is live: run
+    /// it when garbage has piled up, not on every change).
     fn compact(&self) -> Result<(), StoreError>;
 
     /// Bytes the engine occupies on disk (0 for memory engines).

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sealvol_crypto::ChunkAddr;
-use sealvol_store::Durability;
+use sealvol_crypto::{ChunkAddr, Domain};
+use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::error::{FsError, Result};
 use crate::schema::*;
@@ -20,8 +20,24 @@ use crate::volume::Volume;
 /// Threads that hash and seal, or load and open, one request's chunks in parallel.
 const WORKER_THREADS: usize = 4;
 
+/// A write-out with at least this many bytes of new sealed chunks stages them with a bulk write
+/// (around the write-ahead log, durable before the commit) instead of putting them in the
+/// commit's batch, which would write them twice: log, then table files.
+const BULK_MIN: usize = 8 << 20;
+
 /// Largest file: 2^50 bytes (1 PiB).
 const MAX_FILE_SIZE: u64 = 1 << 50;
+
+/// A chunk index ready to commit: `None` for zeros (a hole), else its address, plaintext
+/// length, and sealed bytes if it was not stored when hashed.
+type Prepared = (u64, Option<(ChunkAddr, u32, Option<Vec<u8>>)>);
+
+/// What one bulk write staged: its record's key, and (address, plaintext length, stored
+/// length) of each chunk.
+pub(crate) struct Staging {
+    key: Vec<u8>,
+    chunks: Vec<(ChunkAddr, u32, u32)>,
+}
 
 #[derive(Default)]
 pub(crate) struct FileState {
@@ -431,9 +447,34 @@ impl Volume {
                 (index, &buf[..buf.len().min(limit)])
             })
             .collect();
-        let prepared = self.prepare_chunks(&jobs)?;
+        let mut prepared = self.prepare_chunks(&jobs)?;
         drop(jobs);
+        let staging = self.stage_bulk(&mut prepared)?;
+        let r = self.commit_write_out(ino, st, prepared, staging.as_ref(), durability);
+        if let Some(s) = staging {
+            self.unstage(s, r.is_ok());
+        }
+        r
+    }
+
+    fn commit_write_out(
+        &self,
+        ino: u64,
+        st: &mut FileState,
+        prepared: Vec<Prepared>,
+        staging: Option<&Staging>,
+        durability: Durability,
+    ) -> Result<()> {
+        let cs = self.cfg.chunk_size as usize;
         let mut t = self.begin();
+        if let Some(s) = staging {
+            for (addr, plain_len, stored_len) in &s.chunks {
+                t.use_staged(*addr, *plain_len, *stored_len);
+            }
+            t.delete_meta(&s.key);
+        }
+        let staged_here =
+            |a: &ChunkAddr| staging.is_some_and(|s| s.chunks.iter().any(|c| c.0 == *a));
         let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
         let old_n = inode.size.div_ceil(cs as u64);
         let mut cached: HashMap<u64, ChunkAddr> = HashMap::new();
@@ -446,6 +487,7 @@ impl Volume {
                 Some((addr, len, sealed)) => {
                     let sealed = match sealed {
                         Some(s) => Some(s),
+                        None if staged_here(&addr) => None,
                         // Stored when we looked, but possibly released since: seal again.
                         None if self.read_ref(&addr)?.is_none() => {
                             let plain = &st.dirty[&index][..len as usize];
@@ -486,13 +528,120 @@ impl Volume {
         Ok(())
     }
 
+    /// Put a large write-out's new sealed chunks in the store now, with a bulk write, after a
+    /// synced record of what is being staged (so a crash in between is cleaned up at the next
+    /// open). Takes their sealed bytes out of `prepared`. `None`: too small, nothing staged.
+    fn stage_bulk(&self, prepared: &mut [Prepared]) -> Result<Option<Staging>> {
+        let bytes: usize = prepared
+            .iter()
+            .filter_map(|(_, p)| p.as_ref()?.2.as_ref().map(|s| s.len()))
+            .sum();
+        if bytes < BULK_MIN {
+            return Ok(None);
+        }
+        let mut chunks: Vec<(ChunkAddr, u32, u32)> = Vec::new();
+        let mut batch = WriteBatch::new();
+        for (_, p) in prepared.iter_mut() {
+            if let Some((addr, len, sealed)) = p {
+                if let Some(s) = sealed.take() {
+                    if !chunks.iter().any(|c| c.0 == *addr) {
+                        chunks.push((*addr, *len, s.len() as u32));
+                        batch.put(Cf::Chunks, addr.0.to_vec(), s);
+                    }
+                }
+            }
+        }
+        let mut id = [0u8; 16];
+        sealvol_crypto::random_bytes(&mut id)?;
+        let staging = Staging {
+            key: [META_STAGED, &id[..]].concat(),
+            chunks,
+        };
+        {
+            let mut g = self.staged.lock();
+            for (a, _, _) in &staging.chunks {
+                *g.entry(*a).or_default() += 1;
+            }
+        }
+        let record = Staged {
+            addrs: staging.chunks.iter().map(|c| c.0).collect(),
+        };
+        let r = (|| -> Result<()> {
+            let mut wb = WriteBatch::new();
+            let sealed = self.seal_meta(Domain::Staged, &staging.key, &record)?;
+            wb.put(Cf::Meta, staging.key.clone(), sealed);
+            self.engine.write(wb, Durability::Disk)?;
+            self.engine.write_bulk(batch)?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => Ok(Some(staging)),
+            Err(e) => {
+                self.unstage(staging, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// A bulk write's transaction committed (or failed): its chunks are no longer staged. After
+    /// a failure, the chunks that gained no reference are deleted with the record; if even that
+    /// fails, the record stays and the next open does it.
+    fn unstage(&self, s: Staging, committed: bool) {
+        {
+            let mut g = self.staged.lock();
+            for (a, _, _) in &s.chunks {
+                if let Some(n) = g.get_mut(a) {
+                    *n -= 1;
+                    if *n == 0 {
+                        g.remove(a);
+                    }
+                }
+            }
+        }
+        if !committed {
+            let addrs: Vec<ChunkAddr> = s.chunks.iter().map(|c| c.0).collect();
+            if let Err(e) = self.drop_unreferenced(&s.key, &addrs) {
+                tracing::warn!(error = %e, "cleaning up after a failed bulk write failed; the next open retries");
+            }
+        }
+    }
+
+    /// Delete the chunks of `addrs` that have no reference and are not staged by another
+    /// writer, and the staging record `key`, in one transaction.
+    fn drop_unreferenced(&self, key: &[u8], addrs: &[ChunkAddr]) -> Result<()> {
+        let mut t = self.begin();
+        for a in addrs {
+            if self.read_ref(a)?.is_none() && !self.staged.lock().contains_key(a) {
+                t.delete_unreferenced_chunk(a);
+            }
+        }
+        t.delete_meta(key);
+        t.commit(Durability::Process)
+    }
+
+    /// At open: finish what interrupted bulk writes left (see [`Staged`]).
+    pub(crate) fn recover_staged(&self) -> Result<()> {
+        let mut found: Vec<(Vec<u8>, Staged)> = Vec::new();
+        self.engine.for_each(Cf::Meta, META_STAGED, &mut |k, v| {
+            let s: Staged = self
+                .open_meta(Domain::Staged, k, v, 0)
+                .map_err(|e| sealvol_store::StoreError::Corruption(e.to_string()))?;
+            found.push((k.to_vec(), s));
+            Ok(())
+        })?;
+        for (key, s) in found {
+            tracing::info!(
+                chunks = s.addrs.len(),
+                "cleaning up a bulk write interrupted by a crash"
+            );
+            self.drop_unreferenced(&key, &s.addrs)?;
+        }
+        Ok(())
+    }
+
     /// Hash each chunk, and seal those not stored yet. `None` marks a chunk of zeros (a hole).
-    #[allow(clippy::type_complexity)]
-    fn prepare_chunks(
-        &self,
-        jobs: &[(u64, &[u8])],
-    ) -> Result<Vec<(u64, Option<(ChunkAddr, u32, Option<Vec<u8>>)>)>> {
-        let one = |&(index, data): &(u64, &[u8])| -> Result<(u64, Option<(ChunkAddr, u32, Option<Vec<u8>>)>)> {
+    fn prepare_chunks(&self, jobs: &[(u64, &[u8])]) -> Result<Vec<Prepared>> {
+        let one = |&(index, data): &(u64, &[u8])| -> Result<Prepared> {
             // Zeros read the same from a hole (bytes past a chunk's length read as zeros too).
             if data.iter().all(|b| *b == 0) {
                 return Ok((index, None));

@@ -9,6 +9,7 @@
 //! cf        key (bytes)                                   value
 //! meta      b"config"                                     seal(Config)
 //!           b"counters"                                   seal(Counters)
+//!           b"staged/" ‖ random[16]                       seal(Staged)   (see below)
 //! chunks    addr[32] = keyed BLAKE3(plaintext)            seal(chunk plaintext)
 //! refs      addr[32]                                      seal(RefCount)
 //! inodes    H("inode", ino)[16]                           seal(Inode)
@@ -38,6 +39,17 @@ pub const DB_DIR: &str = "db";
 
 pub const META_CONFIG: &[u8] = b"config";
 pub const META_COUNTERS: &[u8] = b"counters";
+/// Prefix of the records of bulk writes in progress ([`Staged`]).
+pub const META_STAGED: &[u8] = b"staged/";
+
+/// A bulk write in progress: chunks written to the store (durably, around the write-ahead log)
+/// before the transaction that references them. The record is synced before the chunks are
+/// written and deleted by that transaction; one left at open means a crash in between, and
+/// its chunks that gained no reference are deleted.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Staged {
+    pub addrs: Vec<ChunkAddr>,
+}
 
 /// Per-volume settings fixed at `init`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

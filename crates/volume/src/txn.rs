@@ -24,6 +24,8 @@ pub(crate) struct Txn<'a> {
     extents: HashMap<(u64, u64), Option<Extent>>,
     refs: BTreeMap<ChunkAddr, i64>,
     new_chunks: HashMap<ChunkAddr, (Vec<u8>, u32)>,
+    /// Chunks a bulk write already put in the store: (plaintext length, stored length).
+    staged_chunks: HashMap<ChunkAddr, (u32, u32)>,
 }
 
 impl Volume {
@@ -41,6 +43,7 @@ impl Volume {
             extents: HashMap::new(),
             refs: BTreeMap::new(),
             new_chunks: HashMap::new(),
+            staged_chunks: HashMap::new(),
         }
     }
 }
@@ -181,6 +184,22 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Chunk `addr` is in the store already, put there by a bulk write: a reference to it
+    /// needs no sealed bytes.
+    pub(crate) fn use_staged(&mut self, addr: ChunkAddr, plain_len: u32, stored_len: u32) {
+        self.staged_chunks.insert(addr, (plain_len, stored_len));
+    }
+
+    /// Delete a record of the meta column family (a bulk write's [`Staged`] record).
+    pub(crate) fn delete_meta(&mut self, key: &[u8]) {
+        self.batch.delete(Cf::Meta, key.to_vec());
+    }
+
+    /// Delete a stored chunk that has no reference (after a failed or interrupted bulk write).
+    pub(crate) fn delete_unreferenced_chunk(&mut self, addr: &ChunkAddr) {
+        self.batch.delete(Cf::Chunks, addr.0.to_vec());
+    }
+
     pub(crate) fn alloc_ino(&mut self) -> u64 {
         let n = self.counters.next_ino.max(2);
         self.counters.next_ino = n + 1;
@@ -200,6 +219,7 @@ impl<'a> Txn<'a> {
             let (plain_len, stored_len) = match (old, self.new_chunks.get(&addr)) {
                 (Some(r), _) if r.count > 0 => (r.plain_len, r.stored_len),
                 (_, Some((sealed, len))) => (*len, sealed.len() as u32),
+                (_, None) if self.staged_chunks.contains_key(&addr) => self.staged_chunks[&addr],
                 (_, None) => {
                     return Err(self.vol.corrupt(
                         0,
@@ -224,22 +244,29 @@ impl<'a> Txn<'a> {
                     .saturating_sub(plain_len as u64 * (-delta) as u64);
             }
             if old_count == 0 && new_count > 0 {
-                let (sealed, _) = self.new_chunks.remove(&addr).ok_or_else(|| {
-                    self.vol.corrupt(
-                        0,
-                        format!("chunk {addr} is not stored and was not supplied"),
-                    )
-                })?;
+                match self.new_chunks.remove(&addr) {
+                    Some((sealed, _)) => self.batch.put(Cf::Chunks, addr.0.to_vec(), sealed),
+                    // Put in the store by a bulk write, which kept it there since.
+                    None if self.staged_chunks.contains_key(&addr) => {}
+                    None => {
+                        return Err(self.vol.corrupt(
+                            0,
+                            format!("chunk {addr} is not stored and was not supplied"),
+                        ))
+                    }
+                }
                 c.chunks += 1;
                 c.chunk_plain_bytes += plain_len as u64;
                 c.chunk_stored_bytes += stored_len as u64;
-                self.batch.put(Cf::Chunks, addr.0.to_vec(), sealed);
             }
             if new_count == 0 {
                 c.chunks = c.chunks.saturating_sub(1);
                 c.chunk_plain_bytes = c.chunk_plain_bytes.saturating_sub(plain_len as u64);
                 c.chunk_stored_bytes = c.chunk_stored_bytes.saturating_sub(stored_len as u64);
-                self.batch.delete(Cf::Chunks, addr.0.to_vec());
+                // A bulk write that staged this chunk is about to reference it: keep the value.
+                if !self.vol.staged.lock().contains_key(&addr) {
+                    self.batch.delete(Cf::Chunks, addr.0.to_vec());
+                }
                 self.batch.delete(Cf::Refs, addr.0.to_vec());
             } else {
                 let r = RefCount {

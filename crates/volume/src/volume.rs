@@ -72,6 +72,10 @@ pub struct Volume {
     pub(crate) opens: Mutex<HashMap<u64, u32>>,
     pub(crate) lookups: Mutex<HashMap<u64, u64>>,
     pub(crate) cache: ChunkCache,
+    /// Chunks written by bulk writes whose transaction has not committed yet (with how many
+    /// writers staged each): a transaction that drops such a chunk's last reference leaves its
+    /// value in place for the writer about to reference it.
+    pub(crate) staged: Mutex<HashMap<ChunkAddr, usize>>,
     /// Dirty bytes per open file before its buffer is written out.
     pub(crate) flush_threshold: usize,
     store_dir: Option<PathBuf>,
@@ -248,6 +252,7 @@ impl Volume {
         let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
             .ok_or_else(|| FsError::Setup("counters record does not decode".into()))?;
         let v = Self::assemble(engine, header, master, cfg, counters, clock)?;
+        v.recover_staged()?;
         v.purge_orphans()?;
         Ok(v)
     }
@@ -272,6 +277,7 @@ impl Volume {
             opens: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
             cache: ChunkCache::new(256),
+            staged: Mutex::new(HashMap::new()),
             flush_threshold: 32 << 20,
             store_dir: None,
         })
@@ -343,7 +349,26 @@ impl Volume {
         self.lookups.lock().clear();
         self.purge_orphans()?;
         self.engine.flush_memtables()?;
+        self.reclaim_if_wasteful()?;
         Ok(())
+    }
+
+    /// Compact the store (which gives back the space of deleted data) when it occupies more
+    /// than twice its live sealed chunks plus 256 MiB. Returns whether it did. Cheap to call:
+    /// one walk of the store directory.
+    pub fn reclaim_if_wasteful(&self) -> Result<bool> {
+        let live = self.commit.lock().counters.chunk_stored_bytes;
+        let disk = self.engine.disk_bytes()?;
+        if disk <= live.saturating_mul(2) + (256 << 20) {
+            return Ok(false);
+        }
+        tracing::info!(
+            disk_mib = disk >> 20,
+            live_mib = live >> 20,
+            "reclaiming the space of deleted data"
+        );
+        self.engine.compact()?;
+        Ok(true)
     }
 
     // ---- record keys and sealing ----

@@ -442,3 +442,198 @@ fn deleting_data_gives_the_disk_space_back() {
     );
     assert_eq!(v.stats().unwrap().chunks, 0);
 }
+
+/// An engine that, once armed, fails every logged write after the next bulk write: the
+/// transaction that would reference the bulk write's chunks, and the clean-up after it, both
+/// fail, as if the process died between the two.
+struct DiesAfterBulk {
+    inner: Arc<sealvol_store::MemoryEngine>,
+    armed: std::sync::atomic::AtomicBool,
+    dead: std::sync::atomic::AtomicBool,
+}
+
+impl Engine for DiesAfterBulk {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, sealvol_store::StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn write(&self, b: WriteBatch, d: Durability) -> Result<(), sealvol_store::StoreError> {
+        if self.dead.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sealvol_store::StoreError::Io(
+                "injected: process died".into(),
+            ));
+        }
+        self.inner.write(b, d)
+    }
+    fn write_bulk(&self, b: WriteBatch) -> Result<(), sealvol_store::StoreError> {
+        self.inner.write_bulk(b)?;
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            self.dead.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), sealvol_store::StoreError> {
+        self.inner.sync()
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<sealvol_store::engine::KvPairs, sealvol_store::StoreError> {
+        self.inner.scan(cf, prefix, start, limit)
+    }
+    fn flush_memtables(&self) -> Result<(), sealvol_store::StoreError> {
+        Ok(())
+    }
+    fn compact(&self) -> Result<(), sealvol_store::StoreError> {
+        Ok(())
+    }
+    fn disk_bytes(&self) -> Result<u64, sealvol_store::StoreError> {
+        Ok(0)
+    }
+}
+
+fn count(e: &dyn Engine, cf: Cf) -> usize {
+    let mut n = 0;
+    e.for_each(cf, b"", &mut |_, _| {
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    n
+}
+
+#[test]
+fn a_bulk_write_interrupted_before_its_commit_is_cleaned_up_at_open() {
+    let (h, mk) = keys();
+    let mem = Arc::new(sealvol_store::MemoryEngine::new());
+    let e = Arc::new(DiesAfterBulk {
+        inner: mem.clone(),
+        armed: false.into(),
+        dead: false.into(),
+    });
+    let opts = sealvol_volume::CreateOptions {
+        chunk_size: 128 * 1024,
+        kdf: sealvol_crypto::KdfParams::MIN,
+        ..Default::default()
+    };
+    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
+    let v = Volume::init_in(e.clone(), &h, &mk, &opts, clock.clone()).unwrap();
+    // A file big enough for a bulk write, and one that is kept.
+    let keep = pattern(10 << 20, 1);
+    let kept = write_file(&v, ROOT_INO, "kept", &keep);
+    let chunks_before = count(&*mem, Cf::Chunks);
+    assert_eq!(chunks_before, 80, "10 MiB of distinct 128 KiB chunks");
+    e.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let f = v
+        .mknod(ME, ROOT_INO, b"lost", Kind::File, 0o644, 0)
+        .unwrap();
+    v.open_file(f.ino).unwrap();
+    v.write(f.ino, 0, &pattern(12 << 20, 2)).unwrap();
+    assert!(v.release_file(f.ino).is_err(), "the commit must fail");
+    // The chunks were written, the record of them too; nothing references them.
+    assert_eq!(count(&*mem, Cf::Chunks), chunks_before + 96);
+    let mut staged = 0;
+    mem.for_each(Cf::Meta, b"staged/", &mut |_, _| {
+        staged += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(staged, 1);
+    drop(v);
+    // "Restart": the same store, opened again.
+    let v = Volume::open_in(mem.clone(), &h, &mk, clock).unwrap();
+    assert_eq!(
+        count(&*mem, Cf::Chunks),
+        chunks_before,
+        "staged chunks removed"
+    );
+    assert_eq!(count(&*mem, Cf::Meta), 2, "only config and counters remain");
+    assert_eq!(read_all(&v, kept), keep);
+    assert!(v.check().unwrap().is_clean());
+}
+
+/// An engine whose next bulk write, once armed, stops after writing and waits for `go`.
+struct PausesAfterBulk {
+    inner: Arc<sealvol_store::MemoryEngine>,
+    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    go: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl Engine for PausesAfterBulk {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, sealvol_store::StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn write(&self, b: WriteBatch, d: Durability) -> Result<(), sealvol_store::StoreError> {
+        self.inner.write(b, d)
+    }
+    fn write_bulk(&self, b: WriteBatch) -> Result<(), sealvol_store::StoreError> {
+        self.inner.write_bulk(b)?;
+        let reached = self.reached.lock().unwrap().take();
+        if let Some(reached) = reached {
+            reached.send(()).unwrap();
+            let go = self.go.lock().unwrap().take().unwrap();
+            go.recv().unwrap();
+        }
+        Ok(())
+    }
+    fn sync(&self) -> Result<(), sealvol_store::StoreError> {
+        Ok(())
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<sealvol_store::engine::KvPairs, sealvol_store::StoreError> {
+        self.inner.scan(cf, prefix, start, limit)
+    }
+    fn flush_memtables(&self) -> Result<(), sealvol_store::StoreError> {
+        Ok(())
+    }
+    fn compact(&self) -> Result<(), sealvol_store::StoreError> {
+        Ok(())
+    }
+    fn disk_bytes(&self) -> Result<u64, sealvol_store::StoreError> {
+        Ok(0)
+    }
+}
+
+#[test]
+fn a_chunk_released_while_another_writer_has_it_staged_stays_stored() {
+    // Writer B stages its chunks and pauses before its commit. Meanwhile file A gets the same
+    // content (sealed and committed on its own, as the chunks have no reference yet) and is
+    // deleted, dropping the last reference. The chunk values B is about to reference must stay.
+    let (h, mk) = keys();
+    let mem = Arc::new(sealvol_store::MemoryEngine::new());
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let e = Arc::new(PausesAfterBulk {
+        inner: mem.clone(),
+        reached: std::sync::Mutex::new(Some(reached_tx)),
+        go: std::sync::Mutex::new(Some(go_rx)),
+    });
+    let opts = sealvol_volume::CreateOptions {
+        chunk_size: 128 * 1024,
+        kdf: sealvol_crypto::KdfParams::MIN,
+        ..Default::default()
+    };
+    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
+    let v = Arc::new(Volume::init_in(e, &h, &mk, &opts, clock).unwrap());
+    let data = pattern(12 << 20, 9);
+    let b = {
+        let (v, data) = (v.clone(), data.clone());
+        std::thread::spawn(move || write_file(&v, ROOT_INO, "b", &data))
+    };
+    reached_rx.recv().unwrap();
+    let a = write_file(&v, ROOT_INO, "a", &data);
+    v.unlink(ROOT_INO, b"a").unwrap();
+    v.forget(a, 1).unwrap();
+    go_tx.send(()).unwrap();
+    let b = b.join().unwrap();
+    assert_eq!(read_all(&v, b), data);
+    assert_eq!(count(&*mem, Cf::Chunks), 96);
+    assert!(v.check().unwrap().is_clean());
+}
