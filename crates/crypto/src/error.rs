@@ -7,6 +7,8 @@ pub enum CryptoError {
         "authentication failed: the data was modified, is damaged, or was sealed under another key"
     )]
     Authentication,
+    #[error("a chunk's contents do not hash to its address")]
+    AddressMismatch,
     #[error("sealed object is malformed: {0}")]
     Malformed(&'static str),
     #[error("sealed object uses format version {0}, which this sealvol does not know")]

@@ -35,6 +35,10 @@ impl HashKey {
         HashKey(bytes)
     }
 
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Address of a chunk's plaintext.
     pub fn chunk_addr(&self, plaintext: &[u8]) -> ChunkAddr {
         ChunkAddr(*blake3::keyed_hash(&self.0, plaintext).as_bytes())

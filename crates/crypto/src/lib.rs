@@ -9,9 +9,11 @@
 //! - **Subkeys**: `blake3::derive_key(context, master)` with one context string per use
 //!   ([`keys::Purpose`]).
 //! - **Sealing**: XChaCha20-Poly1305, random 192-bit nonce, associated data = domain label +
-//!   format version + key epoch + caller binding ([`seal`]).
+//!   format version + key epoch + caller binding ([`seal`]); chunks in 16 KiB segments, each
+//!   authenticated and verifiable against the chunk's address on its own ([`chunk`]).
 //! - **Addresses and record keys**: keyed BLAKE3 ([`hash`]).
 
+pub mod chunk;
 pub mod error;
 pub mod hash;
 pub mod keys;
@@ -19,6 +21,7 @@ pub mod seal;
 pub mod secret_file;
 pub mod slots;
 
+pub use chunk::{sealed_chunk_len, ChunkTree, SEGMENT};
 pub use error::CryptoError;
 pub use hash::{ChunkAddr, HashKey};
 pub use keys::{MasterKey, Purpose, VolumeKeys};

@@ -73,12 +73,13 @@ impl Domain {
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct SealKey([u8; 32]);
 
-fn aad(domain: Domain, epoch: u32, binding: &[u8]) -> Vec<u8> {
+/// Associated data: domain label, format `version`, key epoch, the caller's binding.
+pub(crate) fn aad(domain: Domain, version: u8, epoch: u32, binding: &[u8]) -> Vec<u8> {
     let label = domain.label();
     let mut v = Vec::with_capacity(label.len() + 6 + binding.len());
     v.extend_from_slice(&(label.len() as u8).to_le_bytes());
     v.extend_from_slice(label);
-    v.push(FORMAT_VERSION);
+    v.push(version);
     v.extend_from_slice(&epoch.to_le_bytes());
     v.extend_from_slice(binding);
     v
@@ -95,7 +96,7 @@ impl SealKey {
     }
 
     /// The IETF ChaCha20-Poly1305 key and nonce that make XChaCha20-Poly1305 for `nonce`.
-    fn subkey(&self, nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
+    pub(crate) fn subkey(&self, nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
         let mut sub = chacha20::hchacha::<U10>((&self.0).into(), nonce[..16].into());
         let key = LessSafeKey::new(
             UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice()).expect("a 32-byte key"),
@@ -138,7 +139,7 @@ impl SealKey {
         let tag = key
             .seal_in_place_separate_tag(
                 n,
-                Aad::from(aad(domain, epoch, binding)),
+                Aad::from(aad(domain, FORMAT_VERSION, epoch, binding)),
                 &mut out[HEADER_LEN..],
             )
             .expect("ChaCha20-Poly1305 accepts any length below 256 GiB");
@@ -169,7 +170,11 @@ impl SealKey {
         let mut buf = sealed[HEADER_LEN..].to_vec();
         let (key, n) = self.subkey(&nonce);
         let len = key
-            .open_in_place(n, Aad::from(aad(domain, epoch, binding)), &mut buf)
+            .open_in_place(
+                n,
+                Aad::from(aad(domain, FORMAT_VERSION, epoch, binding)),
+                &mut buf,
+            )
             .map_err(|_| CryptoError::Authentication)?
             .len();
         buf.truncate(len);
@@ -208,7 +213,7 @@ mod tests {
             let tag = XChaCha20Poly1305::new((&key).into())
                 .encrypt_in_place_detached(
                     XNonce::from_slice(&nonce),
-                    &aad(Domain::Chunk, 7, &binding),
+                    &aad(Domain::Chunk, FORMAT_VERSION, 7, &binding),
                     &mut buf,
                 )
                 .unwrap();

@@ -122,6 +122,17 @@ pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 pub trait Engine: Send + Sync + 'static {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
+    /// Look at a value in place, without copying it out (for large values read in part).
+    fn get_with(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>),
+    ) -> Result<(), StoreError> {
+        f(self.get(cf, key)?.as_deref());
+        Ok(())
+    }
+
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError>;
 
     fn sync(&self) -> Result<(), StoreError>;

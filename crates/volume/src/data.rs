@@ -289,23 +289,41 @@ impl Volume {
 
     /// The stored plaintext of chunk `index` (without buffered writes): empty for holes.
     fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
+        Ok(self.stored_piece(inode, index, 0..usize::MAX)?.1)
+    }
+
+    /// Chunk `index` has no extent: a hole (empty), or damage if the file says it has data.
+    fn no_extent(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
+        let n = inode.size.div_ceil(self.cfg.chunk_size as u64);
+        if index < n && !in_holes(&inode.holes, index) {
+            return Err(self.corrupt(inode.ino, format!("chunk {index} is missing")));
+        }
+        Ok(Arc::new(Vec::new()))
+    }
+
+    /// Stored bytes `range` of chunk `index`, as (offset in the chunk, bytes): the whole chunk
+    /// (cached) when the range covers it, else only the segments the range touches.
+    fn stored_piece(
+        &self,
+        inode: &Inode,
+        index: u64,
+        range: std::ops::Range<usize>,
+    ) -> Result<(usize, Arc<Vec<u8>>)> {
         match self.read_extent(inode.ino, index)? {
-            Some(e) => {
+            Some(e) if range.start == 0 && range.end >= e.len as usize => {
                 let c = self.load_chunk(inode.ino, &e.addr)?;
                 if c.len() != e.len as usize {
                     return Err(
                         self.corrupt(inode.ino, format!("chunk {index} has the wrong length"))
                     );
                 }
-                Ok(c)
+                Ok((0, c))
             }
-            None => {
-                let n = inode.size.div_ceil(self.cfg.chunk_size as u64);
-                if index < n && !in_holes(&inode.holes, index) {
-                    return Err(self.corrupt(inode.ino, format!("chunk {index} is missing")));
-                }
-                Ok(Arc::new(Vec::new()))
+            Some(e) => {
+                let part = self.load_chunk_range(inode.ino, &e.addr, e.len, range.clone())?;
+                Ok((range.start, Arc::new(part)))
             }
+            None => Ok((0, self.no_extent(inode, index)?)),
         }
     }
 
@@ -337,12 +355,17 @@ impl Volume {
         let wanted: Vec<u64> = (offset / cs..end.div_ceil(cs))
             .filter(|i| !buffered.contains_key(i))
             .collect();
-        let stored: HashMap<u64, Arc<Vec<u8>>> = if wanted.is_empty() {
+        let stored: HashMap<u64, (usize, Arc<Vec<u8>>)> = if wanted.is_empty() {
             HashMap::new()
         } else {
             let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
             par_map(&wanted, 2, |&index| {
-                Ok((index, self.stored_chunk(&inode, index)?))
+                let from = offset.max(index * cs) - index * cs;
+                let to = end.min((index + 1) * cs) - index * cs;
+                Ok((
+                    index,
+                    self.stored_piece(&inode, index, from as usize..to as usize)?,
+                ))
             })?
             .into_iter()
             .collect()
@@ -354,13 +377,18 @@ impl Volume {
             let in_chunk = (pos % cs) as usize;
             let take = ((index + 1) * cs).min(end) - pos;
             let dst = &mut out[(pos - offset) as usize..(pos - offset + take) as usize];
-            let src: &[u8] = match buffered.get(&index) {
-                Some(b) => b,
-                None => &stored[&index],
+            // The source holds the chunk's bytes from offset `base` on.
+            let (base, src): (usize, &[u8]) = match buffered.get(&index) {
+                Some(b) => (0, b),
+                None => {
+                    let (base, piece) = &stored[&index];
+                    (*base, piece)
+                }
             };
-            if in_chunk < src.len() {
-                let n = (src.len() - in_chunk).min(dst.len());
-                dst[..n].copy_from_slice(&src[in_chunk..in_chunk + n]);
+            let at = in_chunk - base;
+            if at < src.len() {
+                let n = (src.len() - at).min(dst.len());
+                dst[..n].copy_from_slice(&src[at..at + n]);
             }
             pos += take;
         }
@@ -491,7 +519,8 @@ impl Volume {
                         // Stored when we looked, but possibly released since: seal again.
                         None if self.read_ref(&addr)?.is_none() => {
                             let plain = &st.dirty[&index][..len as usize];
-                            Some(self.seal_chunk(&addr, plain)?)
+                            let tree = self.keys.chunk_addr.chunk_tree(plain);
+                            Some(self.seal_chunk(&tree, plain)?)
                         }
                         None => None,
                     };
@@ -646,11 +675,12 @@ impl Volume {
             if data.iter().all(|b| *b == 0) {
                 return Ok((index, None));
             }
-            let addr = self.keys.chunk_addr.chunk_addr(data);
+            let tree = self.keys.chunk_addr.chunk_tree(data);
+            let addr = tree.addr;
             let sealed = if self.read_ref(&addr)?.is_some() {
                 None
             } else {
-                Some(self.seal_chunk(&addr, data)?)
+                Some(self.seal_chunk(&tree, data)?)
             };
             Ok((index, Some((addr, data.len() as u32, sealed))))
         };
@@ -677,8 +707,9 @@ impl Volume {
             let stored = self.stored_chunk(&inode, index)?;
             if stored.len() > keep {
                 let data = &stored[..keep];
-                let addr = self.keys.chunk_addr.chunk_addr(data);
-                let sealed = self.seal_chunk(&addr, data)?;
+                let tree = self.keys.chunk_addr.chunk_tree(data);
+                let addr = tree.addr;
+                let sealed = self.seal_chunk(&tree, data)?;
                 cut = Some((index, addr, sealed, keep as u32));
             }
         }

@@ -10,7 +10,7 @@
 //! meta      b"config"                                     seal(Config)
 //!           b"counters"                                   seal(Counters)
 //!           b"staged/" ‖ random[16]                       seal(Staged)   (see below)
-//! chunks    addr[32] = keyed BLAKE3(plaintext)            seal(chunk plaintext)
+//! chunks    addr[32] = keyed BLAKE3(plaintext)            seal_chunk(plaintext): segments
 //! refs      addr[32]                                      seal(RefCount)
 //! inodes    H("inode", ino)[16]                           seal(Inode)
 //! dirents   H("dir", parent)[8] ‖ H("name", parent, name)[16]   seal(Dirent)
@@ -31,7 +31,8 @@ use std::collections::BTreeMap;
 use sealvol_crypto::ChunkAddr;
 use serde::{Deserialize, Serialize};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: chunks sealed in 16 KiB segments (sealvol-crypto's `chunk` module).
+pub const FORMAT_VERSION: u32 = 2;
 pub const META_PAD: usize = 64;
 pub const ROOT_INO: u64 = 1;
 pub const KEY_HEADER_FILE: &str = "keys.json";

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sealvol_crypto::{ChunkAddr, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys};
+use sealvol_crypto::{
+    ChunkAddr, ChunkTree, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys,
+};
 use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
 
 use crate::clock::Clock;
@@ -510,14 +512,40 @@ impl Volume {
         }
     }
 
-    /// Seal a chunk's plaintext under its address.
-    pub(crate) fn seal_chunk(&self, addr: &ChunkAddr, plain: &[u8]) -> Result<Vec<u8>> {
-        Ok(self.keys.chunk_seal.seal(
-            Domain::Chunk,
+    /// Seal a chunk's plaintext; `tree` is its address and segment hashes
+    /// (`chunk_tree` over the same plaintext).
+    pub(crate) fn seal_chunk(&self, tree: &ChunkTree, plain: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.keys.chunk_seal.seal_chunk(
             self.epoch,
-            &self.binding(&[&addr.0]),
+            &self.binding(&[&tree.addr.0]),
+            tree,
             plain,
         )?)
+    }
+
+    /// Authenticate, decrypt and verify a stored chunk against its address: the whole chunk,
+    /// or with `range`, only the segments that range touches.
+    pub(crate) fn open_chunk(
+        &self,
+        addr: &ChunkAddr,
+        sealed: &[u8],
+        range: Option<std::ops::Range<usize>>,
+    ) -> std::result::Result<Vec<u8>, sealvol_crypto::CryptoError> {
+        let (k, h, b) = (
+            &self.keys.chunk_seal,
+            &self.keys.chunk_addr,
+            self.binding(&[&addr.0]),
+        );
+        match range {
+            None => k.open_chunk(h, &b, addr, sealed),
+            Some(r) => k.open_chunk_range(h, &b, addr, sealed, r),
+        }
+    }
+
+    fn sealed_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Vec<u8>> {
+        self.engine
+            .get(Cf::Chunks, &addr.0)?
+            .ok_or_else(|| self.corrupt(ino, format!("chunk {addr} is missing")))
     }
 
     /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
@@ -525,21 +553,41 @@ impl Volume {
         if let Some(c) = self.cache.get(addr) {
             return Ok(c);
         }
-        let sealed = self
-            .engine
-            .get(Cf::Chunks, &addr.0)?
-            .ok_or_else(|| self.corrupt(ino, format!("chunk {addr} is missing")))?;
+        let sealed = self.sealed_chunk(ino, addr)?;
         let plain = self
-            .keys
-            .chunk_seal
-            .open(Domain::Chunk, &self.binding(&[&addr.0]), &sealed)
+            .open_chunk(addr, &sealed, None)
             .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))?;
-        if self.keys.chunk_addr.chunk_addr(&plain) != *addr {
-            return Err(self.corrupt(ino, format!("chunk {addr}: contents do not match address")));
-        }
         let plain = Arc::new(plain);
         self.cache.put(*addr, plain.clone());
         Ok(plain)
+    }
+
+    /// Bytes `range` of a chunk of `len` bytes, verified: from the cache, or by opening only
+    /// the segments the range touches (not cached: a small read costs a segment, not a chunk).
+    pub(crate) fn load_chunk_range(
+        &self,
+        ino: u64,
+        addr: &ChunkAddr,
+        len: u32,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<u8>> {
+        let clamp = |r: std::ops::Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
+        if let Some(c) = self.cache.get(addr) {
+            return Ok(c[clamp(range, c.len())].to_vec());
+        }
+        // Opened in place: the sealed chunk is not copied out of the store.
+        let mut out = Err(self.corrupt(ino, format!("chunk {addr} is missing")));
+        self.engine.get_with(Cf::Chunks, &addr.0, &mut |sealed| {
+            if let Some(sealed) = sealed {
+                out = if sealed.len() != sealvol_crypto::sealed_chunk_len(len as usize) {
+                    Err(self.corrupt(ino, format!("chunk {addr} has the wrong length")))
+                } else {
+                    self.open_chunk(addr, sealed, Some(range.clone()))
+                        .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
+                };
+            }
+        })?;
+        out
     }
 
     /// Every log entry, in log order.

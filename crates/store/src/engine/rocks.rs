@@ -128,15 +128,15 @@ impl RocksEngine {
     }
 
     fn check_space(&self, batch_bytes: u64) -> Result<(), StoreError> {
-        let Ok(st) = rustix::fs::statvfs(&self.path) else {
-            return Ok(());
-        };
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
         let need = if batch_bytes < 64 * 1024 {
             FLOOR
         } else {
             RESERVE + 2 * batch_bytes
         };
+        let Ok(st) = rustix::fs::statvfs(&self.path) else {
+            return Ok(());
+        };
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
         if free < need {
             return Err(StoreError::NoSpace(format!(
                 "{} MiB free on the disk holding {}; sealvol keeps {} MiB in reserve so the store stays consistent: free some space",
@@ -162,18 +162,33 @@ impl RocksEngine {
 impl Engine for RocksEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if cf == Cf::Chunks {
-            // Chunk values are sealed (XChaCha20-Poly1305) and re-hashed on every read above
-            // this layer; RocksDB's block checksum (software CRC32C in Debian's portable build)
-            // would only check the same bytes a second time, at a third of read throughput.
-            let mut ro = rocksdb::ReadOptions::default();
-            ro.set_verify_checksums(false);
-            return self
-                .db
-                .get_pinned_cf_opt(self.cf(cf), key, &ro)
-                .map(|v| v.map(|p| p.to_vec()))
-                .map_err(|e| self.err(e));
+            let mut out = None;
+            self.get_with(cf, key, &mut |v| out = v.map(<[u8]>::to_vec))?;
+            return Ok(out);
         }
         self.db.get_cf(self.cf(cf), key).map_err(|e| self.err(e))
+    }
+
+    fn get_with(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>),
+    ) -> Result<(), StoreError> {
+        let mut ro = rocksdb::ReadOptions::default();
+        if cf == Cf::Chunks {
+            // Chunk values are sealed (XChaCha20-Poly1305) and verified against their address
+            // on every read above this layer; RocksDB's block checksum (software CRC32C in
+            // Debian's portable build) would only check the same bytes a second time, at a
+            // third of read throughput.
+            ro.set_verify_checksums(false);
+        }
+        let v = self
+            .db
+            .get_pinned_cf_opt(self.cf(cf), key, &ro)
+            .map_err(|e| self.err(e))?;
+        f(v.as_deref());
+        Ok(())
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {

@@ -1,0 +1,473 @@
+//! Sealed chunks: the plaintext in independently authenticated segments, each verifiable
+//! against the chunk's address on its own.
+//!
+//! A chunk's address is the keyed BLAKE3 hash of its plaintext. BLAKE3 is a tree: every
+//! [`SEGMENT`]-byte run at a multiple of [`SEGMENT`] is a subtree (segments are a power of two
+//! of BLAKE3's 1 KiB chunks, and its tree is left-balanced), so the root hash, that is the
+//! address, can be recomputed from the segments' chaining values. A sealed chunk keeps those
+//! values in a sealed trailer. Reading a few KiB of a chunk therefore opens one segment and the
+//! trailer, checks that the segment's chaining value is in the trailer and that the trailer's
+//! values merge to the address, and returns bytes as verified as a whole-chunk read, which
+//! re-hashes everything.
+//!
+//! Layout (integers little-endian):
+//!
+//! ```text
+//! offset  size        field
+//! 0       1           format version (2)
+//! 1       4           key epoch
+//! 5       24          nonce N (random)
+//! 29      4           plaintext length L (>= 1)
+//! 33      ...         n = ceil(L / SEGMENT) segments: ciphertext (SEGMENT bytes, the last
+//!                     one shorter), then its 16-byte Poly1305 tag
+//! then, if n >= 2:    trailer: ciphertext of the n 32-byte chaining values, then its tag
+//! ```
+//!
+//! Part j (segment j, or the trailer as j = n) is ChaCha20-Poly1305 (RFC 8439) under the
+//! XChaCha20 subkey HChaCha20(K, N[0..16]) with nonce `j as u32 LE || N[16..24]`: a chunk of one
+//! segment is exactly XChaCha20-Poly1305 with nonce N. Associated data: domain label, version,
+//! epoch, binding (volume id and address), L, j, and whether the part is the trailer, so no
+//! part can be moved to another position, another chunk, or shortened.
+
+use std::ops::Range;
+
+use blake3::hazmat::{
+    left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
+};
+use ring::aead::{Aad, LessSafeKey, Nonce};
+
+use crate::hash::{ChunkAddr, HashKey};
+use crate::seal::{aad, SealKey};
+use crate::{CryptoError, Domain};
+
+/// Bytes per authenticated segment: what a small read decrypts and hashes.
+pub const SEGMENT: usize = 16 * 1024;
+/// Format version of sealed chunks.
+pub const CHUNK_VERSION: u8 = 2;
+const HEADER: usize = 1 + 4 + 24 + 4;
+const TAG: usize = 16;
+const CV: usize = 32;
+
+/// A chunk's address with its segments' chaining values (empty for a one-segment chunk).
+pub struct ChunkTree {
+    pub addr: ChunkAddr,
+    cvs: Vec<ChainingValue>,
+}
+
+fn segments(len: usize) -> usize {
+    len.div_ceil(SEGMENT)
+}
+
+/// Bytes a sealed chunk of `len` plaintext bytes occupies.
+pub fn sealed_chunk_len(len: usize) -> usize {
+    let n = segments(len);
+    HEADER + len + n * TAG + if n >= 2 { n * CV + TAG } else { 0 }
+}
+
+impl HashKey {
+    /// Address and segment chaining values of a chunk, in one pass over it.
+    pub fn chunk_tree(&self, plaintext: &[u8]) -> ChunkTree {
+        if plaintext.len() <= SEGMENT {
+            return ChunkTree {
+                addr: self.chunk_addr(plaintext),
+                cvs: Vec::new(),
+            };
+        }
+        let cvs: Vec<ChainingValue> = plaintext
+            .chunks(SEGMENT)
+            .enumerate()
+            .map(|(i, seg)| self.segment_cv(i, seg))
+            .collect();
+        let addr = ChunkAddr(self.root(&cvs, plaintext.len() as u64));
+        ChunkTree { addr, cvs }
+    }
+
+    fn segment_cv(&self, index: usize, seg: &[u8]) -> ChainingValue {
+        let mut h = blake3::Hasher::new_keyed(self.bytes());
+        h.set_input_offset((index * SEGMENT) as u64);
+        h.update(seg);
+        h.finalize_non_root()
+    }
+
+    /// The root (keyed hash) of an input of `len` > SEGMENT bytes from its segments' values.
+    fn root(&self, cvs: &[ChainingValue], len: u64) -> [u8; 32] {
+        let left = left_subtree_len(len);
+        let split = (left / SEGMENT as u64) as usize;
+        let l = self.subtree(&cvs[..split], left);
+        let r = self.subtree(&cvs[split..], len - left);
+        *merge_subtrees_root(&l, &r, Mode::KeyedHash(self.bytes())).as_bytes()
+    }
+
+    fn subtree(&self, cvs: &[ChainingValue], len: u64) -> ChainingValue {
+        if len <= SEGMENT as u64 {
+            return cvs[0];
+        }
+        let left = left_subtree_len(len);
+        let split = (left / SEGMENT as u64) as usize;
+        let l = self.subtree(&cvs[..split], left);
+        let r = self.subtree(&cvs[split..], len - left);
+        merge_subtrees_non_root(&l, &r, Mode::KeyedHash(self.bytes()))
+    }
+}
+
+fn part_aad(epoch: u32, binding: &[u8], len: usize, part: usize, trailer: bool) -> Vec<u8> {
+    let mut a = aad(Domain::Chunk, CHUNK_VERSION, epoch, binding);
+    a.extend_from_slice(&(len as u32).to_le_bytes());
+    a.extend_from_slice(&(part as u32).to_le_bytes());
+    a.push(trailer as u8);
+    a
+}
+
+fn part_nonce(nonce: &[u8; 24], part: usize) -> Nonce {
+    let mut n = [0u8; 12];
+    n[..4].copy_from_slice(&(part as u32).to_le_bytes());
+    n[4..].copy_from_slice(&nonce[16..]);
+    Nonce::assume_unique_for_key(n)
+}
+
+/// A parsed sealed chunk: where its parts are.
+struct Parsed<'a> {
+    epoch: u32,
+    nonce: [u8; 24],
+    len: usize,
+    body: &'a [u8],
+}
+
+fn parse(sealed: &[u8]) -> Result<Parsed<'_>, CryptoError> {
+    if sealed.len() < HEADER {
+        return Err(CryptoError::Malformed("shorter than a chunk header"));
+    }
+    if sealed[0] != CHUNK_VERSION {
+        return Err(CryptoError::UnknownVersion(sealed[0]));
+    }
+    let epoch = u32::from_le_bytes(sealed[1..5].try_into().expect("4 bytes"));
+    let nonce: [u8; 24] = sealed[5..29].try_into().expect("24 bytes");
+    let len = u32::from_le_bytes(sealed[29..33].try_into().expect("4 bytes")) as usize;
+    if len == 0 || sealed.len() != sealed_chunk_len(len) {
+        return Err(CryptoError::Malformed(
+            "chunk length does not match its header",
+        ));
+    }
+    Ok(Parsed {
+        epoch,
+        nonce,
+        len,
+        body: &sealed[HEADER..],
+    })
+}
+
+impl Parsed<'_> {
+    fn n(&self) -> usize {
+        segments(self.len)
+    }
+    /// Ciphertext + tag of segment `i`, and its plaintext length.
+    fn segment(&self, i: usize) -> (&[u8], usize) {
+        let start = i * (SEGMENT + TAG);
+        let plain = SEGMENT.min(self.len - i * SEGMENT);
+        (&self.body[start..start + plain + TAG], plain)
+    }
+    fn trailer(&self) -> &[u8] {
+        let start = self.len + self.n() * TAG;
+        &self.body[start..]
+    }
+}
+
+impl SealKey {
+    /// Seal a chunk whose address and chaining values are `tree` (from
+    /// [`HashKey::chunk_tree`] over the same plaintext), with a fresh random nonce.
+    pub fn seal_chunk(
+        &self,
+        epoch: u32,
+        binding: &[u8],
+        tree: &ChunkTree,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce = [0u8; 24];
+        crate::random_bytes(&mut nonce)?;
+        self.seal_chunk_with_nonce(epoch, binding, tree, plaintext, nonce)
+    }
+
+    fn seal_chunk_with_nonce(
+        &self,
+        epoch: u32,
+        binding: &[u8],
+        tree: &ChunkTree,
+        plaintext: &[u8],
+        nonce: [u8; 24],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let len = plaintext.len();
+        if len == 0 || len > u32::MAX as usize {
+            return Err(CryptoError::Malformed("a chunk holds 1 byte to 4 GiB"));
+        }
+        let n = segments(len);
+        if (n >= 2) != (tree.cvs.len() == n) {
+            return Err(CryptoError::Malformed(
+                "chaining values do not match the chunk",
+            ));
+        }
+        let mut out = Vec::with_capacity(sealed_chunk_len(len));
+        out.push(CHUNK_VERSION);
+        out.extend_from_slice(&epoch.to_le_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        let (key, _) = self.subkey(&nonce);
+        let seal_part = |out: &mut Vec<u8>, plain: &[u8], part: usize, trailer: bool| {
+            let start = out.len();
+            out.extend_from_slice(plain);
+            let tag = key
+                .seal_in_place_separate_tag(
+                    part_nonce(&nonce, part),
+                    Aad::from(part_aad(epoch, binding, len, part, trailer)),
+                    &mut out[start..],
+                )
+                .expect("ChaCha20-Poly1305 accepts any length below 256 GiB");
+            out.extend_from_slice(tag.as_ref());
+        };
+        for (i, seg) in plaintext.chunks(SEGMENT).enumerate() {
+            seal_part(&mut out, seg, i, false);
+        }
+        if n >= 2 {
+            let cvs: Vec<u8> = tree.cvs.iter().flatten().copied().collect();
+            seal_part(&mut out, &cvs, n, true);
+        }
+        debug_assert_eq!(out.len(), sealed_chunk_len(len));
+        Ok(out)
+    }
+
+    fn open_part(
+        key: &LessSafeKey,
+        p: &Parsed<'_>,
+        binding: &[u8],
+        sealed_part: &[u8],
+        part: usize,
+        trailer: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let start = out.len();
+        out.extend_from_slice(sealed_part);
+        let plain = key
+            .open_in_place(
+                part_nonce(&p.nonce, part),
+                Aad::from(part_aad(p.epoch, binding, p.len, part, trailer)),
+                &mut out[start..],
+            )
+            .map_err(|_| CryptoError::Authentication)?
+            .len();
+        out.truncate(start + plain);
+        Ok(())
+    }
+
+    /// Open a whole chunk: authenticate and decrypt every segment, then re-hash the plaintext
+    /// and compare with `addr`. Never returns unverified bytes.
+    pub fn open_chunk(
+        &self,
+        hash: &HashKey,
+        binding: &[u8],
+        addr: &ChunkAddr,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let p = parse(sealed)?;
+        let (key, _) = self.subkey(&p.nonce);
+        let mut out = Vec::with_capacity(p.len);
+        for i in 0..p.n() {
+            let (part, _) = p.segment(i);
+            Self::open_part(&key, &p, binding, part, i, false, &mut out)?;
+        }
+        if hash.chunk_addr(&out) != *addr {
+            return Err(CryptoError::AddressMismatch);
+        }
+        Ok(out)
+    }
+
+    /// Open bytes `range` of a chunk (clamped to its length): authenticate and decrypt only the
+    /// segments it touches, and verify them against `addr` through the sealed chaining values.
+    /// Never returns unverified bytes.
+    pub fn open_chunk_range(
+        &self,
+        hash: &HashKey,
+        binding: &[u8],
+        addr: &ChunkAddr,
+        sealed: &[u8],
+        range: Range<usize>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        let p = parse(sealed)?;
+        let end = range.end.min(p.len);
+        if range.start >= end {
+            return Ok(Vec::new());
+        }
+        let n = p.n();
+        if n == 1 {
+            let all = self.open_chunk(hash, binding, addr, sealed)?;
+            return Ok(all[range.start..end].to_vec());
+        }
+        let (key, _) = self.subkey(&p.nonce);
+        let mut cv_bytes = Vec::with_capacity(n * CV);
+        Self::open_part(&key, &p, binding, p.trailer(), n, true, &mut cv_bytes)?;
+        let cvs: Vec<ChainingValue> = cv_bytes
+            .chunks_exact(CV)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect();
+        if cvs.len() != n || hash.root(&cvs, p.len as u64) != addr.0 {
+            return Err(CryptoError::AddressMismatch);
+        }
+        let (first, last) = (range.start / SEGMENT, (end - 1) / SEGMENT);
+        let mut plain = Vec::with_capacity((last - first + 1) * SEGMENT);
+        for (i, cv) in cvs.iter().enumerate().take(last + 1).skip(first) {
+            let (part, _) = p.segment(i);
+            let start = plain.len();
+            Self::open_part(&key, &p, binding, part, i, false, &mut plain)?;
+            if hash.segment_cv(i, &plain[start..]) != *cv {
+                return Err(CryptoError::AddressMismatch);
+            }
+        }
+        let off = first * SEGMENT;
+        Ok(plain[range.start - off..end - off].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> (SealKey, HashKey) {
+        (SealKey::new([5; 32]), HashKey::new([6; 32]))
+    }
+
+    fn data(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+            .collect()
+    }
+
+    #[test]
+    fn tree_root_is_the_keyed_blake3_hash() {
+        let (_, h) = keys();
+        for len in [
+            1,
+            SEGMENT - 1,
+            SEGMENT,
+            SEGMENT + 1,
+            2 * SEGMENT,
+            3 * SEGMENT + 5,
+            5 * SEGMENT,
+            8 * SEGMENT,
+            9 * SEGMENT - 1,
+            128 * 1024,
+            1 << 20,
+        ] {
+            let d = data(len, 1);
+            assert_eq!(h.chunk_tree(&d).addr, h.chunk_addr(&d), "len {len}");
+        }
+    }
+
+    #[test]
+    fn one_segment_is_plain_xchacha20poly1305() {
+        use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+        let (s, h) = keys();
+        let d = data(1000, 2);
+        let tree = h.chunk_tree(&d);
+        let sealed = s
+            .seal_chunk_with_nonce(3, b"bind", &tree, &d, [7; 24])
+            .unwrap();
+        let mut buf = d.clone();
+        let tag = chacha20poly1305::XChaCha20Poly1305::new((&[5u8; 32]).into())
+            .encrypt_in_place_detached(
+                (&[7u8; 24]).into(),
+                &part_aad(3, b"bind", 1000, 0, false),
+                &mut buf,
+            )
+            .unwrap();
+        assert_eq!(&sealed[HEADER..HEADER + 1000], &buf[..]);
+        assert_eq!(&sealed[HEADER + 1000..], tag.as_slice());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whole and partial opens return exactly the plaintext's bytes.
+        #[test]
+        fn round_trip_whole_and_ranges(
+            len in 1usize..(9 * SEGMENT),
+            a in 0usize..(9 * SEGMENT),
+            b in 0usize..(9 * SEGMENT),
+        ) {
+            let (s, h) = keys();
+            let d = data(len, 3);
+            let tree = h.chunk_tree(&d);
+            let sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
+            prop_assert_eq!(sealed.len(), sealed_chunk_len(len));
+            prop_assert_eq!(&s.open_chunk(&h, b"v", &tree.addr, &sealed).unwrap(), &d);
+            let (lo, hi) = (a.min(b), a.max(b));
+            let got = s.open_chunk_range(&h, b"v", &tree.addr, &sealed, lo..hi).unwrap();
+            let want = if lo < len { &d[lo..hi.min(len)] } else { &[][..] };
+            prop_assert_eq!(&got[..], want);
+        }
+
+        /// Any flipped bit fails every open that reads it: whole, or a range over the
+        /// touched segment (the header and trailer are read by every range open).
+        #[test]
+        fn any_flipped_bit_fails(len in (SEGMENT + 1)..(4 * SEGMENT), pos in any::<usize>(), bit in 0u8..8) {
+            let (s, h) = keys();
+            let d = data(len, 4);
+            let tree = h.chunk_tree(&d);
+            let mut sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
+            let pos = pos % sealed.len();
+            sealed[pos] ^= 1 << bit;
+            prop_assert!(s.open_chunk(&h, b"v", &tree.addr, &sealed).is_err());
+            // The range that covers the flipped byte's segment (or every segment).
+            let seg = pos.saturating_sub(HEADER) / (SEGMENT + TAG);
+            let lo = (seg * SEGMENT).min(len - 1);
+            prop_assert!(s.open_chunk_range(&h, b"v", &tree.addr, &sealed, lo..lo + 1).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_address_binding_or_swapped_segments_fail() {
+        let (s, h) = keys();
+        let d = data(3 * SEGMENT, 5);
+        let tree = h.chunk_tree(&d);
+        let sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
+        let other = h.chunk_addr(b"other");
+        assert!(s.open_chunk(&h, b"v", &other, &sealed).is_err());
+        assert!(s
+            .open_chunk_range(&h, b"v", &other, &sealed, 0..10)
+            .is_err());
+        assert!(s.open_chunk(&h, b"w", &tree.addr, &sealed).is_err());
+        // Swap segments 0 and 1 (same length): both their tags bind their positions.
+        let mut swapped = sealed.clone();
+        let (a, b) = (HEADER, HEADER + SEGMENT + TAG);
+        let seg0 = sealed[a..b].to_vec();
+        swapped.copy_within(b..b + SEGMENT + TAG, a);
+        swapped[b..b + SEGMENT + TAG].copy_from_slice(&seg0);
+        assert!(s.open_chunk(&h, b"v", &tree.addr, &swapped).is_err());
+        assert!(s
+            .open_chunk_range(&h, b"v", &tree.addr, &swapped, 0..10)
+            .is_err());
+        // A truncated chunk does not parse.
+        assert!(s
+            .open_chunk_range(&h, b"v", &tree.addr, &sealed[..sealed.len() - 1], 0..10)
+            .is_err());
+    }
+
+    #[test]
+    fn a_key_holder_cannot_pass_off_other_bytes_under_an_address() {
+        // Sealed correctly, but with chaining values of other data: the trailer authenticates,
+        // yet the values do not merge to the address, and a segment's value does not match.
+        let (s, h) = keys();
+        let d = data(2 * SEGMENT, 6);
+        let e = data(2 * SEGMENT, 7);
+        let tree_d = h.chunk_tree(&d);
+        let mut lie = h.chunk_tree(&e);
+        lie.addr = tree_d.addr;
+        let sealed = s.seal_chunk(0, b"v", &lie, &e).unwrap();
+        assert!(matches!(
+            s.open_chunk_range(&h, b"v", &tree_d.addr, &sealed, 0..10),
+            Err(CryptoError::AddressMismatch)
+        ));
+        assert!(matches!(
+            s.open_chunk(&h, b"v", &tree_d.addr, &sealed),
+            Err(CryptoError::AddressMismatch)
+        ));
+    }
+}
