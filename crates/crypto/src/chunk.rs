@@ -182,8 +182,7 @@ impl SealKey {
         tree: &ChunkTree,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let mut nonce = [0u8; 24];
-        crate::random_bytes(&mut nonce)?;
+        let nonce = crate::nonce24();
         self.seal_chunk_with_nonce(epoch, binding, tree, plaintext, nonce)
     }
 

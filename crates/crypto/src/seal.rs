@@ -115,8 +115,7 @@ impl SealKey {
         binding: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
-        let mut nonce = [0u8; 24];
-        crate::random_bytes(&mut nonce)?;
+        let nonce = crate::nonce24();
         Ok(self.seal_with_nonce(domain, epoch, binding, plaintext, nonce))
     }
 

@@ -116,6 +116,17 @@ pub struct SealFs {
 
 impl SealFs {
     pub fn new(vol: Arc<Volume>, store_dir: &Path) -> Self {
+        let weak = Arc::downgrade(&vol);
+        std::thread::Builder::new()
+            .name("sealvol-purge".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(20));
+                let Some(vol) = weak.upgrade() else { break };
+                if let Err(e) = vol.purge_deferred() {
+                    tracing::error!(error = %e, "deleting unlinked files failed; retrying");
+                }
+            })
+            .expect("spawning a thread");
         SealFs {
             vol,
             store_dir: store_dir.to_path_buf(),
@@ -210,9 +221,9 @@ impl Filesystem for SealFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        if let Err(e) = self.vol.forget(ino.0, nlookup) {
-            tracing::error!(ino = ino.0, error = %e, "deleting an unlinked file failed");
-        }
+        // Unlinked files the kernel forgets are deleted by the purger thread, many per
+        // transaction (an `rm -rf` forgets thousands in a burst).
+        self.vol.forget_deferred(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

@@ -184,28 +184,81 @@ impl Volume {
 
     /// The kernel dropped `n` references to `ino`. An unlinked inode nobody holds is deleted.
     pub fn forget(&self, ino: u64, n: u64) -> Result<()> {
+        self.forget_many(&[(ino, n)])
+    }
+
+    /// Like [`Volume::forget`], but an inode to delete is queued for [`Volume::purge_deferred`]
+    /// (which the mount calls every few milliseconds, and `sync_all` calls too).
+    pub fn forget_deferred(&self, ino: u64, n: u64) {
+        let mut l = self.lookups.lock();
+        let Some(c) = l.get_mut(&ino) else {
+            return;
+        };
+        *c = c.saturating_sub(n);
+        if *c == 0 {
+            l.remove(&ino);
+            drop(l);
+            self.deferred_purge.lock().push(ino);
+        }
+    }
+
+    /// Delete the queued forgotten inodes that are unlinked and unused, in one transaction.
+    pub fn purge_deferred(&self) -> Result<()> {
+        let inos = std::mem::take(&mut *self.deferred_purge.lock());
+        if inos.is_empty() {
+            return Ok(());
+        }
+        let r = self.purge_orphans_among(&inos);
+        if r.is_err() {
+            // Still orphans in the counters: retried here, and at the next open.
+            self.deferred_purge.lock().extend(inos);
+        }
+        r
+    }
+
+    /// Several forgets at once (the kernel batches them, e.g. after `rm -rf`): the unlinked
+    /// inodes nobody holds any more are deleted in one transaction.
+    pub fn forget_many(&self, items: &[(u64, u64)]) -> Result<()> {
+        let mut gone = Vec::new();
         {
             let mut l = self.lookups.lock();
-            let Some(c) = l.get_mut(&ino) else {
-                return Ok(());
-            };
-            *c = c.saturating_sub(n);
-            if *c > 0 {
-                return Ok(());
+            for &(ino, n) in items {
+                let Some(c) = l.get_mut(&ino) else {
+                    continue;
+                };
+                *c = c.saturating_sub(n);
+                if *c == 0 {
+                    l.remove(&ino);
+                    gone.push(ino);
+                }
             }
-            l.remove(&ino);
         }
-        self.purge_if_orphan(ino)
+        self.purge_orphans_among(&gone)
     }
 
     fn purge_if_orphan(&self, ino: u64) -> Result<()> {
-        if self.is_in_use(ino) || !self.commit.lock().counters.orphans.contains(&ino) {
+        self.purge_orphans_among(&[ino])
+    }
+
+    /// Delete those of `inos` that are unlinked orphans nobody holds, in one transaction.
+    fn purge_orphans_among(&self, inos: &[u64]) -> Result<()> {
+        let any = {
+            let c = self.commit.lock();
+            inos.iter()
+                .any(|i| c.counters.orphans.contains(i) && !self.is_in_use(*i))
+        };
+        if !any {
             return Ok(());
         }
         let mut t = self.begin();
-        if let Some(i) = t.inode(ino)? {
-            if i.nlink == 0 && !self.is_in_use(ino) {
-                self.purge_inode(&mut t, &i)?;
+        for &ino in inos {
+            if !t.counters.orphans.contains(&ino) || self.is_in_use(ino) {
+                continue;
+            }
+            if let Some(i) = t.inode(ino)? {
+                if i.nlink == 0 {
+                    self.purge_inode(&mut t, &i)?;
+                }
             }
         }
         t.commit(Durability::Process)

@@ -78,6 +78,8 @@ pub struct Volume {
     /// writers staged each): a transaction that drops such a chunk's last reference leaves its
     /// value in place for the writer about to reference it.
     pub(crate) staged: Mutex<HashMap<ChunkAddr, usize>>,
+    /// Forgotten inodes to delete if they are unlinked orphans (`forget_deferred`).
+    pub(crate) deferred_purge: Mutex<Vec<u64>>,
     /// Dirty bytes per open file before its buffer is written out.
     pub(crate) flush_threshold: usize,
     store_dir: Option<PathBuf>,
@@ -280,6 +282,7 @@ impl Volume {
             lookups: Mutex::new(HashMap::new()),
             cache: ChunkCache::new(256),
             staged: Mutex::new(HashMap::new()),
+            deferred_purge: Mutex::new(Vec::new()),
             flush_threshold: 32 << 20,
             store_dir: None,
         })
@@ -329,6 +332,7 @@ impl Volume {
 
     /// Make every change so far durable on disk.
     pub fn sync_all(&self) -> Result<()> {
+        self.purge_deferred()?;
         let inos: Vec<u64> = self.files.lock().keys().copied().collect();
         for ino in inos {
             match self.flush(ino) {
