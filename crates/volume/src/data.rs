@@ -48,6 +48,83 @@ pub(crate) struct FileState {
     size: u64,
     size_known: bool,
     mtime: Option<Ts>,
+    /// Write-outs run by threads that released the file's lock, oldest first: reads and partial
+    /// writes see their chunks (after `dirty`, newest first) until they are committed, or merged
+    /// back into `dirty` on failure.
+    inflight: Vec<Arc<Batch>>,
+    /// The order in which this file's write-outs commit (by ticket).
+    order: Arc<Order>,
+    /// The ticket of the next write-out.
+    next_ticket: u64,
+}
+
+/// Write-outs of one file hash and seal in parallel but commit strictly in ticket order, so
+/// newer data always lands after older.
+#[derive(Default)]
+pub(crate) struct Order {
+    turn: Mutex<u64>,
+    cv: parking_lot::Condvar,
+}
+
+impl Order {
+    fn wait_turn(&self, ticket: u64) {
+        let mut t = self.turn.lock();
+        while *t != ticket {
+            self.cv.wait(&mut t);
+        }
+    }
+    fn wait_done(&self, ticket: u64) {
+        let mut t = self.turn.lock();
+        while *t <= ticket {
+            self.cv.wait(&mut t);
+        }
+    }
+    fn done(&self) {
+        *self.turn.lock() += 1;
+        self.cv.notify_all();
+    }
+}
+
+/// At most this many write-outs of one file in flight (each holds up to the flush threshold).
+const MAX_INFLIGHT: usize = 2;
+
+/// What a write-out stores: chunks by index, and the file's size and mtime with them.
+struct FileData<'a> {
+    chunks: &'a BTreeMap<u64, Vec<u8>>,
+    size: u64,
+    mtime: Option<Ts>,
+}
+
+/// Marks a write-out's turn done when dropped (also on an early return or error).
+struct Done<'a>(&'a Order);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.done();
+    }
+}
+
+impl FileState {
+    /// The newest buffered version of chunk `index`: the buffer, else the newest write-out in
+    /// flight that has it.
+    fn buffered(&self, index: u64) -> Option<&Vec<u8>> {
+        self.dirty.get(&index).or_else(|| {
+            self.inflight
+                .iter()
+                .rev()
+                .find_map(|b| b.chunks.get(&index))
+        })
+    }
+}
+
+/// A file's buffered chunks handed to a write-out, with the size and mtime they go with.
+pub(crate) struct Batch {
+    ticket: u64,
+    chunks: BTreeMap<u64, Vec<u8>>,
+    size: u64,
+    mtime: Option<Ts>,
+    /// `None` while the write-out runs; then its result.
+    outcome: Mutex<Option<std::result::Result<(), String>>>,
 }
 
 /// Cached plaintexts, and addresses in insertion order (oldest first, evicted first).
@@ -316,7 +393,10 @@ impl Volume {
             let mut files = self.files.lock();
             let clean = files
                 .get(&ino)
-                .map(|s| s.lock().dirty.is_empty())
+                .map(|s| {
+                    let s = s.lock();
+                    s.dirty.is_empty() && s.inflight.is_empty()
+                })
                 .unwrap_or(true);
             let reopened = self.opens.lock().get(&ino).copied().unwrap_or(0) > 0;
             if clean && !reopened && flushed.is_ok() {
@@ -390,9 +470,9 @@ impl Volume {
             self.load_size(ino, &mut st)?;
             let end = st.size.min(offset.saturating_add(size as u64));
             let mut buffered: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-            if offset < end && !st.dirty.is_empty() {
+            if offset < end && (!st.dirty.is_empty() || !st.inflight.is_empty()) {
                 for index in offset / cs..end.div_ceil(cs) {
-                    if let Some(b) = st.dirty.get(&index) {
+                    if let Some(b) = st.buffered(index) {
                         buffered.insert(index, b.clone());
                     }
                 }
@@ -453,8 +533,8 @@ impl Volume {
             .checked_add(data.len() as u64)
             .filter(|e| *e <= MAX_FILE_SIZE)
             .ok_or(FsError::TooBig)?;
-        let st = self.state(ino);
-        let mut st = st.lock();
+        let state = self.state(ino);
+        let mut st = state.lock();
         self.load_size(ino, &mut st)?;
         let cs = self.cfg.chunk_size as u64;
         let mut inode: Option<Inode> = None;
@@ -465,8 +545,13 @@ impl Volume {
             let take = (((index + 1) * cs).min(end) - pos) as usize;
             let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
             if !st.dirty.contains_key(&index) {
+                let inflight = st.buffered(index);
                 let base = if in_chunk == 0 && take as u64 == cs {
                     Vec::with_capacity(cs as usize)
+                } else if let Some(b) = inflight {
+                    let mut v = Vec::with_capacity(cs as usize);
+                    v.extend_from_slice(b);
+                    v
                 } else if index * cs >= st.size {
                     Vec::new()
                 } else {
@@ -491,7 +576,7 @@ impl Volume {
         st.size = st.size.max(end);
         st.mtime = Some(self.clock.now());
         if st.dirty_bytes >= self.flush_threshold {
-            self.write_out(ino, &mut st, Durability::Process)?;
+            self.write_out_behind(ino, &state, st)?;
         }
         Ok(data.len())
     }
@@ -513,25 +598,143 @@ impl Volume {
         Ok(())
     }
 
+    /// Write out the buffered chunks of `ino` now, after the write-outs in flight.
     fn write_out(&self, ino: u64, st: &mut FileState, durability: Durability) -> Result<()> {
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let order = st.order.clone();
+        // The write-outs in flight finish without this file's lock.
+        order.wait_turn(ticket);
+        let _done = Done(&order);
+        self.settle(st);
         if st.dirty.is_empty() && st.mtime.is_none() {
             return Ok(());
         }
-        let cs = self.cfg.chunk_size as usize;
-        // Hash and seal outside the commit lock, on up to `WORKER_THREADS` threads.
-        let jobs: Vec<(u64, &[u8])> = st
-            .dirty
+        let prepared = self.prepare_batch(&st.dirty, st.size)?;
+        let data = FileData {
+            chunks: &st.dirty,
+            size: st.size,
+            mtime: st.mtime,
+        };
+        let cached = self.commit_batch(ino, &data, prepared, durability)?;
+        self.cache_written(std::mem::take(&mut st.dirty), &cached);
+        st.dirty_bytes = 0;
+        st.mtime = None;
+        Ok(())
+    }
+
+    /// Write out a full buffer without holding the file's lock meanwhile, so that other
+    /// requests keep filling a fresh buffer (and reading) while this one is hashed, sealed and
+    /// committed; hashing and sealing even overlap the previous write-out's commit. At most
+    /// [`MAX_INFLIGHT`] per file; the next one waits.
+    fn write_out_behind(
+        &self,
+        ino: u64,
+        state: &Arc<Mutex<FileState>>,
+        mut st: parking_lot::MutexGuard<'_, FileState>,
+    ) -> Result<()> {
+        while st.inflight.len() >= MAX_INFLIGHT {
+            let (order, oldest) = (st.order.clone(), st.inflight[0].ticket);
+            order.wait_done(oldest);
+            self.settle(&mut st);
+        }
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let batch = Arc::new(Batch {
+            ticket,
+            chunks: std::mem::take(&mut st.dirty),
+            size: st.size,
+            mtime: st.mtime,
+            outcome: Mutex::new(None),
+        });
+        st.dirty_bytes = 0;
+        st.inflight.push(batch.clone());
+        let order = st.order.clone();
+        drop(st);
+        let prepared = self.prepare_batch(&batch.chunks, batch.size);
+        order.wait_turn(ticket);
+        let data = FileData {
+            chunks: &batch.chunks,
+            size: batch.size,
+            mtime: batch.mtime,
+        };
+        let r = prepared.and_then(|p| self.commit_batch(ino, &data, p, Durability::Process));
+        *batch.outcome.lock() = Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        order.done();
+        self.settle(&mut state.lock());
+        let cached = r?;
+        if let Ok(b) = Arc::try_unwrap(batch) {
+            self.cache_written(b.chunks, &cached);
+        }
+        Ok(())
+    }
+
+    /// Retire the finished write-outs in flight, oldest first: committed, they are dropped;
+    /// failed, their chunks go back into the buffer (unless newer data for the same chunk is
+    /// buffered or in flight) to be written out again, so nothing written is lost.
+    fn settle(&self, st: &mut FileState) {
+        while let Some(b) = st.inflight.first().cloned() {
+            let outcome = b.outcome.lock().clone();
+            match outcome {
+                None => break,
+                Some(Ok(())) => {
+                    st.inflight.remove(0);
+                }
+                Some(Err(e)) => {
+                    st.inflight.remove(0);
+                    tracing::warn!(error = %e, "a write-out failed; its data stays buffered for the next one");
+                    for (index, buf) in &b.chunks {
+                        let newer = st.dirty.contains_key(index)
+                            || st.inflight.iter().any(|n| n.chunks.contains_key(index));
+                        if !newer {
+                            st.dirty.insert(*index, buf.clone());
+                            st.dirty_bytes += self.cfg.chunk_size as usize;
+                        }
+                    }
+                    if st.mtime.is_none() {
+                        st.mtime = b.mtime;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The written-out plaintexts are verified by construction: keep them in the chunk cache,
+    /// so the next partial write or read of these chunks needs no decrypt.
+    fn cache_written(&self, chunks: BTreeMap<u64, Vec<u8>>, cached: &HashMap<u64, ChunkAddr>) {
+        for (index, buf) in chunks {
+            if let Some(addr) = cached.get(&index) {
+                self.cache.put(*addr, Arc::new(buf));
+            }
+        }
+    }
+
+    /// Hash each chunk of a write-out and seal those not stored yet (outside any lock, on up
+    /// to `WORKER_THREADS` threads).
+    fn prepare_batch(&self, chunks: &BTreeMap<u64, Vec<u8>>, size: u64) -> Result<Vec<Prepared>> {
+        let cs = self.cfg.chunk_size as u64;
+        let jobs: Vec<(u64, &[u8])> = chunks
             .iter()
             .map(|(&index, buf)| {
                 // Bytes past the end of the file (after a truncate) are not data.
-                let limit = st.size.saturating_sub(index * cs as u64).min(cs as u64) as usize;
+                let limit = size.saturating_sub(index * cs).min(cs) as usize;
                 (index, &buf[..buf.len().min(limit)])
             })
             .collect();
-        let mut prepared = self.prepare_chunks(&jobs)?;
-        drop(jobs);
+        self.prepare_chunks(&jobs)
+    }
+
+    /// Store and commit a prepared write-out as the file's data, with the file's `size` and
+    /// `mtime`. Returns the addresses of the chunks stored whole (to cache).
+    fn commit_batch(
+        &self,
+        ino: u64,
+        data: &FileData<'_>,
+        mut prepared: Vec<Prepared>,
+        durability: Durability,
+    ) -> Result<HashMap<u64, ChunkAddr>> {
         let staging = self.stage_bulk(&mut prepared)?;
-        let r = self.commit_write_out(ino, st, prepared, staging.as_ref(), durability);
+        let r = self.commit_write_out(ino, data, prepared, staging.as_ref(), durability);
         if let Some(s) = staging {
             self.unstage(s, r.is_ok());
         }
@@ -541,11 +744,16 @@ impl Volume {
     fn commit_write_out(
         &self,
         ino: u64,
-        st: &mut FileState,
+        data: &FileData<'_>,
         prepared: Vec<Prepared>,
         staging: Option<&Staging>,
         durability: Durability,
-    ) -> Result<()> {
+    ) -> Result<HashMap<u64, ChunkAddr>> {
+        let FileData {
+            chunks,
+            size,
+            mtime,
+        } = *data;
         let cs = self.cfg.chunk_size as usize;
         let mut t = self.begin();
         if let Some(s) = staging {
@@ -571,7 +779,7 @@ impl Volume {
                         None if staged_here(&addr) => None,
                         // Stored when we looked, but possibly released since: seal again.
                         None if self.read_ref(&addr)?.is_none() => {
-                            let plain = &st.dirty[&index][..len as usize];
+                            let plain = &chunks[&index][..len as usize];
                             let tree = self.keys.chunk_addr.chunk_tree(plain);
                             Some(self.seal_chunk(&tree, plain)?)
                         }
@@ -579,35 +787,26 @@ impl Volume {
                     };
                     t.put_extent(ino, index, Extent { addr, len }, sealed)?;
                     remove_from_holes(&mut inode.holes, index);
-                    if len as usize == st.dirty[&index].len() {
+                    if len as usize == chunks[&index].len() {
                         cached.insert(index, addr);
                     }
                 }
             }
         }
-        let new_n = st.size.div_ceil(cs as u64);
+        let new_n = size.div_ceil(cs as u64);
         for index in old_n..new_n {
-            if !st.dirty.contains_key(&index) && t.extent(ino, index)?.is_none() {
+            if !chunks.contains_key(&index) && t.extent(ino, index)?.is_none() {
                 add_hole(&mut inode.holes, index, index + 1);
             }
         }
-        inode.size = st.size;
-        if let Some(m) = st.mtime {
+        inode.size = size;
+        if let Some(m) = mtime {
             inode.mtime = m;
             inode.ctime = inode.ctime.max(m);
         }
         t.put_inode(inode);
         t.commit(durability)?;
-        // The written-out plaintexts are verified by construction: keep them in the chunk cache,
-        // so the next partial write or read of these chunks needs no decrypt.
-        for (index, buf) in std::mem::take(&mut st.dirty) {
-            if let Some(addr) = cached.get(&index) {
-                self.cache.put(*addr, Arc::new(buf));
-            }
-        }
-        st.dirty_bytes = 0;
-        st.mtime = None;
-        Ok(())
+        Ok(cached)
     }
 
     /// Put a large write-out's new sealed chunks in the store now, with a bulk write, after a
