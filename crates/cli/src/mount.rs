@@ -129,8 +129,11 @@ fn serve(
     spawn_space_reclaimer(vol.clone());
     let fs = SealFs::new(vol.clone(), store);
     let cfg = SealFs::config(store, threads);
+    // Resolved before mounting: afterwards, resolving it would ask this very filesystem.
+    let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
     let mut session = fuser::Session::new(fs, mountpoint, &cfg)
         .with_context(|| format!("mounting FUSE on {}", mountpoint.display()))?;
+    set_readahead(&canonical);
     let pid_path = store.join(PID_FILE);
     std::fs::write(
         &pid_path,
@@ -195,8 +198,23 @@ fn write_stats(vol: &sealvol_volume::Volume, path: &Path) {
 
 /// The store behind a sealvol mount at `mountpoint`, from the mount table.
 fn mounted_store(mountpoint: &Path) -> Result<Option<PathBuf>> {
+    Ok(mount_entry(mountpoint)?.and_then(|(_, fstype, source)| {
+        if fstype == "fuse" || fstype == "fuse.sealvol" {
+            source
+                .strip_prefix("sealvol:")
+                .map(|s| PathBuf::from(s.replace("\\040", " ")))
+        } else {
+            None
+        }
+    }))
+}
+
+/// The mount table's entry for `mountpoint` (the last one): device "major:minor", filesystem
+/// type, source.
+fn mount_entry(mountpoint: &Path) -> Result<Option<(String, String, String)>> {
     let table = std::fs::read_to_string("/proc/self/mountinfo")?;
     let want = mountpoint.to_string_lossy().replace(' ', "\\040");
+    let mut found = None;
     for line in table.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(sep) = fields.iter().position(|f| *f == "-") else {
@@ -205,15 +223,29 @@ fn mounted_store(mountpoint: &Path) -> Result<Option<PathBuf>> {
         if fields.get(4) != Some(&want.as_str()) {
             continue;
         }
-        let fstype = fields.get(sep + 1).copied().unwrap_or("");
-        let source = fields.get(sep + 2).copied().unwrap_or("");
-        if fstype == "fuse" || fstype == "fuse.sealvol" {
-            if let Some(s) = source.strip_prefix("sealvol:") {
-                return Ok(Some(PathBuf::from(s.replace("\\040", " "))));
-            }
-        }
+        let field = |i: usize| fields.get(i).copied().unwrap_or("").to_string();
+        found = Some((field(2), field(sep + 1), field(sep + 2)));
     }
-    Ok(None)
+    Ok(found)
+}
+
+/// Kernel readahead for the mount, in KiB. The kernel's default for FUSE is 128 KiB, one chunk:
+/// sequential reads then come as one 128 KiB request at a time. 1 MiB lets the kernel ask for
+/// several chunks at once, which are opened in parallel (measured: 389 -> 530-593 MB/s for a
+/// cold 1 GiB read, docs/benchmarks.md).
+const READAHEAD_KB: u32 = 1024;
+
+/// Set the mount's readahead (as `blockdev --setra` does for a disk) through its backing
+/// device in sysfs. Needs root; without it the kernel default stays, which only costs speed.
+fn set_readahead(mountpoint: &Path) {
+    let dev = match mount_entry(mountpoint) {
+        Ok(Some((dev, _, _))) => dev,
+        _ => return,
+    };
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&path, READAHEAD_KB.to_string()) {
+        tracing::info!(path, error = %e, "could not raise the readahead; sequential reads stay at the kernel default");
+    }
 }
 
 pub fn umount(mountpoint: &Path, timeout: u64) -> Result<ExitCode> {
