@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sealvol_crypto::{Domain, HashKey, KdfParams, SealKey, Secret};
+use sealvol_crypto::{HashKey, KdfParams, SealKey, Secret};
 use sealvol_volume::{Caller, CreateOptions, Kind, SystemClock, Volume, ROOT_INO};
 
 fn main() {
@@ -38,8 +38,8 @@ fn main() {
     let sk = SealKey::new([3; 32]);
     let t = Instant::now();
     for c in data.chunks(cs) {
-        let a = hk.chunk_addr(c);
-        std::hint::black_box(sk.seal(Domain::Chunk, 0, &a.0, c).unwrap());
+        let tree = hk.chunk_tree(c);
+        std::hint::black_box(sk.seal_chunk(0, &tree.addr.0, &tree, c).unwrap());
     }
     let crypto = size_mb as f64 / t.elapsed().as_secs_f64();
 
