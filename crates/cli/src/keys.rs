@@ -45,18 +45,53 @@ impl KeyArgs {
                 "no key given: pass --passphrase-file FILE or --keyfile FILE (or run in a terminal to be asked for a passphrase)"
             );
         }
-        let p = Zeroizing::new(rpassword::prompt_password("sealvol passphrase: ")?);
+        let p = prompt_hidden("sealvol passphrase: ").context("reading the passphrase")?;
         if confirm {
-            let again = Zeroizing::new(rpassword::prompt_password("repeat passphrase: ")?);
+            let again = prompt_hidden("repeat passphrase: ").context("reading the passphrase")?;
             if *again != *p {
                 bail!("the two passphrases differ; nothing was changed");
             }
         }
-        Ok(passphrase_from_bytes(
-            p.as_bytes().to_vec(),
-            Path::new("<terminal>"),
-        )?)
+        Ok(passphrase_from_bytes(p.to_vec(), Path::new("<terminal>"))?)
     }
+}
+
+/// Ask for a secret on the controlling terminal. Echo is switched off *before* the prompt is
+/// written, so an answer typed or pasted as soon as the prompt appears is never shown, and
+/// switched back on on every path out. The line is read byte by byte into zeroized memory.
+fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions, Termios};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let saved = tcgetattr(&tty)?;
+    struct Restore<'a>(&'a std::fs::File, Termios);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = tcsetattr(self.0, OptionalActions::Now, &self.1);
+        }
+    }
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&tty, OptionalActions::Now, &quiet)?;
+    let _restore = Restore(&tty, saved);
+    (&tty).write_all(prompt.as_bytes())?;
+    (&tty).flush()?;
+    let mut line = Zeroizing::new(Vec::new());
+    let mut byte = [0u8; 1];
+    loop {
+        match (&tty).read(&mut byte)? {
+            0 => break,
+            _ if byte[0] == b'\n' => break,
+            _ => line.push(byte[0]),
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
 }
 
 /// Internal framing (see `sealvol_crypto::secret_file::frame_secret`).

@@ -443,57 +443,6 @@ fn deleting_data_gives_the_disk_space_back() {
     assert_eq!(v.stats().unwrap().chunks, 0);
 }
 
-/// An engine that, once armed, fails every logged write after the next bulk write: the
-/// transaction that would reference the bulk write's chunks, and the clean-up after it, both
-/// fail, as if the process died between the two.
-struct DiesAfterBulk {
-    inner: Arc<sealvol_store::MemoryEngine>,
-    armed: std::sync::atomic::AtomicBool,
-    dead: std::sync::atomic::AtomicBool,
-}
-
-impl Engine for DiesAfterBulk {
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, sealvol_store::StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn write(&self, b: WriteBatch, d: Durability) -> Result<(), sealvol_store::StoreError> {
-        if self.dead.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(sealvol_store::StoreError::Io(
-                "injected: process died".into(),
-            ));
-        }
-        self.inner.write(b, d)
-    }
-    fn write_bulk(&self, b: WriteBatch) -> Result<(), sealvol_store::StoreError> {
-        self.inner.write_bulk(b)?;
-        if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
-            self.dead.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    fn sync(&self) -> Result<(), sealvol_store::StoreError> {
-        self.inner.sync()
-    }
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<sealvol_store::engine::KvPairs, sealvol_store::StoreError> {
-        self.inner.scan(cf, prefix, start, limit)
-    }
-    fn flush_memtables(&self) -> Result<(), sealvol_store::StoreError> {
-        Ok(())
-    }
-    fn compact(&self) -> Result<(), sealvol_store::StoreError> {
-        Ok(())
-    }
-    fn disk_bytes(&self) -> Result<u64, sealvol_store::StoreError> {
-        Ok(0)
-    }
-}
-
 fn count(e: &dyn Engine, cf: Cf) -> usize {
     let mut n = 0;
     e.for_each(cf, b"", &mut |_, _| {
@@ -506,26 +455,16 @@ fn count(e: &dyn Engine, cf: Cf) -> usize {
 
 #[test]
 fn a_bulk_write_interrupted_before_its_commit_is_cleaned_up_at_open() {
-    let (h, mk) = keys();
     let mem = Arc::new(sealvol_store::MemoryEngine::new());
-    let e = Arc::new(DiesAfterBulk {
-        inner: mem.clone(),
-        armed: false.into(),
-        dead: false.into(),
-    });
-    let opts = sealvol_volume::CreateOptions {
-        chunk_size: 128 * 1024,
-        kdf: sealvol_crypto::KdfParams::MIN,
-        ..Default::default()
-    };
-    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
-    let v = Volume::init_in(e.clone(), &h, &mk, &opts, clock.clone()).unwrap();
+    let e = Arc::new(Gate::new(mem.clone()));
+    let (v, h, mk) = gated_volume(e.clone(), 32 << 20);
     // A file big enough for a bulk write, and one that is kept.
     let keep = pattern(10 << 20, 1);
     let kept = write_file(&v, ROOT_INO, "kept", &keep);
     let chunks_before = count(&*mem, Cf::Chunks);
     assert_eq!(chunks_before, 80, "10 MiB of distinct 128 KiB chunks");
-    e.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    e.die_after_bulk
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let f = v
         .mknod(ME, ROOT_INO, b"lost", Kind::File, 0o644, 0)
         .unwrap();
@@ -543,6 +482,7 @@ fn a_bulk_write_interrupted_before_its_commit_is_cleaned_up_at_open() {
     assert_eq!(staged, 1);
     drop(v);
     // "Restart": the same store, opened again.
+    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
     let v = Volume::open_in(mem.clone(), &h, &mk, clock).unwrap();
     assert_eq!(
         count(&*mem, Cf::Chunks),
@@ -554,74 +494,17 @@ fn a_bulk_write_interrupted_before_its_commit_is_cleaned_up_at_open() {
     assert!(v.check().unwrap().is_clean());
 }
 
-/// An engine whose next bulk write, once armed, stops after writing and waits for `go`.
-struct PausesAfterBulk {
-    inner: Arc<sealvol_store::MemoryEngine>,
-    reached: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
-    go: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
-}
-
-impl Engine for PausesAfterBulk {
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, sealvol_store::StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn write(&self, b: WriteBatch, d: Durability) -> Result<(), sealvol_store::StoreError> {
-        self.inner.write(b, d)
-    }
-    fn write_bulk(&self, b: WriteBatch) -> Result<(), sealvol_store::StoreError> {
-        self.inner.write_bulk(b)?;
-        let reached = self.reached.lock().unwrap().take();
-        if let Some(reached) = reached {
-            reached.send(()).unwrap();
-            let go = self.go.lock().unwrap().take().unwrap();
-            go.recv().unwrap();
-        }
-        Ok(())
-    }
-    fn sync(&self) -> Result<(), sealvol_store::StoreError> {
-        Ok(())
-    }
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<sealvol_store::engine::KvPairs, sealvol_store::StoreError> {
-        self.inner.scan(cf, prefix, start, limit)
-    }
-    fn flush_memtables(&self) -> Result<(), sealvol_store::StoreError> {
-        Ok(())
-    }
-    fn compact(&self) -> Result<(), sealvol_store::StoreError> {
-        Ok(())
-    }
-    fn disk_bytes(&self) -> Result<u64, sealvol_store::StoreError> {
-        Ok(0)
-    }
-}
-
 #[test]
 fn a_chunk_released_while_another_writer_has_it_staged_stays_stored() {
     // Writer B stages its chunks and pauses before its commit. Meanwhile file A gets the same
     // content (sealed and committed on its own, as the chunks have no reference yet) and is
     // deleted, dropping the last reference. The chunk values B is about to reference must stay.
-    let (h, mk) = keys();
     let mem = Arc::new(sealvol_store::MemoryEngine::new());
     let (reached_tx, reached_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel();
-    let e = Arc::new(PausesAfterBulk {
-        inner: mem.clone(),
-        reached: std::sync::Mutex::new(Some(reached_tx)),
-        go: std::sync::Mutex::new(Some(go_rx)),
-    });
-    let opts = sealvol_volume::CreateOptions {
-        chunk_size: 128 * 1024,
-        kdf: sealvol_crypto::KdfParams::MIN,
-        ..Default::default()
-    };
-    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
-    let v = Arc::new(Volume::init_in(e, &h, &mk, &opts, clock).unwrap());
+    let e = Arc::new(Gate::new(mem.clone()));
+    *e.hold.lock().unwrap() = Some((reached_tx, go_rx));
+    let (v, ..) = gated_volume(e, 32 << 20);
     let data = pattern(12 << 20, 9);
     let b = {
         let (v, data) = (v.clone(), data.clone());
@@ -697,12 +580,16 @@ fn small_reads_of_large_chunks_are_exact_and_verified() {
     );
 }
 
-/// An engine whose bulk writes can be held (until `go`) or make the next logged write fail.
+/// A memory engine with faults on cue, after the next bulk write: hold it (signal, then wait
+/// for `go`), fail the next logged write, or fail every later logged write (as if the process
+/// died between staging chunks and committing).
 struct Gate {
     inner: Arc<sealvol_store::MemoryEngine>,
     hold: std::sync::Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
     fail_after_bulk: std::sync::atomic::AtomicBool,
     fail_next: std::sync::atomic::AtomicBool,
+    die_after_bulk: std::sync::atomic::AtomicBool,
+    dead: std::sync::atomic::AtomicBool,
 }
 
 impl Gate {
@@ -712,6 +599,8 @@ impl Gate {
             hold: std::sync::Mutex::new(None),
             fail_after_bulk: false.into(),
             fail_next: false.into(),
+            die_after_bulk: false.into(),
+            dead: false.into(),
         }
     }
 }
@@ -721,22 +610,20 @@ impl Engine for Gate {
         self.inner.get(cf, key)
     }
     fn write(&self, b: WriteBatch, d: Durability) -> Result<(), sealvol_store::StoreError> {
-        if self
-            .fail_next
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.dead.load(SeqCst) || self.fail_next.swap(false, SeqCst) {
             return Err(sealvol_store::StoreError::Io("injected failure".into()));
         }
         self.inner.write(b, d)
     }
     fn write_bulk(&self, b: WriteBatch) -> Result<(), sealvol_store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
         self.inner.write_bulk(b)?;
-        if self
-            .fail_after_bulk
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            self.fail_next
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.fail_after_bulk.swap(false, SeqCst) {
+            self.fail_next.store(true, SeqCst);
+        }
+        if self.die_after_bulk.load(SeqCst) {
+            self.dead.store(true, SeqCst);
         }
         let hold = self.hold.lock().unwrap().take();
         if let Some((reached, go)) = hold {
@@ -770,6 +657,7 @@ impl Engine for Gate {
 
 fn gated_volume(
     gate: Arc<Gate>,
+    flush_threshold: usize,
 ) -> (
     Arc<Volume>,
     sealvol_crypto::KeyHeader,
@@ -783,7 +671,7 @@ fn gated_volume(
     };
     let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
     let mut v = Volume::init_in(gate, &h, &mk, &opts, clock).unwrap();
-    v.set_flush_threshold(8 << 20);
+    v.set_flush_threshold(flush_threshold);
     (Arc::new(v), h, mk)
 }
 
@@ -794,7 +682,7 @@ fn reads_and_writes_see_a_write_out_in_flight_and_later_data_wins() {
     let (reached_tx, reached_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel();
     *gate.hold.lock().unwrap() = Some((reached_tx, go_rx));
-    let (v, h, mk) = gated_volume(gate);
+    let (v, h, mk) = gated_volume(gate, 8 << 20);
     let f = v.mknod(ME, ROOT_INO, b"f", Kind::File, 0o644, 0).unwrap();
     v.open_file(f.ino).unwrap();
     let a = pattern(8 << 20, 21);
@@ -835,7 +723,7 @@ fn a_failed_write_out_keeps_its_data_for_the_next_one() {
     let gate = Arc::new(Gate::new(mem.clone()));
     gate.fail_after_bulk
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let (v, h, mk) = gated_volume(gate);
+    let (v, h, mk) = gated_volume(gate, 8 << 20);
     let f = v.mknod(ME, ROOT_INO, b"f", Kind::File, 0o644, 0).unwrap();
     v.open_file(f.ino).unwrap();
     let a = pattern(8 << 20, 22);
