@@ -651,14 +651,27 @@ impl Volume {
         st.inflight.push(batch.clone());
         let order = st.order.clone();
         drop(st);
-        let prepared = self.prepare_batch(&batch.chunks, batch.size);
+        // Hashing, sealing and staging (chunks durable, referenced by nothing yet) need no
+        // order: they overlap the previous batch. Only the commit waits for this batch's turn.
+        let staged = self
+            .prepare_batch(&batch.chunks, batch.size)
+            .and_then(|mut p| {
+                let s = self.stage_bulk(&mut p)?;
+                Ok((p, s))
+            });
         order.wait_turn(ticket);
         let data = FileData {
             chunks: &batch.chunks,
             size: batch.size,
             mtime: batch.mtime,
         };
-        let r = prepared.and_then(|p| self.commit_batch(ino, &data, p, Durability::Process));
+        let r = staged.and_then(|(p, staging)| {
+            let r = self.commit_write_out(ino, &data, p, staging.as_ref(), Durability::Process);
+            if let Some(s) = staging {
+                self.unstage(s, r.is_ok());
+            }
+            r
+        });
         *batch.outcome.lock() = Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         order.done();
         self.settle(&mut state.lock());
