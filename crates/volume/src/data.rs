@@ -261,22 +261,33 @@ impl Volume {
 
     /// The kernel dropped `n` references to `ino`. An unlinked inode nobody holds is deleted.
     pub fn forget(&self, ino: u64, n: u64) -> Result<()> {
-        self.forget_many(&[(ino, n)])
+        match self.drop_lookups(ino, n) {
+            true => self.purge_if_orphan(ino),
+            false => Ok(()),
+        }
     }
 
     /// Like [`Volume::forget`], but an inode to delete is queued for [`Volume::purge_deferred`]
-    /// (which the mount calls every few milliseconds, and `sync_all` calls too).
+    /// (which the mount calls every few milliseconds, and `sync_all` calls too), so that the
+    /// thousands of forgets after an `rm -rf` are deleted many per transaction.
     pub fn forget_deferred(&self, ino: u64, n: u64) {
-        let mut l = self.lookups.lock();
-        let Some(c) = l.get_mut(&ino) else {
-            return;
-        };
-        *c = c.saturating_sub(n);
-        if *c == 0 {
-            l.remove(&ino);
-            drop(l);
+        if self.drop_lookups(ino, n) {
             self.deferred_purge.lock().push(ino);
         }
+    }
+
+    /// Count down the kernel's references to `ino`; true when none are left.
+    fn drop_lookups(&self, ino: u64, n: u64) -> bool {
+        let mut l = self.lookups.lock();
+        let Some(c) = l.get_mut(&ino) else {
+            return false;
+        };
+        *c = c.saturating_sub(n);
+        if *c > 0 {
+            return false;
+        }
+        l.remove(&ino);
+        true
     }
 
     /// Delete the queued forgotten inodes that are unlinked and unused, in one transaction.
@@ -291,26 +302,6 @@ impl Volume {
             self.deferred_purge.lock().extend(inos);
         }
         r
-    }
-
-    /// Several forgets at once (the kernel batches them, e.g. after `rm -rf`): the unlinked
-    /// inodes nobody holds any more are deleted in one transaction.
-    pub fn forget_many(&self, items: &[(u64, u64)]) -> Result<()> {
-        let mut gone = Vec::new();
-        {
-            let mut l = self.lookups.lock();
-            for &(ino, n) in items {
-                let Some(c) = l.get_mut(&ino) else {
-                    continue;
-                };
-                *c = c.saturating_sub(n);
-                if *c == 0 {
-                    l.remove(&ino);
-                    gone.push(ino);
-                }
-            }
-        }
-        self.purge_orphans_among(&gone)
     }
 
     fn purge_if_orphan(&self, ino: u64) -> Result<()> {
