@@ -109,9 +109,12 @@ start_serve || exit 1
 
 # 1. create with options; ls; inspect shows Status; nothing readable in the state dir ----------
 check "create with passphrase-file" docker volume create --driver sealvol -o passphrase-file="$work/keys/app.pass" appdata
-check "create with keyfile and chunk-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o chunk-size=64K vola
+check "create with keyfile, chunk-size and cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o chunk-size=64K -o cache-size=32M vola
 check "ls lists both" bash -c "docker volume ls --filter driver=sealvol -q | sort | tr '\n' ' ' | grep -q 'appdata vola'"
 check "inspect shows Status" bash -c "docker volume inspect vola --format '{{json .Status}}' | grep -q '\"cipher\":\"XChaCha20-Poly1305' && docker volume inspect vola --format '{{json .Status}}' | grep -q '\"chunk_size\":65536'"
+docker run -d --network none --label sealvol-test --name svt-c -v vola:/data "$img" sleep 600 >/dev/null
+check "cache-size reaches the volume's mount process" bash -c "pgrep -af 'sealvol mount' | grep -- '--cache-size 32M' | grep -q '/vola/'"
+docker rm -f svt-c >/dev/null 2>&1
 check "write through a container" run -v appdata:/data "$img" sh -c 'mkdir /data/private-plans && echo SEALVOL-DOCKER-MARKER-42 > /data/private-plans/top-secret-name.txt && sync'
 check "inspect reports sizes after use" bash -c "docker volume inspect appdata --format '{{json .Status}}' | grep -q '\"files\":1'"
 leak=$(grep -r -a -l -E 'SEALVOL-DOCKER-MARKER-42|top-secret-name|private-plans|correct horse' "$state" "$run" 2>/dev/null)
@@ -171,7 +174,8 @@ check "compose down -v removes the volume" bash -c "cd $work/compose && docker-c
 # 5. Bad input: a clear error in the docker CLI, and the volume intact ------------------------
 refuses "no key option and no default" "no key for volume" docker volume create -d sealvol nokey
 refuses "passphrase= is refused" "refusing option \"passphrase\".*passphrase-file" docker volume create -d sealvol -o passphrase=hunter2 leaky
-refuses "unknown option lists the valid ones" "unknown option \"colour\"; valid options: passphrase-file, keyfile, chunk-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o colour=blue oddvol
+refuses "unknown option lists the valid ones" "unknown option \"colour\"; valid options: passphrase-file, keyfile, chunk-size, cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o colour=blue oddvol
+refuses "bad cache-size" "invalid cache-size \"lots\"" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o cache-size=lots badcache
 refuses "world-readable key file" "readable by group or others.*chmod 600" docker volume create -d sealvol -o keyfile="$work/keys/open.key" openkey
 refuses "missing key file" "cannot read .*/nonexistent.key" docker volume create -d sealvol -o keyfile=/nonexistent.key missing
 check "create again with the same key is idempotent" docker volume create -d sealvol -o keyfile="$work/keys/a.key" vola

@@ -49,6 +49,11 @@ pub enum Cmd {
         /// FUSE worker threads.
         #[arg(long, default_value_t = 4)]
         threads: usize,
+        /// Memory for verified plaintext, so that repeated reads skip the store and the
+        /// decryption (suffixes K, M, G; 0 turns it off). Shrinks while the machine is short of
+        /// memory.
+        #[arg(long, value_name = "SIZE", value_parser = parse_cache_size, default_value = "256M")]
+        cache_size: usize,
         /// Where the background process writes its log (default: nowhere).
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
@@ -146,17 +151,15 @@ pub enum KeyCmd {
 }
 
 fn parse_size(s: &str) -> Result<u32, String> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last() {
-        Some('K') | Some('k') => (&s[..s.len() - 1], 1024),
-        Some('M') | Some('m') => (&s[..s.len() - 1], 1024 * 1024),
-        _ => (s, 1),
-    };
-    let n: u32 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (examples: 65536, 64K, 1M)"))?;
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("{s} is too large"))
+    let n = sealvol_volume::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 65536, 64K, 1M)"))?;
+    u32::try_from(n).map_err(|_| format!("{s} is too large"))
+}
+
+fn parse_cache_size(s: &str) -> Result<usize, String> {
+    let n = sealvol_volume::parse_size(s)
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 0, 64M, 1G)"))?;
+    usize::try_from(n).map_err(|_| format!("{s} is too large"))
 }
 
 fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
@@ -197,6 +200,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             key,
             foreground,
             threads,
+            cache_size,
             log_file,
             stats_file,
             mountpoint,
@@ -204,6 +208,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let opts = crate::mount::MountOpts {
                 foreground,
                 threads,
+                cache_size,
                 log_file: log_file.as_deref(),
                 stats_file: stats_file.as_deref(),
             };

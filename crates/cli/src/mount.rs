@@ -23,6 +23,8 @@ const PID_FILE: &str = "mount.pid";
 pub struct MountOpts<'a> {
     pub foreground: bool,
     pub threads: usize,
+    /// The plaintext cache's budget in bytes.
+    pub cache_size: usize,
     pub log_file: Option<&'a Path>,
     pub stats_file: Option<&'a Path>,
 }
@@ -46,7 +48,8 @@ pub fn mount(
         let notify = key.secret_stdin;
         let r = (|| {
             let vol = crate::cli::open(store, key)?;
-            serve(vol, store, mountpoint, threads, notify, opts.stats_file)
+            vol.set_cache_size(opts.cache_size);
+            serve(vol, store, mountpoint, threads, notify, opts)
         })();
         if let (true, Err(e)) = (notify, &r) {
             // The parent is waiting only until READY: after that it is gone, and a failed write
@@ -80,6 +83,8 @@ pub fn mount(
         .arg(store)
         .arg("--threads")
         .arg(threads.to_string())
+        .arg("--cache-size")
+        .arg(opts.cache_size.to_string())
         .arg(mountpoint)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -120,13 +125,15 @@ fn serve(
     mountpoint: &Path,
     threads: usize,
     notify: bool,
-    stats_file: Option<&Path>,
+    opts: &MountOpts<'_>,
 ) -> Result<ExitCode> {
     let vol = Arc::new(vol);
+    let stats_file = opts.stats_file;
     if let Some(p) = stats_file {
         spawn_stats_writer(vol.clone(), p.to_path_buf());
     }
     spawn_space_reclaimer(vol.clone());
+    spawn_cache_governor(vol.clone(), opts.cache_size);
     let fs = SealFs::new(vol.clone(), store);
     let cfg = SealFs::config(store, threads);
     // Resolved before mounting: afterwards, resolving it would ask this very filesystem.
@@ -176,6 +183,51 @@ fn spawn_stats_writer(vol: Arc<sealvol_volume::Volume>, path: PathBuf) {
 }
 
 /// While mounted, give back the space of deleted and overwritten data once it piles up.
+/// The plaintext cache gives memory back while the machine is short of it: when less than an
+/// eighth of its memory is available, the cache shrinks to an eighth of its budget (evicting
+/// at once); it gets its budget back when a quarter is available again.
+fn spawn_cache_governor(vol: Arc<sealvol_volume::Volume>, budget: usize) {
+    if budget == 0 {
+        return;
+    }
+    std::thread::spawn(move || {
+        let mut short = false;
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Some((total, available)) = meminfo() else {
+                return; // no /proc/meminfo: nothing to go by
+            };
+            let now_short = if short {
+                available < total / 4
+            } else {
+                available < total / 8
+            };
+            if now_short != short {
+                short = now_short;
+                let b = if short { budget / 8 } else { budget };
+                tracing::info!(budget = b, available, "plaintext cache budget changed");
+                vol.set_cache_size(b);
+            }
+        }
+    });
+}
+
+/// (MemTotal, MemAvailable) in bytes.
+fn meminfo() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("MemTotal:")?, field("MemAvailable:")?))
+}
+
 fn spawn_space_reclaimer(vol: Arc<sealvol_volume::Volume>) {
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_secs(60));

@@ -289,15 +289,36 @@ impl SealKey {
         sealed: &[u8],
         range: Range<usize>,
     ) -> Result<Vec<u8>, CryptoError> {
+        let (first, plain) =
+            self.open_chunk_segments(hash, binding, addr, sealed, range.clone())?;
+        let off = first * SEGMENT;
+        let (start, end) = (range.start.max(off), range.end.min(off + plain.len()));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(plain[start - off..end - off].to_vec())
+    }
+
+    /// The whole segments that bytes `range` of a chunk touch (clamped to its length), verified
+    /// as [`open_chunk_range`](Self::open_chunk_range) does: the index of the first, and their
+    /// plaintext (each `SEGMENT` bytes, the chunk's last one shorter). An empty range gives no
+    /// segment. Never returns unverified bytes.
+    pub fn open_chunk_segments(
+        &self,
+        hash: &HashKey,
+        binding: &[u8],
+        addr: &ChunkAddr,
+        sealed: &[u8],
+        range: Range<usize>,
+    ) -> Result<(usize, Vec<u8>), CryptoError> {
         let p = parse(sealed)?;
         let end = range.end.min(p.len);
         if range.start >= end {
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         }
         let n = p.n();
         if n == 1 {
-            let all = self.open_chunk(hash, binding, addr, sealed)?;
-            return Ok(all[range.start..end].to_vec());
+            return Ok((0, self.open_chunk(hash, binding, addr, sealed)?));
         }
         let (key, _) = self.subkey(&p.nonce);
         let mut cv_bytes = Vec::with_capacity(n * CV);
@@ -319,8 +340,7 @@ impl SealKey {
                 return Err(CryptoError::AddressMismatch);
             }
         }
-        let off = first * SEGMENT;
-        Ok(plain[range.start - off..end - off].to_vec())
+        Ok((first, plain))
     }
 }
 
@@ -401,6 +421,15 @@ mod tests {
             let got = s.open_chunk_range(&h, b"v", &tree.addr, &sealed, lo..hi).unwrap();
             let want = if lo < len { &d[lo..hi.min(len)] } else { &[][..] };
             prop_assert_eq!(&got[..], want);
+            // The whole segments around that range: aligned, clamped to the chunk.
+            let (first, segs) = s.open_chunk_segments(&h, b"v", &tree.addr, &sealed, lo..hi).unwrap();
+            if lo < hi.min(len) {
+                let seg_end = ((hi.min(len) - 1) / SEGMENT + 1) * SEGMENT;
+                prop_assert_eq!(first, if len <= SEGMENT { 0 } else { lo / SEGMENT });
+                prop_assert_eq!(&segs[..], &d[first * SEGMENT..seg_end.min(len)]);
+            } else {
+                prop_assert!(segs.is_empty());
+            }
         }
 
         /// Any flipped bit fails every open that reads it: whole, or a range over the

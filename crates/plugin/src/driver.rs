@@ -26,7 +26,7 @@ use crate::protocol::VolumeInfo;
 use crate::table::{KeySource, Table, VolumeRecord};
 
 /// Options a volume accepts (`-o`, `driver_opts`, `volume-opt`).
-pub const VALID_OPTIONS: &[&str] = &["passphrase-file", "keyfile", "chunk-size"];
+pub const VALID_OPTIONS: &[&str] = &["passphrase-file", "keyfile", "chunk-size", "cache-size"];
 
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
@@ -64,6 +64,8 @@ pub enum DriverError {
     BothKeys,
     #[error("invalid chunk-size {0:?}: a power of two from 4K to 4M, e.g. 64K or 1M")]
     BadChunkSize(String),
+    #[error("invalid cache-size {0:?}: a size such as 64M or 1G (0 turns the cache off)")]
+    BadCacheSize(String),
     #[error("key for volume {name:?}: {detail}")]
     Key { name: String, detail: String },
     #[error("volume {0:?} exists with a different key; use the key it was created with, or remove it first")]
@@ -111,13 +113,7 @@ fn now_unix() -> u64 {
 }
 
 fn parse_size(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1024),
-        'M' | 'm' => (&s[..s.len() - 1], 1024 * 1024),
-        _ => (s, 1),
-    };
-    num.parse::<u32>().ok()?.checked_mul(mul)
+    u32::try_from(sealvol_volume::parse_size(s)?).ok()
 }
 
 fn valid_name(name: &str) -> bool {
@@ -313,6 +309,9 @@ impl Driver {
             Some(s) => parse_size(s).ok_or_else(|| DriverError::BadChunkSize(s.clone()))?,
             None => DEFAULT_CHUNK_SIZE,
         };
+        if let Some(s) = opts.get("cache-size") {
+            sealvol_volume::parse_size(s).ok_or_else(|| DriverError::BadCacheSize(s.clone()))?;
+        }
         let key = self.key_source(name, &opts)?;
         let secret = key.read().map_err(|e| DriverError::Key {
             name: name.into(),
@@ -446,6 +445,13 @@ impl Driver {
             .arg(self.store_dir(name))
             .arg("--stats-file")
             .arg(self.stats_path(name))
+            .args(
+                rec.options
+                    .get("cache-size")
+                    .map(|c| ["--cache-size", c.as_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg(&mp)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -249,7 +249,7 @@ impl Volume {
             Ok(None) => return Err("chunk is missing".into()),
             Err(e) => return Err(e.to_string()),
         };
-        self.open_chunk(addr, &sealed, None)
+        self.open_chunk(addr, &sealed)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }

@@ -5,7 +5,7 @@
 //! batch) when it passes the flush threshold, on `flush` (every close), `fsync` and `release`.
 //! Reads see buffered data first. A chunk of zeros becomes a hole, not a stored chunk.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -125,38 +125,6 @@ pub(crate) struct Batch {
     mtime: Option<Ts>,
     /// `None` while the write-out runs; then its result.
     outcome: Mutex<Option<std::result::Result<(), String>>>,
-}
-
-/// Cached plaintexts, and addresses in insertion order (oldest first, evicted first).
-type CacheInner = (HashMap<ChunkAddr, Arc<Vec<u8>>>, VecDeque<ChunkAddr>);
-
-/// A small cache of verified chunk plaintexts, by address.
-pub(crate) struct ChunkCache {
-    cap: usize,
-    inner: Mutex<CacheInner>,
-}
-
-impl ChunkCache {
-    pub(crate) fn new(cap: usize) -> Self {
-        ChunkCache {
-            cap,
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
-        }
-    }
-    pub(crate) fn get(&self, a: &ChunkAddr) -> Option<Arc<Vec<u8>>> {
-        self.inner.lock().0.get(a).cloned()
-    }
-    pub(crate) fn put(&self, a: ChunkAddr, v: Arc<Vec<u8>>) {
-        let mut g = self.inner.lock();
-        if g.0.insert(a, v).is_none() {
-            g.1.push_back(a);
-            while g.1.len() > self.cap {
-                if let Some(old) = g.1.pop_front() {
-                    g.0.remove(&old);
-                }
-            }
-        }
-    }
 }
 
 /// `f` over `items` on up to `WORKER_THREADS` scoped threads (one core: in this thread), in
@@ -413,7 +381,9 @@ impl Volume {
 
     /// The stored plaintext of chunk `index` (without buffered writes): empty for holes.
     fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
-        Ok(self.stored_piece(inode, index, 0..usize::MAX)?.1)
+        Ok(self
+            .stored_piece(inode.ino, Some(inode), index, 0..usize::MAX)?
+            .1)
     }
 
     /// Chunk `index` has no extent: a hole (empty), or damage if the file says it has data.
@@ -427,27 +397,34 @@ impl Volume {
 
     /// Stored bytes `range` of chunk `index`, as (offset in the chunk, bytes): the whole chunk
     /// (cached) when the range covers it, else only the segments the range touches.
+    /// `inode` is the file's stored inode if the caller has it: it is needed only when the
+    /// chunk has no extent, and is read then.
     fn stored_piece(
         &self,
-        inode: &Inode,
+        ino: u64,
+        inode: Option<&Inode>,
         index: u64,
         range: std::ops::Range<usize>,
     ) -> Result<(usize, Arc<Vec<u8>>)> {
-        match self.read_extent(inode.ino, index)? {
+        match self.read_extent(ino, index)? {
             Some(e) if range.start == 0 && range.end >= e.len as usize => {
-                let c = self.load_chunk(inode.ino, &e.addr)?;
+                let c = self.load_chunk(ino, &e.addr)?;
                 if c.len() != e.len as usize {
-                    return Err(
-                        self.corrupt(inode.ino, format!("chunk {index} has the wrong length"))
-                    );
+                    return Err(self.corrupt(ino, format!("chunk {index} has the wrong length")));
                 }
                 Ok((0, c))
             }
             Some(e) => {
-                let part = self.load_chunk_range(inode.ino, &e.addr, e.len, range.clone())?;
+                let part = self.load_chunk_range(ino, &e.addr, e.len, range.clone())?;
                 Ok((range.start, Arc::new(part)))
             }
-            None => Ok((0, self.no_extent(inode, index)?)),
+            None => match inode {
+                Some(i) => Ok((0, self.no_extent(i, index)?)),
+                None => {
+                    let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+                    Ok((0, self.no_extent(&i, index)?))
+                }
+            },
         }
     }
 
@@ -482,13 +459,12 @@ impl Volume {
         let stored: HashMap<u64, (usize, Arc<Vec<u8>>)> = if wanted.is_empty() {
             HashMap::new()
         } else {
-            let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
             par_map(&wanted, 2, |&index| {
                 let from = offset.max(index * cs) - index * cs;
                 let to = end.min((index + 1) * cs) - index * cs;
                 Ok((
                     index,
-                    self.stored_piece(&inode, index, from as usize..to as usize)?,
+                    self.stored_piece(ino, None, index, from as usize..to as usize)?,
                 ))
             })?
             .into_iter()
@@ -708,7 +684,7 @@ impl Volume {
     fn cache_written(&self, chunks: BTreeMap<u64, Vec<u8>>, cached: &HashMap<u64, ChunkAddr>) {
         for (index, buf) in chunks {
             if let Some(addr) = cached.get(&index) {
-                self.cache.put(*addr, Arc::new(buf));
+                self.cache.put_whole(*addr, Arc::new(buf));
             }
         }
     }

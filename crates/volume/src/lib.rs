@@ -3,6 +3,7 @@
 //! maps kernel requests onto [`Volume`]'s methods, and later layers (sync, export) read its
 //! operation log.
 
+mod cache;
 pub mod check;
 pub mod clock;
 mod data;
@@ -17,4 +18,6 @@ pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
 pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
-pub use volume::{volume_admin, CreateOptions, Stats, Volume, DEFAULT_CHUNK_SIZE};
+pub use volume::{
+    parse_size, volume_admin, CreateOptions, Stats, Volume, DEFAULT_CACHE_SIZE, DEFAULT_CHUNK_SIZE,
+};

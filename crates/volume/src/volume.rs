@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sealvol_crypto::{
-    ChunkAddr, ChunkTree, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys,
+    ChunkAddr, ChunkTree, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys, SEGMENT,
 };
 use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
 
+use crate::cache::PlainCache;
 use crate::clock::Clock;
-use crate::data::{ChunkCache, FileState};
+use crate::data::FileState;
 use crate::error::{FsError, Result};
 use crate::schema::*;
 
@@ -19,6 +20,22 @@ use crate::schema::*;
 /// once, and a 4 KiB random write rewrites at most 128 KiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128 * 1024;
 pub const MIN_CHUNK_SIZE: u32 = 4 * 1024;
+/// 256 MiB: the default budget of a mounted volume's cache of verified plaintext (see
+/// [`Volume::set_cache_size`]).
+pub const DEFAULT_CACHE_SIZE: usize = 256 << 20;
+
+/// A size as users write it: bytes, or with a suffix K, M or G (powers of 1024). `None` if it
+/// is not a number or does not fit in 64 bits.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, shift) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 10),
+        'M' | 'm' => (&s[..s.len() - 1], 20),
+        'G' | 'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
 pub const MAX_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
 
 pub struct CreateOptions {
@@ -73,7 +90,7 @@ pub struct Volume {
     pub(crate) files: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
     pub(crate) opens: Mutex<HashMap<u64, u32>>,
     pub(crate) lookups: Mutex<HashMap<u64, u64>>,
-    pub(crate) cache: ChunkCache,
+    pub(crate) cache: PlainCache,
     /// Chunks written by bulk writes whose transaction has not committed yet (with how many
     /// writers staged each): a transaction that drops such a chunk's last reference leaves its
     /// value in place for the writer about to reference it.
@@ -280,7 +297,7 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
-            cache: ChunkCache::new(256),
+            cache: PlainCache::new(DEFAULT_CACHE_SIZE),
             staged: Mutex::new(HashMap::new()),
             deferred_purge: Mutex::new(Vec::new()),
             flush_threshold: 32 << 20,
@@ -527,23 +544,27 @@ impl Volume {
         )?)
     }
 
-    /// Authenticate, decrypt and verify a stored chunk against its address: the whole chunk,
-    /// or with `range`, only the segments that range touches.
+    /// Authenticate, decrypt and verify a stored chunk against its address.
     pub(crate) fn open_chunk(
         &self,
         addr: &ChunkAddr,
         sealed: &[u8],
-        range: Option<std::ops::Range<usize>>,
     ) -> std::result::Result<Vec<u8>, sealvol_crypto::CryptoError> {
-        let (k, h, b) = (
-            &self.keys.chunk_seal,
-            &self.keys.chunk_addr,
-            self.binding(&[&addr.0]),
-        );
-        match range {
-            None => k.open_chunk(h, &b, addr, sealed),
-            Some(r) => k.open_chunk_range(h, &b, addr, sealed, r),
-        }
+        let b = self.binding(&[&addr.0]);
+        (self.keys.chunk_seal).open_chunk(&self.keys.chunk_addr, &b, addr, sealed)
+    }
+
+    /// Authenticate, decrypt and verify only the segments of a stored chunk that `range`
+    /// touches: the first one's index, and their plaintext.
+    pub(crate) fn open_chunk_segments(
+        &self,
+        addr: &ChunkAddr,
+        sealed: &[u8],
+        range: std::ops::Range<usize>,
+    ) -> std::result::Result<(usize, Vec<u8>), sealvol_crypto::CryptoError> {
+        let b = self.binding(&[&addr.0]);
+        let (k, h) = (&self.keys.chunk_seal, &self.keys.chunk_addr);
+        k.open_chunk_segments(h, &b, addr, sealed, range)
     }
 
     fn sealed_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Vec<u8>> {
@@ -554,20 +575,21 @@ impl Volume {
 
     /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
     pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Arc<Vec<u8>>> {
-        if let Some(c) = self.cache.get(addr) {
+        if let Some(c) = self.cache.whole(addr) {
             return Ok(c);
         }
         let sealed = self.sealed_chunk(ino, addr)?;
         let plain = self
-            .open_chunk(addr, &sealed, None)
+            .open_chunk(addr, &sealed)
             .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))?;
         let plain = Arc::new(plain);
-        self.cache.put(*addr, plain.clone());
+        self.cache.put_whole(*addr, plain.clone());
         Ok(plain)
     }
 
     /// Bytes `range` of a chunk of `len` bytes, verified: from the cache, or by opening only
-    /// the segments the range touches (not cached: a small read costs a segment, not a chunk).
+    /// the segments the range touches (which are cached: a small read costs a segment, not a
+    /// chunk, and the next small reads of that segment cost neither).
     pub(crate) fn load_chunk_range(
         &self,
         ino: u64,
@@ -575,23 +597,38 @@ impl Volume {
         len: u32,
         range: std::ops::Range<usize>,
     ) -> Result<Vec<u8>> {
-        let clamp = |r: std::ops::Range<usize>, n: usize| r.start.min(n)..r.end.min(n);
-        if let Some(c) = self.cache.get(addr) {
-            return Ok(c[clamp(range, c.len())].to_vec());
+        if let Some(c) = self.cache.range(addr, len as usize, range.clone()) {
+            return Ok(c);
         }
         // Opened in place: the sealed chunk is not copied out of the store.
-        let mut out = Err(self.corrupt(ino, format!("chunk {addr} is missing")));
+        // (The error is made, and logged, only if the chunk is missing or damaged.)
+        let mut out = None;
         self.engine.get_with(Cf::Chunks, &addr.0, &mut |sealed| {
-            if let Some(sealed) = sealed {
-                out = if sealed.len() != sealvol_crypto::sealed_chunk_len(len as usize) {
+            out = sealed.map(|sealed| {
+                if sealed.len() != sealvol_crypto::sealed_chunk_len(len as usize) {
                     Err(self.corrupt(ino, format!("chunk {addr} has the wrong length")))
                 } else {
-                    self.open_chunk(addr, sealed, Some(range.clone()))
+                    self.open_chunk_segments(addr, sealed, range.clone())
                         .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
-                };
-            }
+                }
+            });
         })?;
-        out
+        let (first, plain) =
+            out.unwrap_or_else(|| Err(self.corrupt(ino, format!("chunk {addr} is missing"))))?;
+        let off = first * SEGMENT;
+        let (start, end) = (range.start.max(off), range.end.min(off + plain.len()));
+        let part = if start < end {
+            plain[start - off..end - off].to_vec()
+        } else {
+            Vec::new()
+        };
+        self.cache.put_segments(*addr, first, &plain);
+        Ok(part)
+    }
+
+    /// The plaintext cache's budget in bytes (see [`DEFAULT_CACHE_SIZE`]).
+    pub fn set_cache_size(&self, bytes: usize) {
+        self.cache.set_budget(bytes);
     }
 
     /// Every log entry, in log order.
