@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 use sealvol_store::StoreError;
 use sealvol_volume::{Caller, FsError, Inode, Kind, SetAttr, Ts, Volume};
@@ -205,6 +205,12 @@ impl Filesystem for SealFs {
                 "the kernel offers no FUSE writeback cache: every write is a round trip"
             );
         }
+        // Directory listings with each entry's attributes (READDIRPLUS), when the kernel sees
+        // that a listing is followed by lookups of its entries (`ls -l`, `find`, `rm -r`):
+        // one request per listing page instead of one lookup per entry.
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -519,6 +525,49 @@ impl Filesystem for SealFs {
             }
             Err(e) => reply.error(self.log_err("readdir", ino.0, &e)),
         }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.vol.readdir(ino.0, offset, 256) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(self.log_err("readdirplus", ino.0, &e)),
+        };
+        let mut added = 0;
+        for e in entries {
+            let i = match self.vol.getattr(e.ino) {
+                Ok(i) => i,
+                // Deleted since the listing was read: not listed.
+                Err(FsError::NotFound) => continue,
+                Err(err) if added == 0 => {
+                    return reply.error(self.log_err("readdirplus", e.ino, &err))
+                }
+                // The entries so far; the next call starts at this one and reports the error.
+                Err(_) => break,
+            };
+            if reply.add(
+                INodeNo(e.ino),
+                e.cookie,
+                OsStr::from_bytes(&e.name),
+                &TTL,
+                &attr(&i),
+                Generation(0),
+            ) {
+                break; // the reply is full
+            }
+            added += 1;
+            // The kernel counts every entry it was given as a lookup, except "." and "..".
+            if e.name != b"." && e.name != b".." {
+                self.vol.remember(e.ino);
+            }
+        }
+        reply.ok()
     }
 
     fn fsyncdir(

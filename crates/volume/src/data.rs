@@ -216,8 +216,12 @@ impl Volume {
     /// and not yet forgotten)? Lock order: a file's state, then the commit lock; the open and
     /// lookup maps are leaves, so this may be called inside a transaction.
     pub(crate) fn is_in_use(&self, ino: u64) -> bool {
+        self.is_open(ino) || self.lookups.lock().get(&ino).copied().unwrap_or(0) > 0
+    }
+
+    /// Does some application hold `ino` open?
+    pub(crate) fn is_open(&self, ino: u64) -> bool {
         self.opens.lock().get(&ino).copied().unwrap_or(0) > 0
-            || self.lookups.lock().get(&ino).copied().unwrap_or(0) > 0
     }
 
     /// The kernel now holds one more reference to `ino` (a lookup, create, mkdir, link, ...).

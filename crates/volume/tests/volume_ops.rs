@@ -419,6 +419,33 @@ fn unlinked_inode_known_to_the_kernel_lives_until_forgotten() {
 }
 
 #[test]
+fn times_of_an_unlinked_unopened_file_are_answered_not_committed() {
+    // What the kernel sends as it drops an unlinked inode: its cached times. Nothing else can
+    // see them, so they cost no transaction and no log entry; an open file's times still do.
+    let (v, ..) = mem_volume(CS);
+    let ino = write_file(&v, ROOT_INO, "f", b"data");
+    v.remember(ino);
+    v.unlink(ROOT_INO, b"f").unwrap();
+    let logged = v.log_entries().unwrap().len();
+    let times = SetAttr {
+        mtime: Some(sealvol_volume::Ts { secs: 1000, nanos: 5 }),
+        ctime: Some(sealvol_volume::Ts { secs: 2000, nanos: 6 }),
+        ..Default::default()
+    };
+    let got = v.setattr(ino, &times).unwrap();
+    assert_eq!((got.mtime, got.ctime), (times.mtime.unwrap(), times.ctime.unwrap()));
+    assert_eq!(v.log_entries().unwrap().len(), logged);
+    v.open_file(ino).unwrap();
+    v.setattr(ino, &times).unwrap();
+    assert_eq!(v.log_entries().unwrap().len(), logged + 1);
+    assert_eq!(v.getattr(ino).unwrap().mtime, times.mtime.unwrap());
+    v.release_file(ino).unwrap();
+    v.forget(ino, 1).unwrap();
+    assert!(matches!(v.getattr(ino), Err(FsError::NotFound)));
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
 fn deleting_data_gives_the_disk_space_back() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("store");
