@@ -44,6 +44,7 @@ pub fn mount(
     let store = &std::fs::canonicalize(store)
         .with_context(|| format!("store {} is not usable", store.display()))?;
     if foreground {
+        lock_memory();
         // In the background child, report failures on the ready pipe too.
         let notify = key.secret_stdin;
         let r = (|| {
@@ -183,6 +184,37 @@ fn spawn_stats_writer(vol: Arc<sealvol_volume::Volume>, path: PathBuf) {
 }
 
 /// While mounted, give back the space of deleted and overwritten data once it piles up.
+/// Keep this process's memory out of swap: it holds the volume's keys, buffered writes and the
+/// plaintext cache. Pages are locked as they are first touched (nothing is reserved up front).
+/// Done only where locking cannot later starve the process (CAP_IPC_LOCK, or no memlock limit:
+/// with a limit, allocations past it would fail); elsewhere a warning says what may reach swap.
+pub fn lock_memory() {
+    use rustix::mm::{mlockall, MlockAllFlags};
+    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
+        .current
+        .is_none();
+    if !unlimited && !has_cap_ipc_lock() {
+        tracing::warn!("cannot lock memory (needs CAP_IPC_LOCK or no RLIMIT_MEMLOCK): keys and decrypted data may be written to swap; use encrypted swap or none");
+        return;
+    }
+    let flags = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT;
+    if let Err(e) = mlockall(flags) {
+        tracing::warn!(error = %e, "cannot lock memory: keys and decrypted data may be written to swap; use encrypted swap or none");
+    }
+}
+
+/// CAP_IPC_LOCK (bit 14) in this process's effective capabilities.
+fn has_cap_ipc_lock() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 14) != 0)
+}
+
 /// The plaintext cache gives memory back while the machine is short of it: when less than an
 /// eighth of its memory is available, the cache shrinks to an eighth of its budget (evicting
 /// at once); it gets its budget back when a quarter is available again.

@@ -467,6 +467,14 @@ fn small_random_reads_return_the_right_bytes_and_log_no_damage() {
     std::fs::write(f.m("data.bin"), &data).unwrap();
     f.umount();
     f.mount(); // an empty page cache: every read below reaches sealvol
+               // Run as root (CAP_IPC_LOCK), the mount keeps its memory (keys, plaintext) out of swap.
+    let pid = std::fs::read_to_string(f.store.join("mount.pid")).unwrap();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", pid.lines().next().unwrap())).unwrap();
+    let locked = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
+    if is_root() {
+        assert_ne!(locked.split_whitespace().nth(1), Some("0"), "{locked}");
+    }
     let file = std::fs::File::open(f.m("data.bin")).unwrap();
     for _ in 0..3000 {
         let off = (next() % data.len() as u64) as usize;
@@ -483,4 +491,10 @@ fn small_random_reads_return_the_right_bytes_and_log_no_damage() {
         !log.contains("damaged"),
         "the mount log reports damage:\n{log}"
     );
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }

@@ -428,12 +428,21 @@ fn times_of_an_unlinked_unopened_file_are_answered_not_committed() {
     v.unlink(ROOT_INO, b"f").unwrap();
     let logged = v.log_entries().unwrap().len();
     let times = SetAttr {
-        mtime: Some(sealvol_volume::Ts { secs: 1000, nanos: 5 }),
-        ctime: Some(sealvol_volume::Ts { secs: 2000, nanos: 6 }),
+        mtime: Some(sealvol_volume::Ts {
+            secs: 1000,
+            nanos: 5,
+        }),
+        ctime: Some(sealvol_volume::Ts {
+            secs: 2000,
+            nanos: 6,
+        }),
         ..Default::default()
     };
     let got = v.setattr(ino, &times).unwrap();
-    assert_eq!((got.mtime, got.ctime), (times.mtime.unwrap(), times.ctime.unwrap()));
+    assert_eq!(
+        (got.mtime, got.ctime),
+        (times.mtime.unwrap(), times.ctime.unwrap())
+    );
     assert_eq!(v.log_entries().unwrap().len(), logged);
     v.open_file(ino).unwrap();
     v.setattr(ino, &times).unwrap();
