@@ -226,7 +226,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             run_dir,
             default_keyfile,
         } => {
-            crate::mount::lock_memory();
+            crate::mount::protect_memory();
             if let Some(k) = &default_keyfile {
                 sealvol_crypto::read_key_file(k).context("checking --default-keyfile")?;
             }

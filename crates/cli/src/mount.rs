@@ -44,7 +44,7 @@ pub fn mount(
     let store = &std::fs::canonicalize(store)
         .with_context(|| format!("store {} is not usable", store.display()))?;
     if foreground {
-        lock_memory();
+        protect_memory();
         // In the background child, report failures on the ready pipe too.
         let notify = key.secret_stdin;
         let r = (|| {
@@ -184,12 +184,17 @@ fn spawn_stats_writer(vol: Arc<sealvol_volume::Volume>, path: PathBuf) {
 }
 
 /// While mounted, give back the space of deleted and overwritten data once it piles up.
-/// Keep this process's memory out of swap: it holds the volume's keys, buffered writes and the
-/// plaintext cache. Pages are locked as they are first touched (nothing is reserved up front).
-/// Done only where locking cannot later starve the process (CAP_IPC_LOCK, or no memlock limit:
-/// with a limit, allocations past it would fail); elsewhere a warning says what may reach swap.
-pub fn lock_memory() {
+/// Keep this process's memory off the disk: it holds the volume's keys, buffered writes and the
+/// plaintext cache. No core dumps; and out of swap: pages are locked as they are first touched
+/// (nothing is reserved up front), only where locking cannot later starve the process
+/// (CAP_IPC_LOCK, or no memlock limit: with a limit, allocations past it would fail); elsewhere
+/// a warning says what may reach swap.
+pub fn protect_memory() {
     use rustix::mm::{mlockall, MlockAllFlags};
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!(error = %e, "cannot turn core dumps off: a crash may write keys and decrypted data to a core file");
+    }
     let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
         .current
         .is_none();
