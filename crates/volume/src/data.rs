@@ -39,6 +39,28 @@ pub(crate) struct Staging {
     chunks: Vec<(ChunkAddr, u32, u32)>,
 }
 
+/// A file's times not committed yet: they go into the inode with the next write-out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct PendingTimes {
+    mtime: Ts,
+    atime: Option<Ts>,
+    /// The change time, if set explicitly (else the commit takes the later of ctime and mtime).
+    ctime: Option<Ts>,
+}
+
+impl PendingTimes {
+    fn apply(&self, inode: &mut Inode) {
+        inode.mtime = self.mtime;
+        inode.ctime = inode
+            .ctime
+            .max(self.mtime)
+            .max(self.ctime.unwrap_or(self.mtime));
+        if let Some(a) = self.atime {
+            inode.atime = a;
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct FileState {
     /// Whole or partial chunks not yet written out, by index.
@@ -47,7 +69,9 @@ pub(crate) struct FileState {
     /// The file's size including buffered writes (valid when `size_known`).
     size: u64,
     size_known: bool,
-    mtime: Option<Ts>,
+    /// Times the next write-out commits with the data (set by writes, and by setattr while a
+    /// write-out is pending).
+    times: Option<PendingTimes>,
     /// Write-outs run by threads that released the file's lock, oldest first: reads and partial
     /// writes see their chunks (after `dirty`, newest first) until they are committed, or merged
     /// back into `dirty` on failure.
@@ -88,11 +112,11 @@ impl Order {
 /// At most this many write-outs of one file in flight (each holds up to the flush threshold).
 const MAX_INFLIGHT: usize = 2;
 
-/// What a write-out stores: chunks by index, and the file's size and mtime with them.
+/// What a write-out stores: chunks by index, and the file's size and times with them.
 struct FileData<'a> {
     chunks: &'a BTreeMap<u64, Vec<u8>>,
     size: u64,
-    mtime: Option<Ts>,
+    times: Option<PendingTimes>,
 }
 
 /// Marks a write-out's turn done when dropped (also on an early return or error).
@@ -117,12 +141,12 @@ impl FileState {
     }
 }
 
-/// A file's buffered chunks handed to a write-out, with the size and mtime they go with.
+/// A file's buffered chunks handed to a write-out, with the size and times they go with.
 pub(crate) struct Batch {
     ticket: u64,
     chunks: BTreeMap<u64, Vec<u8>>,
     size: u64,
-    mtime: Option<Ts>,
+    times: Option<PendingTimes>,
     /// `None` while the write-out runs; then its result.
     outcome: Mutex<Option<std::result::Result<(), String>>>,
 }
@@ -311,21 +335,34 @@ impl Volume {
             if st.size_known {
                 inode.size = st.size;
             }
-            if let Some(m) = st.mtime {
-                inode.mtime = m;
-                inode.ctime = inode.ctime.max(m);
+            if let Some(t) = st.times {
+                t.apply(inode);
             }
         }
     }
 
-    pub(crate) fn set_open_mtime(&self, ino: u64, mtime: Ts) {
-        let st = self.files.lock().get(&ino).cloned();
-        if let Some(st) = st {
-            let mut st = st.lock();
-            if st.mtime.is_some() {
-                st.mtime = Some(mtime);
-            }
-        }
+    /// Times set on a file whose next write-out is pending (it has buffered data, or times
+    /// of its own): they go with that write-out, which a close, fsync or unmount makes happen,
+    /// instead of a transaction now; `false` if there is no such write-out. (A crash before it
+    /// loses these times with the data they describe.)
+    pub(crate) fn set_pending_times(
+        &self,
+        ino: u64,
+        atime: Option<Ts>,
+        mtime: Option<Ts>,
+        ctime: Ts,
+    ) -> bool {
+        let Some(st) = self.files.lock().get(&ino).cloned() else {
+            return false;
+        };
+        let mut st = st.lock();
+        let Some(t) = &mut st.times else {
+            return false;
+        };
+        t.mtime = mtime.unwrap_or(t.mtime);
+        t.atime = atime.or(t.atime);
+        t.ctime = Some(t.ctime.map_or(ctime, |c| c.max(ctime)));
+        true
     }
 
     /// A file was opened (counts opens, so an unlinked open file lives until its release).
@@ -545,7 +582,15 @@ impl Volume {
             pos += take as u64;
         }
         st.size = st.size.max(end);
-        st.mtime = Some(self.clock.now());
+        let now = self.clock.now();
+        st.times = Some(match st.times {
+            Some(t) => PendingTimes { mtime: now, ..t },
+            None => PendingTimes {
+                mtime: now,
+                atime: None,
+                ctime: None,
+            },
+        });
         if st.dirty_bytes >= self.flush_threshold {
             self.write_out_behind(ino, &state, st)?;
         }
@@ -578,19 +623,19 @@ impl Volume {
         order.wait_turn(ticket);
         let _done = Done(&order);
         self.settle(st);
-        if st.dirty.is_empty() && st.mtime.is_none() {
+        if st.dirty.is_empty() && st.times.is_none() {
             return Ok(());
         }
         let prepared = self.prepare_batch(&st.dirty, st.size)?;
         let data = FileData {
             chunks: &st.dirty,
             size: st.size,
-            mtime: st.mtime,
+            times: st.times,
         };
         let cached = self.commit_batch(ino, &data, prepared, durability)?;
         self.cache_written(std::mem::take(&mut st.dirty), &cached);
         st.dirty_bytes = 0;
-        st.mtime = None;
+        st.times = None;
         Ok(())
     }
 
@@ -615,7 +660,7 @@ impl Volume {
             ticket,
             chunks: std::mem::take(&mut st.dirty),
             size: st.size,
-            mtime: st.mtime,
+            times: st.times,
             outcome: Mutex::new(None),
         });
         st.dirty_bytes = 0;
@@ -634,7 +679,7 @@ impl Volume {
         let data = FileData {
             chunks: &batch.chunks,
             size: batch.size,
-            mtime: batch.mtime,
+            times: batch.times,
         };
         let r = staged.and_then(|(p, staging)| {
             let r = self.commit_write_out(ino, &data, p, staging.as_ref(), Durability::Process);
@@ -675,8 +720,8 @@ impl Volume {
                             st.dirty_bytes += self.cfg.chunk_size as usize;
                         }
                     }
-                    if st.mtime.is_none() {
-                        st.mtime = b.mtime;
+                    if st.times.is_none() {
+                        st.times = b.times;
                     }
                 }
             }
@@ -736,7 +781,7 @@ impl Volume {
         let FileData {
             chunks,
             size,
-            mtime,
+            times,
         } = *data;
         let cs = self.cfg.chunk_size as usize;
         let mut t = self.begin();
@@ -784,9 +829,8 @@ impl Volume {
             }
         }
         inode.size = size;
-        if let Some(m) = mtime {
-            inode.mtime = m;
-            inode.ctime = inode.ctime.max(m);
+        if let Some(t) = times {
+            t.apply(&mut inode);
         }
         t.put_inode(inode);
         t.commit(durability)?;

@@ -530,12 +530,20 @@ impl Volume {
         if let Some(size) = a.size {
             self.truncate(ino, size)?;
         }
+        let now = self.clock.now();
+        let times_only = a.perm.is_none() && a.uid.is_none() && a.gid.is_none();
+        if times_only
+            && a.size.is_none()
+            && self.set_pending_times(ino, a.atime, a.mtime, a.ctime.unwrap_or(now))
+        {
+            return self.getattr(ino);
+        }
         if let Some(mt) = a.mtime {
-            self.set_open_mtime(ino, mt);
+            // A write-out pending since the truncate above commits this mtime too.
+            self.set_pending_times(ino, None, Some(mt), a.ctime.unwrap_or(now));
         }
         let mut t = self.begin();
         let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
-        let now = self.clock.now();
         if a.uid.is_some() || a.gid.is_some() {
             // chown clears setuid, and setgid where it means "set group id" (group-executable).
             if i.kind != Kind::Dir {
@@ -561,15 +569,15 @@ impl Volume {
         // inode, which after an unlink is just before the delete (an `rm -rf` sends one per
         // file). With no name and no open handle, nothing but the kernel can see these times:
         // they are answered, not committed (nor logged for other hosts to replay).
-        let times_only = a.perm.is_none() && a.uid.is_none() && a.gid.is_none();
         if times_only && a.size.is_none() && i.nlink == 0 && !self.is_open(ino) {
             drop(t);
             self.overlay_open_state(&mut i);
             return Ok(i);
         }
-        t.put_inode(i);
+        t.put_inode(i.clone());
         t.commit(Durability::Process)?;
-        self.getattr(ino)
+        self.overlay_open_state(&mut i);
+        Ok(i)
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {

@@ -455,6 +455,56 @@ fn times_of_an_unlinked_unopened_file_are_answered_not_committed() {
 }
 
 #[test]
+fn times_set_while_data_is_buffered_commit_with_the_data() {
+    // tar: create, write, utimens, chown, chmod, close. The times go with the write-out at
+    // close instead of a transaction of their own; everyone sees them at once.
+    let (v, ..) = mem_volume(CS);
+    let ino = v
+        .mknod(ME, ROOT_INO, b"f", Kind::File, 0o644, 0)
+        .unwrap()
+        .ino;
+    v.open_file(ino).unwrap();
+    v.write(ino, 0, b"hello").unwrap();
+    let logged = v.log_entries().unwrap().len();
+    let ts = |secs| sealvol_volume::Ts { secs, nanos: 7 };
+    let times = SetAttr {
+        atime: Some(ts(1000)),
+        mtime: Some(ts(2000)),
+        ctime: Some(ts(1_900_000_000)),
+        ..Default::default()
+    };
+    let got = v.setattr(ino, &times).unwrap();
+    assert_eq!(
+        (got.atime, got.mtime, got.ctime),
+        (ts(1000), ts(2000), ts(1_900_000_000))
+    );
+    assert_eq!(
+        v.log_entries().unwrap().len(),
+        logged,
+        "deferred to the write-out"
+    );
+    assert_eq!(v.getattr(ino).unwrap().mtime, ts(2000));
+    // A permission change is a transaction of its own, and sees the pending times.
+    let chmod = SetAttr {
+        perm: Some(0o600),
+        ..Default::default()
+    };
+    assert_eq!(v.setattr(ino, &chmod).unwrap().mtime, ts(2000));
+    assert_eq!(v.log_entries().unwrap().len(), logged + 1);
+    v.release_file(ino).unwrap();
+    assert_eq!(v.log_entries().unwrap().len(), logged + 2);
+    let i = v.getattr(ino).unwrap();
+    assert_eq!(
+        (i.atime, i.mtime, i.ctime, i.perm),
+        (ts(1000), ts(2000), ts(1_900_000_000), 0o600)
+    );
+    assert_eq!(read_all(&v, ino), b"hello");
+    // Not open, nothing buffered: a transaction at once.
+    v.setattr(ino, &times).unwrap();
+    assert_eq!(v.log_entries().unwrap().len(), logged + 3);
+}
+
+#[test]
 fn deleting_data_gives_the_disk_space_back() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("store");
