@@ -265,9 +265,14 @@ fn meminfo() -> Option<(u64, u64)> {
     Some((field("MemTotal:")?, field("MemAvailable:")?))
 }
 
+/// Every minute: trim the operation log to its newest entries, and compact the store if it
+/// holds much more than its live data.
 fn spawn_space_reclaimer(vol: Arc<sealvol_volume::Volume>) {
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_secs(60));
+        if let Err(e) = vol.trim_log(vol.log_keep()) {
+            tracing::warn!(error = %e, "trimming the operation log failed; retrying in a minute");
+        }
         if let Err(e) = vol.reclaim_if_wasteful() {
             tracing::warn!(error = %e, "reclaiming space failed; retrying in a minute");
         }

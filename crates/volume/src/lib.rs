@@ -20,4 +20,5 @@ pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
 pub use volume::{
     parse_size, volume_admin, CreateOptions, Stats, Volume, DEFAULT_CACHE_SIZE, DEFAULT_CHUNK_SIZE,
+    DEFAULT_LOG_KEEP,
 };

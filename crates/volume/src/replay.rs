@@ -73,6 +73,7 @@ impl Volume {
                 }
             }
             let key = log_key(e.hlc, e.origin);
+            let new_entry = self.engine.get(Cf::Log, &key)?.is_none();
             b.put(
                 Cf::Log,
                 key.to_vec(),
@@ -80,6 +81,7 @@ impl Volume {
             );
             c.counters.last_hlc = c.counters.last_hlc.max(e.hlc);
             self.engine.write(b, Durability::Process)?;
+            c.log_len += u64::from(new_entry);
         }
         Ok(())
     }

@@ -278,7 +278,8 @@ impl<'a> Txn<'a> {
                 self.batch.put(Cf::Refs, addr.0.to_vec(), s);
             }
         }
-        if !self.ops.is_empty() {
+        let logged = !self.ops.is_empty();
+        if logged {
             let hlc = hlc_next(self.counters.last_hlc, self.vol.clock.now());
             self.counters.last_hlc = hlc;
             let entry = LogEntry {
@@ -297,6 +298,7 @@ impl<'a> Txn<'a> {
         let batch = std::mem::take(&mut self.batch);
         self.vol.engine.write(batch, durability)?;
         self.guard.counters = std::mem::take(&mut self.counters);
+        self.guard.log_len += u64::from(logged);
         Ok(())
     }
 }

@@ -77,7 +77,13 @@ pub struct Stats {
 
 pub(crate) struct CommitState {
     pub(crate) counters: Counters,
+    /// Entries in the operation log (counted at open, then kept up to date).
+    pub(crate) log_len: u64,
 }
+
+/// Operation log entries kept by default: older ones are folded into the tables and deleted
+/// (see [`Volume::trim_log`]), so a busy volume's log does not grow without bound.
+pub const DEFAULT_LOG_KEEP: u64 = 65_536;
 
 pub struct Volume {
     pub(crate) engine: Arc<dyn Engine>,
@@ -97,6 +103,8 @@ pub struct Volume {
     pub(crate) staged: Mutex<HashMap<ChunkAddr, usize>>,
     /// Forgotten inodes to delete if they are unlinked orphans (`forget_deferred`).
     pub(crate) deferred_purge: Mutex<Vec<u64>>,
+    /// Operation log entries to keep (see [`Volume::trim_log`]).
+    pub(crate) log_keep: std::sync::atomic::AtomicU64,
     /// Dirty bytes per open file before its buffer is written out.
     pub(crate) flush_threshold: usize,
     store_dir: Option<PathBuf>,
@@ -273,6 +281,12 @@ impl Volume {
         let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
             .ok_or_else(|| FsError::Setup("counters record does not decode".into()))?;
         let v = Self::assemble(engine, header, master, cfg, counters, clock)?;
+        let mut n = 0u64;
+        v.engine.for_each(Cf::Log, b"", &mut |_, _| {
+            n += 1;
+            Ok(())
+        })?;
+        v.commit.lock().log_len = n;
         v.recover_staged()?;
         v.purge_orphans()?;
         Ok(v)
@@ -293,12 +307,16 @@ impl Volume {
             epoch: header.epoch,
             cfg,
             clock,
-            commit: Mutex::new(CommitState { counters }),
+            commit: Mutex::new(CommitState {
+                counters,
+                log_len: 0,
+            }),
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
             cache: PlainCache::new(DEFAULT_CACHE_SIZE),
             staged: Mutex::new(HashMap::new()),
+            log_keep: std::sync::atomic::AtomicU64::new(DEFAULT_LOG_KEEP),
             deferred_purge: Mutex::new(Vec::new()),
             flush_threshold: 32 << 20,
             store_dir: None,
@@ -371,6 +389,7 @@ impl Volume {
         self.opens.lock().clear();
         self.lookups.lock().clear();
         self.purge_orphans()?;
+        self.trim_log(self.log_keep())?;
         self.engine.flush_memtables()?;
         self.reclaim_if_wasteful()?;
         Ok(())
@@ -629,6 +648,50 @@ impl Volume {
     /// The plaintext cache's budget in bytes (see [`DEFAULT_CACHE_SIZE`]).
     pub fn set_cache_size(&self, bytes: usize) {
         self.cache.set_budget(bytes);
+    }
+
+    /// How many operation log entries [`Volume::close`] and the mount's housekeeping keep.
+    pub fn log_keep(&self) -> u64 {
+        self.log_keep.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_log_keep(&self, n: u64) {
+        self.log_keep.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Delete the oldest operation log entries beyond the newest `keep`, once the log has grown
+    /// an eighth past that. What they did is in the tables (inodes, entries, extents), which
+    /// are the snapshot a replica that has not seen them would need; the log only replays
+    /// changes since. Returns how many entries were deleted.
+    pub fn trim_log(&self, keep: u64) -> Result<u64> {
+        let len = self.commit.lock().log_len;
+        if len <= keep + keep / 8 {
+            return Ok(0);
+        }
+        let mut left = len - keep;
+        let mut deleted = 0;
+        let mut start = Vec::new();
+        while left > 0 {
+            let page = self
+                .engine
+                .scan(Cf::Log, b"", &start, left.min(4096) as usize)?;
+            let Some((last, _)) = page.last() else { break };
+            start = last.clone();
+            start.push(0);
+            let mut b = WriteBatch::new();
+            for (k, _) in &page {
+                b.delete(Cf::Log, k.clone());
+            }
+            self.engine.write(b, Durability::Process)?;
+            let n = page.len() as u64;
+            let mut c = self.commit.lock();
+            c.log_len = c.log_len.saturating_sub(n);
+            drop(c);
+            left = left.saturating_sub(n);
+            deleted += n;
+        }
+        tracing::info!(deleted, kept = keep, "trimmed the operation log");
+        Ok(deleted)
     }
 
     /// Every log entry, in log order.

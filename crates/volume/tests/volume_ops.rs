@@ -505,6 +505,35 @@ fn times_set_while_data_is_buffered_commit_with_the_data() {
 }
 
 #[test]
+fn the_operation_log_is_trimmed_to_its_newest_entries() {
+    // A busy volume (a database committing all day) must not grow its log without bound:
+    // the oldest entries go, the newest stay in order, the tree is untouched.
+    let (v, ..) = mem_volume(CS);
+    let ino = write_file(&v, ROOT_INO, "f", b"start");
+    v.open_file(ino).unwrap();
+    for i in 0..300u64 {
+        v.write(ino, 0, &i.to_le_bytes()).unwrap();
+        v.fsync(ino).unwrap();
+    }
+    v.release_file(ino).unwrap();
+    let before = v.log_entries().unwrap();
+    assert!(before.len() > 300, "{} entries", before.len());
+    // Within an eighth over what is kept: nothing to do yet.
+    assert_eq!(v.trim_log(before.len() as u64 - 10).unwrap(), 0);
+    let deleted = v.trim_log(100).unwrap();
+    assert_eq!(deleted, before.len() as u64 - 100);
+    let after = v.log_entries().unwrap();
+    assert_eq!(after[..], before[before.len() - 100..]);
+    assert_eq!(read_all(&v, ino)[..8], 299u64.to_le_bytes());
+    assert!(v.check().unwrap().is_clean());
+    // New entries count from there; close trims to the volume's setting.
+    v.mkdir(ME, ROOT_INO, b"d", 0o755).unwrap();
+    v.set_log_keep(10);
+    v.close().unwrap();
+    assert_eq!(v.log_entries().unwrap().len(), 10);
+}
+
+#[test]
 fn deleting_data_gives_the_disk_space_back() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("store");
