@@ -6,6 +6,7 @@
 //! Reads see buffered data first. A chunk of zeros becomes a hole, not a stored chunk.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -572,6 +573,7 @@ impl Volume {
                     v
                 };
                 st.dirty_bytes += cs as usize;
+                self.buffered.fetch_add(cs as usize, Ordering::Relaxed);
                 st.dirty.insert(index, base);
             }
             let buf = st.dirty.get_mut(&index).expect("inserted above");
@@ -591,7 +593,12 @@ impl Volume {
                 ctime: None,
             },
         });
-        if st.dirty_bytes >= self.flush_threshold {
+        // Past the volume's budget for buffered data (many files written at once), every file
+        // holding a 64th of it writes out now instead of waiting for its own threshold.
+        let budget = self.buffer_budget.load(Ordering::Relaxed);
+        let pressed =
+            self.buffered.load(Ordering::Relaxed) > budget && st.dirty_bytes >= budget / 64;
+        if st.dirty_bytes >= self.flush_threshold || pressed {
             self.write_out_behind(ino, &state, st)?;
         }
         Ok(data.len())
@@ -634,6 +641,7 @@ impl Volume {
         };
         let cached = self.commit_batch(ino, &data, prepared, durability)?;
         self.cache_written(std::mem::take(&mut st.dirty), &cached);
+        self.buffered.fetch_sub(st.dirty_bytes, Ordering::Relaxed);
         st.dirty_bytes = 0;
         st.times = None;
         Ok(())
@@ -663,6 +671,7 @@ impl Volume {
             times: st.times,
             outcome: Mutex::new(None),
         });
+        self.buffered.fetch_sub(st.dirty_bytes, Ordering::Relaxed);
         st.dirty_bytes = 0;
         st.inflight.push(batch.clone());
         let order = st.order.clone();
@@ -718,6 +727,8 @@ impl Volume {
                         if !newer {
                             st.dirty.insert(*index, buf.clone());
                             st.dirty_bytes += self.cfg.chunk_size as usize;
+                            (self.buffered)
+                                .fetch_add(self.cfg.chunk_size as usize, Ordering::Relaxed);
                         }
                     }
                     if st.times.is_none() {

@@ -81,6 +81,10 @@ pub(crate) struct CommitState {
     pub(crate) log_len: u64,
 }
 
+/// 256 MiB: buffered writes of all files together before files write out early (one file
+/// alone writes out every 32 MiB).
+pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
+
 /// Operation log entries kept by default: older ones are folded into the tables and deleted
 /// (see [`Volume::trim_log`]), so a busy volume's log does not grow without bound.
 pub const DEFAULT_LOG_KEEP: u64 = 65_536;
@@ -105,6 +109,10 @@ pub struct Volume {
     pub(crate) deferred_purge: Mutex<Vec<u64>>,
     /// Operation log entries to keep (see [`Volume::trim_log`]).
     pub(crate) log_keep: std::sync::atomic::AtomicU64,
+    /// Bytes buffered by writes in all files, not yet handed to a write-out.
+    pub(crate) buffered: std::sync::atomic::AtomicUsize,
+    /// Past this many buffered bytes, files write out early (see `Volume::write`).
+    pub(crate) buffer_budget: std::sync::atomic::AtomicUsize,
     /// Dirty bytes per open file before its buffer is written out.
     pub(crate) flush_threshold: usize,
     store_dir: Option<PathBuf>,
@@ -317,6 +325,8 @@ impl Volume {
             cache: PlainCache::new(DEFAULT_CACHE_SIZE),
             staged: Mutex::new(HashMap::new()),
             log_keep: std::sync::atomic::AtomicU64::new(DEFAULT_LOG_KEEP),
+            buffered: std::sync::atomic::AtomicUsize::new(0),
+            buffer_budget: std::sync::atomic::AtomicUsize::new(DEFAULT_BUFFER_BUDGET),
             deferred_purge: Mutex::new(Vec::new()),
             flush_threshold: 32 << 20,
             store_dir: None,
@@ -648,6 +658,17 @@ impl Volume {
     /// The plaintext cache's budget in bytes (see [`DEFAULT_CACHE_SIZE`]).
     pub fn set_cache_size(&self, bytes: usize) {
         self.cache.set_budget(bytes);
+    }
+
+    /// Bytes buffered by writes, in all files, not yet handed to a write-out.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The budget for [`Volume::buffered_bytes`] (see [`DEFAULT_BUFFER_BUDGET`]).
+    pub fn set_buffer_budget(&self, bytes: usize) {
+        self.buffer_budget
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many operation log entries [`Volume::close`] and the mount's housekeeping keep.

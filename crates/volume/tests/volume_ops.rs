@@ -534,6 +534,58 @@ fn the_operation_log_is_trimmed_to_its_newest_entries() {
 }
 
 #[test]
+fn many_files_written_at_once_stay_within_the_buffer_budget() {
+    // Each file alone would buffer up to the flush threshold; together they write out early
+    // once the volume's budget is passed, and nothing written is lost.
+    let (v, ..) = mem_volume(CS);
+    let budget = 64 * CS as usize;
+    v.set_buffer_budget(budget);
+    let files: Vec<u64> = (0..8)
+        .map(|i| {
+            let ino = v
+                .mknod(
+                    ME,
+                    ROOT_INO,
+                    format!("f{i}").as_bytes(),
+                    Kind::File,
+                    0o644,
+                    0,
+                )
+                .unwrap()
+                .ino;
+            v.open_file(ino).unwrap();
+            ino
+        })
+        .collect();
+    let mut peak = 0;
+    for round in 0..40 {
+        for (i, &ino) in files.iter().enumerate() {
+            let piece = pattern(CS as usize, (round * 8 + i) as u64);
+            v.write(ino, round as u64 * CS as u64, &piece).unwrap();
+            peak = peak.max(v.buffered_bytes());
+        }
+    }
+    // Over the budget by at most what each file may hold before it must write out.
+    assert!(
+        peak <= budget + files.len() * (budget / 64 + CS as usize),
+        "peak {peak}"
+    );
+    for (i, &ino) in files.iter().enumerate() {
+        v.release_file(ino).unwrap();
+        let got = read_all(&v, ino);
+        for round in 0..40 {
+            let at = round * CS as usize;
+            assert_eq!(
+                got[at..at + CS as usize],
+                pattern(CS as usize, (round * 8 + i) as u64)[..]
+            );
+        }
+    }
+    assert_eq!(v.buffered_bytes(), 0);
+    assert!(v.check().unwrap().is_clean());
+}
+
+#[test]
 fn deleting_data_gives_the_disk_space_back() {
     let d = tempfile::tempdir().unwrap();
     let store = d.path().join("store");
