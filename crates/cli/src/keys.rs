@@ -58,9 +58,14 @@ impl KeyArgs {
 
 /// Ask for a secret on the controlling terminal. Echo is switched off *before* the prompt is
 /// written, so an answer typed or pasted as soon as the prompt appears is never shown, and
-/// switched back on on every path out. The line is read byte by byte into zeroized memory.
+/// switched back on on every path out. The terminal reads raw keys meanwhile, so that Ctrl-C
+/// (which would kill the process before it could switch echo back on) is one of the keys
+/// handled here: it restores the terminal and fails with `Interrupted`. Erase and kill (Ctrl-U)
+/// edit the line; Ctrl-D on an empty line ends it. The line lives in zeroized memory.
 fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions, Termios};
+    use rustix::termios::{
+        tcgetattr, tcsetattr, LocalModes, OptionalActions, SpecialCodeIndex as C, Termios,
+    };
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -72,25 +77,47 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
             let _ = tcsetattr(self.0, OptionalActions::Now, &self.1);
         }
     }
-    let mut quiet = saved.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
-    quiet.local_modes.insert(LocalModes::ECHONL);
-    tcsetattr(&tty, OptionalActions::Now, &quiet)?;
-    let _restore = Restore(&tty, saved);
+    let key = |i: C| saved.special_codes[i];
+    let (intr, erase, kill, eof) = (key(C::VINTR), key(C::VERASE), key(C::VKILL), key(C::VEOF));
+    let mut raw = saved.clone();
+    raw.local_modes
+        .remove(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG);
+    raw.special_codes[C::VMIN] = 1;
+    raw.special_codes[C::VTIME] = 0;
+    tcsetattr(&tty, OptionalActions::Now, &raw)?;
+    let restore = Restore(&tty, saved.clone());
     (&tty).write_all(prompt.as_bytes())?;
     (&tty).flush()?;
-    let mut line = Zeroizing::new(Vec::new());
+    // Room enough that typing never reallocates (which would leave a copy behind).
+    let mut line = Zeroizing::new(Vec::with_capacity(4096));
     let mut byte = [0u8; 1];
     loop {
-        match (&tty).read(&mut byte)? {
-            0 => break,
-            _ if byte[0] == b'\n' => break,
-            _ => line.push(byte[0]),
+        if (&tty).read(&mut byte)? == 0 {
+            break;
+        }
+        match byte[0] {
+            b'\n' | b'\r' => break,
+            b if b == intr => {
+                drop(restore);
+                let _ = (&tty).write_all(b"^C\n");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "interrupted at the passphrase prompt; nothing was changed",
+                ));
+            }
+            b if b == erase || b == 0x7f || b == 0x08 => {
+                if let Some(last) = line.last_mut() {
+                    *last = 0;
+                }
+                line.pop();
+            }
+            b if b == kill => zeroize::Zeroize::zeroize(&mut *line),
+            b if b == eof && line.is_empty() => break,
+            b => line.push(b),
         }
     }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
+    drop(restore);
+    (&tty).write_all(b"\n")?;
     Ok(line)
 }
 

@@ -230,6 +230,16 @@ assert code == 0 and "files:" in out, out
 assert "pty pass" not in out.replace("<answered>", ""), "the passphrase was echoed: " + out
 code, out = run([bin, "stats", "--store", store], ["wrong"])
 assert code == 1 and "does not open any key slot" in out, out
+# Backspace edits the hidden line.
+code, out = run([bin, "stats", "--store", store], ["pty passX\x7f"])
+assert code == 0 and "files:" in out, out
+# Ctrl-C at the prompt: the command fails, says so, and the terminal echoes again after it.
+import re
+sh = ["/bin/sh", "-c", '"$0" stats --store "$1"; echo "rc=$?"; stty -a', bin, store]
+code, out = run(sh, ["\x03"])
+assert "interrupted at the passphrase prompt" in out and "rc=1" in out, out
+for mode in ["echo", "icanon", "isig"]:
+    assert re.search(r"(^|\s)" + mode + r"(\s|;|$)", out), "terminal left without " + mode + ": " + out
 print("ok")
 "#;
     let o = std::process::Command::new("python3")
