@@ -81,7 +81,9 @@ impl Volume {
             );
             c.counters.last_hlc = c.counters.last_hlc.max(e.hlc);
             self.engine.write(b, Durability::Process)?;
-            c.log_len += u64::from(new_entry);
+            if let Some(n) = &mut c.log_len {
+                *n += u64::from(new_entry);
+            }
         }
         Ok(())
     }

@@ -298,7 +298,9 @@ impl<'a> Txn<'a> {
         let batch = std::mem::take(&mut self.batch);
         self.vol.engine.write(batch, durability)?;
         self.guard.counters = std::mem::take(&mut self.counters);
-        self.guard.log_len += u64::from(logged);
+        if let Some(n) = &mut self.guard.log_len {
+            *n += u64::from(logged);
+        }
         Ok(())
     }
 }

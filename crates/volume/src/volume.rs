@@ -77,8 +77,9 @@ pub struct Stats {
 
 pub(crate) struct CommitState {
     pub(crate) counters: Counters,
-    /// Entries in the operation log (counted at open, then kept up to date).
-    pub(crate) log_len: u64,
+    /// Entries in the operation log: counted by the first `trim_log` (not at open, which must
+    /// stay quick), then kept up to date.
+    pub(crate) log_len: Option<u64>,
 }
 
 /// 256 MiB: buffered writes of all files together before files write out early (one file
@@ -289,12 +290,6 @@ impl Volume {
         let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
             .ok_or_else(|| FsError::Setup("counters record does not decode".into()))?;
         let v = Self::assemble(engine, header, master, cfg, counters, clock)?;
-        let mut n = 0u64;
-        v.engine.for_each(Cf::Log, b"", &mut |_, _| {
-            n += 1;
-            Ok(())
-        })?;
-        v.commit.lock().log_len = n;
         v.recover_staged()?;
         v.purge_orphans()?;
         Ok(v)
@@ -317,7 +312,7 @@ impl Volume {
             clock,
             commit: Mutex::new(CommitState {
                 counters,
-                log_len: 0,
+                log_len: None,
             }),
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
@@ -685,7 +680,19 @@ impl Volume {
     /// are the snapshot a replica that has not seen them would need; the log only replays
     /// changes since. Returns how many entries were deleted.
     pub fn trim_log(&self, keep: u64) -> Result<u64> {
-        let len = self.commit.lock().log_len;
+        let len = match self.commit.lock().log_len {
+            Some(n) => n,
+            None => {
+                let mut n = 0u64;
+                self.engine.for_each(Cf::Log, b"", &mut |_, _| {
+                    n += 1;
+                    Ok(())
+                })?;
+                // (Entries committed during the count may be missed: a few, at most.)
+                self.commit.lock().log_len = Some(n);
+                n
+            }
+        };
         if len <= keep + keep / 8 {
             return Ok(0);
         }
@@ -706,7 +713,7 @@ impl Volume {
             self.engine.write(b, Durability::Process)?;
             let n = page.len() as u64;
             let mut c = self.commit.lock();
-            c.log_len = c.log_len.saturating_sub(n);
+            c.log_len = c.log_len.map(|l| l.saturating_sub(n));
             drop(c);
             left = left.saturating_sub(n);
             deleted += n;
