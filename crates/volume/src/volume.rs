@@ -680,7 +680,8 @@ impl Volume {
     /// are the snapshot a replica that has not seen them would need; the log only replays
     /// changes since. Returns how many entries were deleted.
     pub fn trim_log(&self, keep: u64) -> Result<u64> {
-        let len = match self.commit.lock().log_len {
+        let known = self.commit.lock().log_len;
+        let len = match known {
             Some(n) => n,
             None => {
                 let mut n = 0u64;
