@@ -512,13 +512,14 @@ impl Volume {
             .into_iter()
             .collect()
         };
-        let mut out = vec![0u8; (end - offset) as usize];
+        // Filled piece by piece (no zero-fill first: a 1 MiB read would write it twice); what
+        // a chunk does not hold (a hole, or past a short chunk's end) reads as zeros.
+        let mut out = Vec::with_capacity((end - offset) as usize);
         let mut pos = offset;
         while pos < end {
             let index = pos / cs;
             let in_chunk = (pos % cs) as usize;
-            let take = ((index + 1) * cs).min(end) - pos;
-            let dst = &mut out[(pos - offset) as usize..(pos - offset + take) as usize];
+            let take = (((index + 1) * cs).min(end) - pos) as usize;
             // The source holds the chunk's bytes from offset `base` on.
             let (base, src): (usize, &[u8]) = match buffered.get(&index) {
                 Some(b) => (0, b),
@@ -528,11 +529,12 @@ impl Volume {
                 }
             };
             let at = in_chunk - base;
-            if at < src.len() {
-                let n = (src.len() - at).min(dst.len());
-                dst[..n].copy_from_slice(&src[at..at + n]);
+            let n = src.len().saturating_sub(at).min(take);
+            if n > 0 {
+                out.extend_from_slice(&src[at..at + n]);
             }
-            pos += take;
+            out.resize(out.len() + (take - n), 0);
+            pos += take as u64;
         }
         Ok(out)
     }
