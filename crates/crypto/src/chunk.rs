@@ -35,6 +35,7 @@ use blake3::hazmat::{
     left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode,
 };
 use ring::aead::{Aad, LessSafeKey, Nonce};
+use zeroize::Zeroize;
 
 use crate::hash::{ChunkAddr, HashKey};
 use crate::seal::{aad, SealKey};
@@ -265,17 +266,44 @@ impl SealKey {
         addr: &ChunkAddr,
         sealed: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::new();
+        self.open_chunk_append(hash, binding, addr, sealed, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`open_chunk`](Self::open_chunk), appending the plaintext to `out`: each segment is
+    /// copied once, into its place in `out`, and decrypted there (a read fills its reply
+    /// buffer this way, without an intermediate copy). On any error `out` is left as it was,
+    /// and nothing unverified remains in it.
+    pub fn open_chunk_append(
+        &self,
+        hash: &HashKey,
+        binding: &[u8],
+        addr: &ChunkAddr,
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         let p = parse(sealed)?;
         let (key, _) = self.subkey(&p.nonce);
-        let mut out = Vec::with_capacity(p.len);
-        for i in 0..p.n() {
+        let start = out.len();
+        out.reserve(p.len);
+        let opened = (0..p.n()).try_for_each(|i| {
             let (part, _) = p.segment(i);
-            Self::open_part(&key, &p, binding, part, i, false, &mut out)?;
+            Self::open_part(&key, &p, binding, part, i, false, out)
+        });
+        let verified = opened.and_then(|()| {
+            if hash.chunk_addr(&out[start..]) == *addr {
+                Ok(())
+            } else {
+                Err(CryptoError::AddressMismatch)
+            }
+        });
+        if verified.is_err() {
+            // Authenticated but not matching the address is still not to be returned.
+            out[start..].zeroize();
+            out.truncate(start);
         }
-        if hash.chunk_addr(&out) != *addr {
-            return Err(CryptoError::AddressMismatch);
-        }
-        Ok(out)
+        verified
     }
 
     /// Open bytes `range` of a chunk (clamped to its length): authenticate and decrypt only the
@@ -417,6 +445,11 @@ mod tests {
             let sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
             prop_assert_eq!(sealed.len(), sealed_chunk_len(len));
             prop_assert_eq!(&s.open_chunk(&h, b"v", &tree.addr, &sealed).unwrap(), &d);
+            // Appended after what the buffer holds, which stays as it was.
+            let mut out = b"reply so far".to_vec();
+            s.open_chunk_append(&h, b"v", &tree.addr, &sealed, &mut out).unwrap();
+            prop_assert_eq!(&out[..12], b"reply so far");
+            prop_assert_eq!(&out[12..], &d[..]);
             let (lo, hi) = (a.min(b), a.max(b));
             let got = s.open_chunk_range(&h, b"v", &tree.addr, &sealed, lo..hi).unwrap();
             let want = if lo < len { &d[lo..hi.min(len)] } else { &[][..] };
@@ -443,6 +476,10 @@ mod tests {
             let pos = pos % sealed.len();
             sealed[pos] ^= 1 << bit;
             prop_assert!(s.open_chunk(&h, b"v", &tree.addr, &sealed).is_err());
+            // Appending fails too, and leaves the buffer as it was: no byte of the chunk.
+            let mut out = b"reply so far".to_vec();
+            prop_assert!(s.open_chunk_append(&h, b"v", &tree.addr, &sealed, &mut out).is_err());
+            prop_assert_eq!(&out[..], b"reply so far");
             // The range that covers the flipped byte's segment (or every segment).
             let seg = pos.saturating_sub(HEADER) / (SEGMENT + TAG);
             let lo = (seg * SEGMENT).min(len - 1);
@@ -497,5 +534,12 @@ mod tests {
             s.open_chunk(&h, b"v", &tree_d.addr, &sealed),
             Err(CryptoError::AddressMismatch)
         ));
+        // Decrypted in place, authentic, but not the address's bytes: none is left behind.
+        let mut out = b"head".to_vec();
+        assert!(matches!(
+            s.open_chunk_append(&h, b"v", &tree_d.addr, &sealed, &mut out),
+            Err(CryptoError::AddressMismatch)
+        ));
+        assert_eq!(out, b"head");
     }
 }

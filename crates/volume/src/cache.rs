@@ -57,8 +57,8 @@ impl PlainCache {
         Self::evict(&mut g, budget);
     }
 
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
+    /// Bytes held, bookkeeping included.
+    pub(crate) fn bytes(&self) -> usize {
         self.inner.lock().bytes
     }
 

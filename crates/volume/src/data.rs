@@ -493,47 +493,53 @@ impl Volume {
             return Ok(Vec::new());
         }
         let end = file_size.min(offset + size as u64);
-        // Load the stored chunks this read needs (decrypt + verify) on several threads: a large
-        // read spans several chunks, and each is independent.
-        let wanted: Vec<u64> = (offset / cs..end.div_ceil(cs))
-            .filter(|i| !buffered.contains_key(i))
-            .collect();
-        let stored: HashMap<u64, (usize, Arc<Vec<u8>>)> = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            par_map(&wanted, 2, |&index| {
-                let from = offset.max(index * cs) - index * cs;
-                let to = end.min((index + 1) * cs) - index * cs;
-                Ok((
-                    index,
-                    self.stored_piece(ino, None, index, from as usize..to as usize)?,
-                ))
-            })?
-            .into_iter()
-            .collect()
-        };
-        // Filled piece by piece (no zero-fill first: a 1 MiB read would write it twice); what
-        // a chunk does not hold (a hole, or past a short chunk's end) reads as zeros.
+        // Filled in order, each chunk's bytes copied once into the reply: a stored chunk read
+        // whole is decrypted in place there. What a chunk does not hold (a hole, or past a
+        // short chunk's end) reads as zeros. Chunks are opened one after the other: the kernel
+        // keeps several reads of a stream in flight (readahead), and those run in parallel.
+        //
+        // A read spanning several chunks is a stream (readahead, a copy, a scan): the kernel's
+        // page cache keeps its plaintext (FOPEN_KEEP_CACHE), so its whole chunks are not copied
+        // into ours, where they would only push out the segments that small reads rely on.
+        let keep = end.div_ceil(cs) - offset / cs < 2;
         let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut inode = None;
         let mut pos = offset;
         while pos < end {
             let index = pos / cs;
             let in_chunk = (pos % cs) as usize;
             let take = (((index + 1) * cs).min(end) - pos) as usize;
-            // The source holds the chunk's bytes from offset `base` on.
-            let (base, src): (usize, &[u8]) = match buffered.get(&index) {
-                Some(b) => (0, b),
-                None => {
-                    let (base, piece) = &stored[&index];
-                    (*base, piece)
+            let start = out.len();
+            match buffered.get(&index) {
+                Some(b) => {
+                    let n = b.len().saturating_sub(in_chunk).min(take);
+                    if n > 0 {
+                        out.extend_from_slice(&b[in_chunk..in_chunk + n]);
+                    }
                 }
-            };
-            let at = in_chunk - base;
-            let n = src.len().saturating_sub(at).min(take);
-            if n > 0 {
-                out.extend_from_slice(&src[at..at + n]);
+                None => match self.read_extent(ino, index)? {
+                    Some(e) if in_chunk == 0 && take >= e.len as usize => {
+                        self.load_chunk_into(ino, &e.addr, &mut out, keep)?;
+                        if out.len() - start != e.len as usize {
+                            return Err(
+                                self.corrupt(ino, format!("chunk {index} has the wrong length"))
+                            );
+                        }
+                    }
+                    Some(e) => {
+                        let part =
+                            self.load_chunk_range(ino, &e.addr, e.len, in_chunk..in_chunk + take)?;
+                        out.extend_from_slice(&part);
+                    }
+                    None => {
+                        if inode.is_none() {
+                            inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
+                        }
+                        self.no_extent(inode.as_ref().expect("just read"), index)?;
+                    }
+                },
             }
-            out.resize(out.len() + (take - n), 0);
+            out.resize(start + take, 0);
             pos += take as u64;
         }
         Ok(out)

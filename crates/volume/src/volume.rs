@@ -591,24 +591,54 @@ impl Volume {
         k.open_chunk_segments(h, &b, addr, sealed, range)
     }
 
-    fn sealed_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Vec<u8>> {
-        self.engine
-            .get(Cf::Chunks, &addr.0)?
-            .ok_or_else(|| self.corrupt(ino, format!("chunk {addr} is missing")))
-    }
-
     /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
     pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Arc<Vec<u8>>> {
         if let Some(c) = self.cache.whole(addr) {
             return Ok(c);
         }
-        let sealed = self.sealed_chunk(ino, addr)?;
-        let plain = self
-            .open_chunk(addr, &sealed)
-            .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))?;
+        let mut plain = Vec::new();
+        self.open_stored_chunk(ino, addr, &mut plain)?;
         let plain = Arc::new(plain);
         self.cache.put_whole(*addr, plain.clone());
         Ok(plain)
+    }
+
+    /// [`load_chunk`](Self::load_chunk), appending the plaintext to `out`; `keep` says whether
+    /// a chunk opened from the store goes into the plaintext cache too (a copy). On error, `out`
+    /// is as it was.
+    pub(crate) fn load_chunk_into(
+        &self,
+        ino: u64,
+        addr: &ChunkAddr,
+        out: &mut Vec<u8>,
+        keep: bool,
+    ) -> Result<()> {
+        if let Some(c) = self.cache.whole(addr) {
+            out.extend_from_slice(&c);
+            return Ok(());
+        }
+        let start = out.len();
+        self.open_stored_chunk(ino, addr, out)?;
+        if keep {
+            self.cache.put_whole(*addr, Arc::new(out[start..].to_vec()));
+        }
+        Ok(())
+    }
+
+    /// Open the stored chunk at `addr` where RocksDB holds it (no copy of the sealed bytes),
+    /// appending its verified plaintext to `out`.
+    fn open_stored_chunk(&self, ino: u64, addr: &ChunkAddr, out: &mut Vec<u8>) -> Result<()> {
+        // (The error is made, and logged, only if the chunk is missing or damaged.)
+        let mut opened = None;
+        self.engine.get_with(Cf::Chunks, &addr.0, &mut |sealed| {
+            opened = sealed.map(|sealed| {
+                let b = self.binding(&[&addr.0]);
+                (self.keys.chunk_seal)
+                    .open_chunk_append(&self.keys.chunk_addr, &b, addr, sealed, out)
+                    .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
+            });
+        })?;
+        opened.unwrap_or_else(|| Err(self.corrupt(ino, format!("chunk {addr} is missing"))))
     }
 
     /// Bytes `range` of a chunk of `len` bytes, verified: from the cache, or by opening only
@@ -653,6 +683,11 @@ impl Volume {
     /// The plaintext cache's budget in bytes (see [`DEFAULT_CACHE_SIZE`]).
     pub fn set_cache_size(&self, bytes: usize) {
         self.cache.set_budget(bytes);
+    }
+
+    /// Bytes the plaintext cache holds now.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.bytes()
     }
 
     /// Bytes buffered by writes, in all files, not yet handed to a write-out.

@@ -908,3 +908,49 @@ fn a_failed_write_out_keeps_its_data_for_the_next_one() {
     assert_eq!(read_all(&v, f.ino), a);
     assert!(v.check().unwrap().is_clean());
 }
+
+#[test]
+fn large_reads_fill_in_order_and_streams_skip_the_cache() {
+    let cs = 64 * 1024u32;
+    let (v, h, mk, e) = mem_volume(cs);
+    let cs = cs as usize;
+    // Chunks 0 and 1 written, chunk 2 a hole, chunk 3 short.
+    let mut data = pattern(4 * cs - 1000, 9);
+    data[2 * cs..3 * cs].fill(0);
+    let ino = write_file(&v, ROOT_INO, "f", &data[..2 * cs]);
+    v.open_file(ino).unwrap();
+    v.write(ino, 3 * cs as u64, &data[3 * cs..]).unwrap();
+    v.release_file(ino).unwrap();
+    drop(v);
+    let v = Volume::open_in(e.clone(), &h, &mk, Arc::new(SystemClock)).unwrap();
+    for (off, len) in [
+        (0, 4 * cs),
+        (1, 4 * cs),
+        (cs - 7, 2 * cs + 14),
+        (cs, cs),
+        (2 * cs - 1, cs + 2),
+        (3 * cs, cs),
+    ] {
+        let got = v.read(ino, off as u64, len as u32).unwrap();
+        assert_eq!(got, &data[off..(off + len).min(data.len())], "{off}+{len}");
+    }
+    // Reads spanning several chunks (streams) leave whole chunks to the kernel's page cache;
+    // a read of one chunk keeps it.
+    let v = Volume::open_in(e.clone(), &h, &mk, Arc::new(SystemClock)).unwrap();
+    v.read(ino, 0, 2 * cs as u32).unwrap();
+    assert_eq!(v.cached_bytes(), 0);
+    v.read(ino, 0, cs as u32).unwrap();
+    assert!(v.cached_bytes() >= cs, "{}", v.cached_bytes());
+    // A damaged chunk in the middle of a large read fails the read: no partial reply.
+    let addr = v.file_chunks(ino).unwrap()[1].1;
+    let mut sealed = e.get(Cf::Chunks, &addr.0).unwrap().unwrap();
+    let mid = sealed.len() / 2;
+    sealed[mid] ^= 1;
+    let mut wb = WriteBatch::new();
+    wb.put(Cf::Chunks, addr.0.to_vec(), sealed);
+    e.write(wb, Durability::Process).unwrap();
+    let v = Volume::open_in(e, &h, &mk, Arc::new(SystemClock)).unwrap();
+    let err = v.read(ino, 0, 4 * cs as u32).expect_err("damaged chunk 1");
+    assert!(matches!(err, FsError::Corrupt { .. }), "{err}");
+    assert_eq!(v.read(ino, 0, cs as u32).unwrap(), &data[..cs]);
+}
