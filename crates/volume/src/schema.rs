@@ -32,7 +32,8 @@ use sealvol_crypto::ChunkAddr;
 use serde::{Deserialize, Serialize};
 
 /// 2: chunks sealed in 16 KiB segments (sealvol-crypto's `chunk` module).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: chunks padded to a size class (Padmé), their exact length sealed in the trailer.
+pub const FORMAT_VERSION: u32 = 3;
 pub const META_PAD: usize = 64;
 pub const ROOT_INO: u64 = 1;
 pub const KEY_HEADER_FILE: &str = "keys.json";

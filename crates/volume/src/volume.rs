@@ -283,8 +283,14 @@ impl Volume {
             .ok_or_else(|| FsError::Setup("config record does not decode".into()))?;
         if cfg.format_version != FORMAT_VERSION {
             return Err(FsError::Setup(format!(
-                "store format version {} is not supported by this sealvol (it knows {FORMAT_VERSION})",
-                cfg.format_version
+                "store format version {} is not supported by this sealvol (it knows {FORMAT_VERSION}){}",
+                cfg.format_version,
+                if cfg.format_version < FORMAT_VERSION {
+                    ": the store was made by an older, pre-release sealvol; mount it with that \
+                     build and copy the files to a new volume"
+                } else {
+                    ": the store was made by a newer sealvol; use that version"
+                }
             )));
         }
         let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
@@ -585,7 +591,7 @@ impl Volume {
         addr: &ChunkAddr,
         sealed: &[u8],
         range: std::ops::Range<usize>,
-    ) -> std::result::Result<(usize, Vec<u8>), sealvol_crypto::CryptoError> {
+    ) -> std::result::Result<sealvol_crypto::Segments, sealvol_crypto::CryptoError> {
         let b = self.binding(&[&addr.0]);
         let (k, h) = (&self.keys.chunk_seal, &self.keys.chunk_addr);
         k.open_chunk_segments(h, &b, addr, sealed, range)
@@ -635,6 +641,7 @@ impl Volume {
                 let b = self.binding(&[&addr.0]);
                 (self.keys.chunk_seal)
                     .open_chunk_append(&self.keys.chunk_addr, &b, addr, sealed, out)
+                    .map(|_| ())
                     .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
             });
         })?;
@@ -659,24 +666,23 @@ impl Volume {
         let mut out = None;
         self.engine.get_with(Cf::Chunks, &addr.0, &mut |sealed| {
             out = sealed.map(|sealed| {
-                if sealed.len() != sealvol_crypto::sealed_chunk_len(len as usize) {
-                    Err(self.corrupt(ino, format!("chunk {addr} has the wrong length")))
-                } else {
-                    self.open_chunk_segments(addr, sealed, range.clone())
-                        .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
-                }
+                self.open_chunk_segments(addr, sealed, range.clone())
+                    .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
             });
         })?;
-        let (first, plain) =
+        let s =
             out.unwrap_or_else(|| Err(self.corrupt(ino, format!("chunk {addr} is missing"))))?;
-        let off = first * SEGMENT;
-        let (start, end) = (range.start.max(off), range.end.min(off + plain.len()));
+        if s.chunk_len != len as usize {
+            return Err(self.corrupt(ino, format!("chunk {addr} has the wrong length")));
+        }
+        let off = s.first * SEGMENT;
+        let (start, end) = (range.start.max(off), range.end.min(off + s.plain.len()));
         let part = if start < end {
-            plain[start - off..end - off].to_vec()
+            s.plain[start - off..end - off].to_vec()
         } else {
             Vec::new()
         };
-        self.cache.put_segments(*addr, first, &plain);
+        self.cache.put_segments(*addr, s.first, &s.plain);
         Ok(part)
     }
 
@@ -829,5 +835,49 @@ pub mod volume_admin {
         h.unlock(current)?;
         h.remove_slot(id)?;
         write_key_header(store_dir, &h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sealvol_crypto::{Domain, KdfParams, KeyHeader, Secret};
+    use sealvol_store::{Cf, Durability, Engine, MemoryEngine, WriteBatch};
+    use zeroize::Zeroizing;
+
+    use crate::schema::{Config, META_CONFIG};
+    use crate::{CreateOptions, StepClock, Volume};
+
+    #[test]
+    fn a_store_of_another_format_is_refused_with_what_to_do() {
+        let secret = Secret::KeyFile(Zeroizing::new([3u8; 32]));
+        let (h, mk) = KeyHeader::create(&secret, KdfParams::MIN, 0).unwrap();
+        let e = Arc::new(MemoryEngine::new());
+        let clock = Arc::new(StepClock::new(1_700_000_000_000));
+        let opts = CreateOptions {
+            kdf: KdfParams::MIN,
+            ..CreateOptions::default()
+        };
+        let v = Volume::init_in(e.clone(), &h, &mk, &opts, clock.clone()).unwrap();
+        for (format, says) in [(2, "older, pre-release"), (4, "newer")] {
+            let cfg = Config {
+                format_version: format,
+                ..v.cfg.clone()
+            };
+            let mut b = WriteBatch::new();
+            b.put(
+                Cf::Meta,
+                META_CONFIG,
+                v.seal_meta(Domain::Config, META_CONFIG, &cfg).unwrap(),
+            );
+            e.write(b, Durability::Process).unwrap();
+            let err = Volume::open_in(e.clone() as Arc<dyn Engine>, &h, &mk, clock.clone())
+                .err()
+                .expect("refused");
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("format version {format}")), "{msg}");
+            assert!(msg.contains(says), "{msg}");
+        }
     }
 }
