@@ -49,6 +49,9 @@ pub struct RocksEngine {
     space: Mutex<(std::time::Instant, u64, u64)>,
 }
 
+/// Bytes per RocksDB batch in `write_bulk` (see there).
+const BULK_PIECE: usize = 1 << 20;
+
 /// While this much more than needed was free at the last reading (under 100 ms ago, minus what
 /// was written since), a write does not read the free space again.
 const SPACE_HEADROOM: u64 = 256 << 20;
@@ -278,10 +281,18 @@ impl Engine for RocksEngine {
         // Into the memtables without the write-ahead log, then flushed (table and blob files
         // written and synced, the manifest updated) before returning: the bytes go to disk
         // once, instead of twice (log, then table) with a software CRC32C over each.
+        //
+        // Handed to RocksDB in batches of about BULK_PIECE bytes: its batch is one string that
+        // grows by doubling, and one 32 MiB batch was copied again at every doubling into
+        // freshly mapped memory, whose page faults cost a fifth of a sequential write's CPU.
+        // Small batches reuse the same heap memory. (The call is atomic only per key anyway.)
         self.check_failed()?;
         self.check_space(batch.bytes())?;
-        let mut wb = rocksdb::WriteBatch::default();
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
         let mut cfs: Vec<Cf> = Vec::new();
+        let mut wb = rocksdb::WriteBatch::default();
+        let mut written = Ok(());
         for (cf, k, v) in batch.ops {
             if !cfs.contains(&cf) {
                 cfs.push(cf);
@@ -290,15 +301,24 @@ impl Engine for RocksEngine {
                 Some(v) => wb.put_cf(self.cf(cf), k, v),
                 None => wb.delete_cf(self.cf(cf), k),
             }
+            if wb.size_in_bytes() >= BULK_PIECE {
+                written = self.db.write_opt(std::mem::take(&mut wb), &wo);
+                if written.is_err() {
+                    break;
+                }
+            }
         }
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
         let mut fo = rocksdb::FlushOptions::default();
         fo.set_wait(true);
-        let r = self.db.write_opt(wb, &wo).and_then(|()| {
-            cfs.iter()
-                .try_for_each(|cf| self.db.flush_cf_opt(self.cf(*cf), &fo))
-        });
+        let r = written
+            .and_then(|()| match wb.is_empty() {
+                true => Ok(()),
+                false => self.db.write_opt(wb, &wo),
+            })
+            .and_then(|()| {
+                cfs.iter()
+                    .try_for_each(|cf| self.db.flush_cf_opt(self.cf(*cf), &fo))
+            });
         r.map_err(|e| {
             let e = self.err(e);
             self.record_failure(&e);
