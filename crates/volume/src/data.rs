@@ -585,10 +585,14 @@ impl Volume {
                 st.dirty.insert(index, base);
             }
             let buf = st.dirty.get_mut(&index).expect("inserted above");
-            if buf.len() < in_chunk + take {
-                buf.resize(in_chunk + take, 0);
+            // Overwrite what the buffer holds, append the rest (appending without zero-filling
+            // first: sequential writes would write every byte twice).
+            if buf.len() < in_chunk {
+                buf.resize(in_chunk, 0);
             }
-            buf[in_chunk..in_chunk + take].copy_from_slice(src);
+            let overlap = (buf.len() - in_chunk).min(take);
+            buf[in_chunk..in_chunk + overlap].copy_from_slice(&src[..overlap]);
+            buf.extend_from_slice(&src[overlap..]);
             pos += take as u64;
         }
         st.size = st.size.max(end);
