@@ -70,6 +70,17 @@ timed() { # runner cmd
     $runner busybox time -p sh -c "$cmd" 2>&1 >/dev/null | awk '/^real/ {print $2}'
 }
 
+# Cold before reading: a container's volume is mounted afresh for each container (Docker
+# unmounts it when the last container using it stops), so the bare mount is remounted too;
+# drop_caches alone leaves sealvol's plaintext cache holding what the mount just wrote.
+cold() { # runner
+    if [ "$1" = direct ]; then
+        "$bin" umount "$work/bare-mnt" >/dev/null
+        "$bin" mount --store "$work/bare-store" --keyfile "$work/key" "$work/bare-mnt" >/dev/null
+    fi
+    drop
+}
+
 mbps() { python3 -c "print(f'{$size_mb/$1:.1f}')"; }
 
 # The workload: RUNNER runs a command (in a container, or directly); DIR is the target folder
@@ -78,7 +89,7 @@ workload() { # label runner dir src
     local label=$1 runner=$2 dir=$3 src=$4
     local w r x
     w=$(timed $runner "dd if=$src/data.bin of=$dir/data.bin bs=1M conv=fsync 2>/dev/null")
-    drop
+    cold $runner
     r=$(timed $runner "dd if=$dir/data.bin of=/dev/null bs=1M 2>/dev/null")
     $runner rm -f "$dir/data.bin"
     drop

@@ -37,6 +37,19 @@ gocryptfs -q -init -passfile "$work/pass" "$work/gc-cipher"
 gocryptfs -q -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt"
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+# Cold for the FUSE filesystems too: drop_caches empties the kernel's caches, not sealvol's
+# plaintext cache (which a mount fills with what it just wrote: the tail of the sequential file,
+# the whole random-I/O file, every small file), so both FUSE filesystems are unmounted and
+# mounted again before each step that reads.
+cold() { # target
+    case $1 in
+    sv) "$bin" umount "$work/sv-mnt" >/dev/null
+        "$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null ;;
+    gc) fusermount3 -u "$work/gc-mnt"
+        gocryptfs -q -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt" ;;
+    esac
+    drop
+}
 
 fio_run() { # dir name rw bs size extra... -> prints "MB/s" or "IOPS" figure
     local dir=$1 rw=$2 bs=$3 sz=$4; shift 4
@@ -73,18 +86,18 @@ declare -A R
 for t in ext4 sv gc; do
     case $t in ext4) d=$work/ext4;; sv) d=$work/sv-mnt;; gc) d=$work/gc-mnt;; esac
     R[$t,seqw]=$(fio_run "$d" write 1M "$size" --end_fsync=1)
-    drop
+    cold $t
     R[$t,seqr]=$(fio_run "$d" read 1M "$size")
     rm -f "$d/bench.dat"
     R[$t,randw]=$(fio_run "$d" randwrite 4k "$rand_size" --time_based --runtime="$runtime" --end_fsync=1)
-    drop
+    cold $t
     R[$t,randr]=$(fio_run "$d" randread 4k "$rand_size" --time_based --runtime="$runtime")
     rm -f "$d/bench.dat"
     drop
     R[$t,untar]=$(secs bash -c "tar -C '$d' -xf '$work/small.tar' && sync")
-    drop
+    cold $t
     R[$t,lsR]=$(secs ls -lR "$d")
-    drop
+    cold $t
     R[$t,readall]=$(secs bash -c "find '$d' -type f -exec cat {} + > /dev/null")
     R[$t,rm]=$(secs bash -c "rm -rf '$d'/dir* && sync")
 done
