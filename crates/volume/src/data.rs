@@ -423,9 +423,22 @@ impl Volume {
 
     /// The stored plaintext of chunk `index` (without buffered writes): empty for holes.
     fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
-        Ok(self
-            .stored_piece(inode.ino, Some(inode), index, 0..usize::MAX)?
-            .1)
+        match self.read_extent(inode.ino, index)? {
+            Some(e) => {
+                let c = self.load_chunk(inode.ino, &e.addr)?;
+                self.check_chunk_len(inode.ino, index, c.len(), e.len)?;
+                Ok(c)
+            }
+            None => self.no_extent(inode, index),
+        }
+    }
+
+    /// A chunk opened whole must be as long as its extent says.
+    fn check_chunk_len(&self, ino: u64, index: u64, got: usize, want: u32) -> Result<()> {
+        if got != want as usize {
+            return Err(self.corrupt(ino, format!("chunk {index} has the wrong length")));
+        }
+        Ok(())
     }
 
     /// Chunk `index` has no extent: a hole (empty), or damage if the file says it has data.
@@ -435,39 +448,6 @@ impl Volume {
             return Err(self.corrupt(inode.ino, format!("chunk {index} is missing")));
         }
         Ok(Arc::new(Vec::new()))
-    }
-
-    /// Stored bytes `range` of chunk `index`, as (offset in the chunk, bytes): the whole chunk
-    /// (cached) when the range covers it, else only the segments the range touches.
-    /// `inode` is the file's stored inode if the caller has it: it is needed only when the
-    /// chunk has no extent, and is read then.
-    fn stored_piece(
-        &self,
-        ino: u64,
-        inode: Option<&Inode>,
-        index: u64,
-        range: std::ops::Range<usize>,
-    ) -> Result<(usize, Arc<Vec<u8>>)> {
-        match self.read_extent(ino, index)? {
-            Some(e) if range.start == 0 && range.end >= e.len as usize => {
-                let c = self.load_chunk(ino, &e.addr)?;
-                if c.len() != e.len as usize {
-                    return Err(self.corrupt(ino, format!("chunk {index} has the wrong length")));
-                }
-                Ok((0, c))
-            }
-            Some(e) => {
-                let part = self.load_chunk_range(ino, &e.addr, e.len, range.clone())?;
-                Ok((range.start, Arc::new(part)))
-            }
-            None => match inode {
-                Some(i) => Ok((0, self.no_extent(i, index)?)),
-                None => {
-                    let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
-                    Ok((0, self.no_extent(&i, index)?))
-                }
-            },
-        }
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -520,11 +500,7 @@ impl Volume {
                 None => match self.read_extent(ino, index)? {
                     Some(e) if in_chunk == 0 && take >= e.len as usize => {
                         self.load_chunk_into(ino, &e.addr, &mut out, keep)?;
-                        if out.len() - start != e.len as usize {
-                            return Err(
-                                self.corrupt(ino, format!("chunk {index} has the wrong length"))
-                            );
-                        }
+                        self.check_chunk_len(ino, index, out.len() - start, e.len)?;
                     }
                     Some(e) => {
                         let part =
@@ -535,7 +511,9 @@ impl Volume {
                         if inode.is_none() {
                             inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
                         }
-                        self.no_extent(inode.as_ref().expect("just read"), index)?;
+                        if let Some(i) = &inode {
+                            self.no_extent(i, index)?;
+                        }
                     }
                 },
             }
