@@ -63,12 +63,12 @@ fn call(s: &Server, endpoint: &str, body: &str) -> serde_json::Value {
     } else {
         format!("{body}\n")
     };
-    write!(
-        c,
+    // One write, as Go's buffered client sends a small request.
+    let request = format!(
         "POST /{endpoint} HTTP/1.1\r\nHost: \r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
+    c.write_all(request.as_bytes()).unwrap();
     let mut resp = String::new();
     c.read_to_string(&mut resp).unwrap();
     let (head, json) = resp.split_once("\r\n\r\n").expect("an HTTP response");
@@ -277,6 +277,41 @@ fn protocol_as_the_daemon_speaks_it() {
     );
     // Malformed JSON is an error, not a crash.
     assert!(err(&call(&s, "VolumeDriver.Create", "{not json")).contains("malformed"));
+}
+
+/// Go's client writes a large request in pieces. The server must read each body before it
+/// answers and closes: a body left unread turns the close into a reset, and the client's
+/// write of it fails with EPIPE (which CI once saw on Capabilities).
+#[test]
+fn a_body_arriving_after_the_headers_is_read_before_the_answer() {
+    let dir = tempfile::Builder::new()
+        .prefix("sealvol-plugin")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let s = serve(dir.path(), &[]);
+    for endpoint in [
+        "Plugin.Activate",
+        "VolumeDriver.Capabilities",
+        "VolumeDriver.List",
+        "VolumeDriver.Get",
+    ] {
+        let body = "{\"Name\":\"none\"}\n";
+        let mut c = UnixStream::connect(&s.socket).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            c,
+            "POST /{endpoint} HTTP/1.1\r\nHost: \r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        c.write_all(body.as_bytes()).unwrap_or_else(|e| {
+            panic!("{endpoint}: the server closed before reading the body: {e}")
+        });
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{endpoint}: {resp}");
+    }
 }
 
 #[test]

@@ -65,7 +65,9 @@ pub fn app(driver: Arc<Driver>) -> Router {
     Router::new()
         .route(
             "/Plugin.Activate",
-            post(|| async {
+            // Every handler reads the whole body before answering: answering first and closing
+            // (the daemon sends `Connection: close`) resets a connection whose body is unread.
+            post(|_: Bytes| async {
                 reply(&ActivateResponse {
                     implements: vec!["VolumeDriver".into()],
                 })
@@ -73,7 +75,7 @@ pub fn app(driver: Arc<Driver>) -> Router {
         )
         .route(
             "/VolumeDriver.Capabilities",
-            post(|| async {
+            post(|_: Bytes| async {
                 reply(&CapabilitiesResponse {
                     capabilities: Capabilities {
                         scope: "local".into(),
