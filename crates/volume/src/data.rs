@@ -18,6 +18,9 @@ use crate::schema::*;
 use crate::txn::Txn;
 use crate::volume::Volume;
 
+/// Forgotten unlinked inodes deleted per transaction by [`Volume::purge_deferred`].
+const PURGE_BATCH: usize = 8;
+
 /// Threads that hash and seal, or load and open, one request's chunks in parallel.
 const WORKER_THREADS: usize = 4;
 
@@ -287,18 +290,22 @@ impl Volume {
         true
     }
 
-    /// Delete the queued forgotten inodes that are unlinked and unused, in one transaction.
+    /// Delete the queued forgotten inodes that are unlinked and unused, [`PURGE_BATCH`] per
+    /// transaction.
     pub fn purge_deferred(&self) -> Result<()> {
         let inos = std::mem::take(&mut *self.deferred_purge.lock());
-        if inos.is_empty() {
-            return Ok(());
+        // A few per transaction: each holds the commit lock while it reads the inodes, extents
+        // and reference counts it deletes, and an `rm -rf` waits behind it for every unlink.
+        for (i, some) in inos.chunks(PURGE_BATCH).enumerate() {
+            if let Err(e) = self.purge_orphans_among(some) {
+                // Still orphans in the counters: retried here, and at the next open.
+                self.deferred_purge
+                    .lock()
+                    .extend_from_slice(&inos[i * PURGE_BATCH..]);
+                return Err(e);
+            }
         }
-        let r = self.purge_orphans_among(&inos);
-        if r.is_err() {
-            // Still orphans in the counters: retried here, and at the next open.
-            self.deferred_purge.lock().extend(inos);
-        }
-        r
+        Ok(())
     }
 
     fn purge_if_orphan(&self, ino: u64) -> Result<()> {

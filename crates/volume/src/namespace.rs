@@ -542,6 +542,20 @@ impl Volume {
             // A write-out pending since the truncate above commits this mtime too.
             self.set_pending_times(ino, None, Some(mt), a.ctime.unwrap_or(now));
         }
+        // The kernel's writeback cache sends the times it kept of a file as it drops the
+        // inode, which after an unlink is just before the delete (an `rm -rf` sends one per
+        // file, and waits for the answer). With no name and no open handle, nothing but the
+        // kernel can see these times: they are answered, not committed (nor logged for other
+        // hosts to replay), and without waiting for the commit lock: an inode without links
+        // never gains one again, and the open count is not under that lock anyway.
+        if times_only && a.size.is_none() && !self.is_open(ino) {
+            let mut i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+            if i.nlink == 0 {
+                i.apply_times(a.atime, a.mtime, a.ctime.unwrap_or(now));
+                self.overlay_open_state(&mut i);
+                return Ok(i);
+            }
+        }
         let mut t = self.begin();
         let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
         if a.uid.is_some() || a.gid.is_some() {
@@ -558,22 +572,7 @@ impl Volume {
         if let Some(p) = a.perm {
             i.perm = p & 0o7777;
         }
-        if let Some(at) = a.atime {
-            i.atime = at;
-        }
-        if let Some(mt) = a.mtime {
-            i.mtime = mt;
-        }
-        i.ctime = a.ctime.unwrap_or(now);
-        // The kernel's writeback cache sends the times it kept of a file as it drops the
-        // inode, which after an unlink is just before the delete (an `rm -rf` sends one per
-        // file). With no name and no open handle, nothing but the kernel can see these times:
-        // they are answered, not committed (nor logged for other hosts to replay).
-        if times_only && a.size.is_none() && i.nlink == 0 && !self.is_open(ino) {
-            drop(t);
-            self.overlay_open_state(&mut i);
-            return Ok(i);
-        }
+        i.apply_times(a.atime, a.mtime, a.ctime.unwrap_or(now));
         t.put_inode(i.clone());
         t.commit(Durability::Process)?;
         self.overlay_open_state(&mut i);

@@ -131,6 +131,19 @@ pub struct Inode {
     pub holes: Vec<(u64, u64)>,
 }
 
+impl Inode {
+    /// A setattr's times: atime and mtime where given, ctime always.
+    pub(crate) fn apply_times(&mut self, atime: Option<Ts>, mtime: Option<Ts>, ctime: Ts) {
+        if let Some(at) = atime {
+            self.atime = at;
+        }
+        if let Some(mt) = mtime {
+            self.mtime = mt;
+        }
+        self.ctime = ctime;
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Dirent {
     pub name: Vec<u8>,
