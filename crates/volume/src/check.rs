@@ -60,7 +60,8 @@ impl Volume {
                 continue;
             }
             paths.insert(ino, path.clone());
-            let inode = match self.read_inode(ino) {
+            // The store itself, not the inode cache: damage at rest is what this looks for.
+            let inode = match self.read_inode_from_store(ino) {
                 Ok(Some(i)) => i,
                 Ok(None) => {
                     r.damage.push(Damage {

@@ -8,6 +8,7 @@ pub mod check;
 pub mod clock;
 mod data;
 pub mod error;
+mod inode_cache;
 mod namespace;
 pub mod replay;
 pub mod schema;

@@ -80,7 +80,10 @@ impl Volume {
                 self.seal_meta(Domain::LogEntry, &key, e)?,
             );
             c.counters.last_hlc = c.counters.last_hlc.max(e.hlc);
-            self.engine.write(b, Durability::Process)?;
+            let written = self.engine.write(b, Durability::Process);
+            // Inode records changed past the transactions that keep the cache current.
+            self.inodes.clear();
+            written?;
             if let Some(n) = &mut c.log_len {
                 *n += u64::from(new_entry);
             }

@@ -9,7 +9,7 @@ use sealvol_crypto::{ChunkAddr, Domain};
 use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::clock::hlc_next;
-use crate::error::Result;
+use crate::error::{FsError, Result};
 use crate::schema::*;
 use crate::volume::{CommitState, Volume};
 
@@ -20,6 +20,10 @@ pub(crate) struct Txn<'a> {
     batch: WriteBatch,
     ops: Vec<Op>,
     inodes: HashMap<u64, Option<Inode>>,
+    /// Inodes this transaction writes or deletes (their new state is in `inodes`).
+    written_inodes: Vec<u64>,
+    /// A record that could not be sealed: the commit fails instead of writing without it.
+    failed: Option<FsError>,
     dirents: HashMap<(u64, Vec<u8>), Option<Dirent>>,
     extents: HashMap<(u64, u64), Option<Extent>>,
     refs: BTreeMap<ChunkAddr, i64>,
@@ -39,6 +43,8 @@ impl Volume {
             batch: WriteBatch::new(),
             ops: Vec::new(),
             inodes: HashMap::new(),
+            written_inodes: Vec::new(),
+            failed: None,
             dirents: HashMap::new(),
             extents: HashMap::new(),
             refs: BTreeMap::new(),
@@ -81,9 +87,13 @@ impl<'a> Txn<'a> {
         let key = self.vol.inode_key(inode.ino);
         match self.vol.seal_meta(Domain::Inode, &key, &inode) {
             Ok(s) => self.batch.put(Cf::Inodes, key.to_vec(), s),
-            Err(e) => tracing::error!("sealing failed: {e}"),
+            Err(e) => {
+                tracing::error!("sealing an inode record failed: {e}");
+                self.failed.get_or_insert(e);
+            }
         }
         self.ops.push(Op::PutInode(inode.clone()));
+        self.written_inodes.push(inode.ino);
         self.inodes.insert(inode.ino, Some(inode));
     }
 
@@ -97,6 +107,7 @@ impl<'a> Txn<'a> {
         self.batch
             .delete(Cf::Inodes, self.vol.inode_key(ino).to_vec());
         self.ops.push(Op::DelInode { ino });
+        self.written_inodes.push(ino);
         self.inodes.insert(ino, None);
         Ok(())
     }
@@ -208,6 +219,9 @@ impl<'a> Txn<'a> {
 
     /// Apply reference-count changes, append the log entry, write everything atomically.
     pub(crate) fn commit(mut self, durability: Durability) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let refs = std::mem::take(&mut self.refs);
         for (addr, delta) in refs {
             if delta == 0 {
@@ -297,6 +311,12 @@ impl<'a> Txn<'a> {
         self.batch.put(Cf::Meta, META_COUNTERS.to_vec(), sealed);
         let batch = std::mem::take(&mut self.batch);
         self.vol.engine.write(batch, durability)?;
+        let inodes = &self.inodes;
+        self.vol.inodes.apply(
+            self.written_inodes
+                .iter()
+                .map(|ino| (*ino, inodes.get(ino).and_then(|i| i.as_ref()))),
+        );
         self.guard.counters = std::mem::take(&mut self.counters);
         if let Some(n) = &mut self.guard.log_len {
             *n += u64::from(logged);

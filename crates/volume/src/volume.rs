@@ -14,6 +14,7 @@ use crate::cache::PlainCache;
 use crate::clock::Clock;
 use crate::data::FileState;
 use crate::error::{FsError, Result};
+use crate::inode_cache::InodeCache;
 use crate::schema::*;
 
 /// 128 KiB: the FUSE kernel's default request size, so a sequential read decrypts each chunk
@@ -102,6 +103,8 @@ pub struct Volume {
     pub(crate) opens: Mutex<HashMap<u64, u32>>,
     pub(crate) lookups: Mutex<HashMap<u64, u64>>,
     pub(crate) cache: PlainCache,
+    /// Decoded inode records (see [`InodeCache`]).
+    pub(crate) inodes: InodeCache,
     /// Chunks written by bulk writes whose transaction has not committed yet (with how many
     /// writers staged each): a transaction that drops such a chunk's last reference leaves its
     /// value in place for the writer about to reference it.
@@ -323,6 +326,7 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
+            inodes: InodeCache::default(),
             cache: PlainCache::new(DEFAULT_CACHE_SIZE),
             staged: Mutex::new(HashMap::new()),
             log_keep: std::sync::atomic::AtomicU64::new(DEFAULT_LOG_KEEP),
@@ -503,6 +507,19 @@ impl Volume {
     }
 
     pub(crate) fn read_inode(&self, ino: u64) -> Result<Option<Inode>> {
+        if let Some(i) = self.inodes.get(ino) {
+            return Ok(Some(i));
+        }
+        let generation = self.inodes.generation();
+        let inode = self.read_inode_from_store(ino)?;
+        if let Some(i) = &inode {
+            self.inodes.fill(i, generation);
+        }
+        Ok(inode)
+    }
+
+    /// The inode record as the store holds it, past the cache.
+    pub(crate) fn read_inode_from_store(&self, ino: u64) -> Result<Option<Inode>> {
         let key = self.inode_key(ino);
         match self.engine.get(Cf::Inodes, &key)? {
             None => Ok(None),
