@@ -2,7 +2,7 @@
 # Installs what building and testing sealvol needs on a fresh Debian machine. Idempotent.
 set -euo pipefail
 
-need=(fuse3 libfuse3-dev libclang-dev librocksdb-dev pkg-config attr sqlite3 git python3 tar coreutils util-linux
+need=(fuse3 libfuse3-dev libclang-dev librocksdb-dev pkg-config attr libcap2-bin sqlite3 git python3 tar coreutils util-linux
       docker.io docker-compose busybox-static curl)
 missing=()
 for p in "${need[@]}"; do

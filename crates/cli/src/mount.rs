@@ -136,11 +136,13 @@ fn serve(
     spawn_space_reclaimer(vol.clone());
     spawn_cache_governor(vol.clone(), opts.cache_size);
     let fs = SealFs::new(vol.clone(), store);
+    let notifier = fs.notifier_slot();
     let cfg = SealFs::config(store, threads);
     // Resolved before mounting: afterwards, resolving it would ask this very filesystem.
     let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
     let mut session = fuser::Session::new(fs, mountpoint, &cfg)
         .with_context(|| format!("mounting FUSE on {}", mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     set_readahead(&canonical);
     let pid_path = store.join(PID_FILE);
     std::fs::write(

@@ -394,6 +394,59 @@ fn non_root_users_write_where_permitted() {
     f.umount();
 }
 
+/// sealvol asks for FUSE_HANDLE_KILLPRIV_V2, so it, not the kernel, drops setuid and setgid
+/// when a user other than root writes or truncates a file, and on any chown; the kernel still
+/// removes `security.capability`. The same script on ext4 (the disk under the test) gives the
+/// expected modes, and a few are spelled out so that the comparison cannot pass vacuously.
+#[test]
+fn setuid_and_setgid_fall_on_write_truncate_and_chown_as_on_ext4() {
+    let f = Fixture::new();
+    f.mount();
+    let plain = f.dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let u = "setpriv --reuid 1000 --regid 1000 --clear-groups";
+    let script = |d: &std::path::Path| {
+        format!(
+            "set -e; cd {d}
+             printf a > root; chmod 6755 root; echo b >> root; echo root $(stat -c %a root)
+             printf a > w; chown 1000:1000 w; chmod 6777 w; {u} sh -c 'echo b >> w'; echo w $(stat -c %a w)
+             printf a > g; chown 1000:1000 g; chmod 2767 g; {u} sh -c 'echo b >> g'; echo g $(stat -c %a g)
+             printf abc > t; chown 1000:1000 t; chmod 4777 t; {u} truncate -s 1 t; echo t $(stat -c %a t) $(stat -c %s t)
+             printf abc > rt; chmod 4777 rt; truncate -s 1 rt; echo rt $(stat -c %a rt)
+             printf abc > o; chown 1000:1000 o; chmod 6777 o; {u} sh -c ': > o'; echo o $(stat -c %a o) $(stat -c %s o)
+             printf a > c; chmod 6755 c; chown 1000 c; echo c $(stat -c %a c)
+             mkdir dir; chmod 2755 dir; chown 1000 dir; echo dir $(stat -c %a dir)
+             printf a > cap; setcap cap_net_raw+ep cap; echo cap $(getcap cap | grep -c net_raw)
+             echo more >> cap; echo cap-after-write $(getcap cap | grep -c net_raw || true)
+             printf a > cap2; setcap cap_net_raw+ep cap2; chown 1000 cap2; echo cap-after-chown $(getcap cap2 | grep -c net_raw || true)",
+            d = d.display()
+        )
+    };
+    let on_sealvol = ok(&sh(&script(&f.mnt)));
+    let on_ext4 = ok(&sh(&script(&plain)));
+    assert_eq!(on_sealvol, on_ext4);
+    for line in [
+        "root 6755",
+        "w 777",
+        "g 2767",
+        "t 777 1",
+        "rt 4777",
+        "o 777 0",
+        "c 755",
+        "dir 2755",
+        "cap 1",
+        "cap-after-write 0",
+        "cap-after-chown 0",
+    ] {
+        assert!(
+            on_sealvol.lines().any(|l| l == line),
+            "{line}: {on_sealvol}"
+        );
+    }
+    f.umount();
+    ok(&f.check());
+}
+
 #[test]
 fn hundred_thousand_entries_in_one_directory() {
     let f = Fixture::new();

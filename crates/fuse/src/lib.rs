@@ -4,12 +4,12 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    KernelConfig, LockOwner, MountOption, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
@@ -112,6 +112,8 @@ pub struct SealFs {
     vol: Arc<Volume>,
     /// Where the store lives, for statfs.
     store_dir: PathBuf,
+    /// Messages to the kernel outside replies, set once the session exists.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl SealFs {
@@ -133,6 +135,23 @@ impl SealFs {
         SealFs {
             vol,
             store_dir: store_dir.to_path_buf(),
+            notifier: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Where the session's notifier goes once the session is created (before it serves).
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Make the kernel read `ino`'s attributes again at their next use.
+    fn invalidate_attrs(&self, ino: u64) {
+        let sent = match self.notifier.get() {
+            Some(n) => n.inval_inode(INodeNo(ino), -1, 0),
+            None => Err(std::io::Error::other("no notifier")),
+        };
+        if let Err(e) = sent {
+            tracing::error!(ino, error = %e, "cannot make the kernel drop stale attributes");
         }
     }
 
@@ -205,6 +224,17 @@ impl Filesystem for SealFs {
                 "the kernel offers no FUSE writeback cache: every write is a round trip"
             );
         }
+        // The filesystem, not the kernel, clears setuid and setgid on write, truncate and
+        // chown (the kernel still removes `security.capability` itself). The kernel then
+        // stops asking for `security.capability` before every write (it marks an inode
+        // S_NOSEC once it found none), and stops reading a file's attributes before every
+        // chown: an untar sent 14 requests per file, 3 of them these.
+        if config
+            .add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            .is_err()
+        {
+            tracing::info!("the kernel does not offer FUSE_HANDLE_KILLPRIV_V2; it clears setuid and setgid itself");
+        }
         // Directory listings with each entry's attributes (READDIRPLUS), when the kernel sees
         // that a listing is followed by lookups of its entries (`ls -l`, `find`, `rm -r`):
         // one request per listing page instead of one lookup per entry.
@@ -244,7 +274,7 @@ impl Filesystem for SealFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -277,6 +307,9 @@ impl Filesystem for SealFs {
             atime: t(atime),
             mtime: t(mtime),
             ctime: ctime.map(to_ts),
+            // The kernel flags a truncate by a caller without CAP_FSETID (FATTR_KILL_SUIDGID),
+            // but fuser 0.18 does not pass that flag on: a caller other than root stands for it.
+            kill_suidgid: size.is_some() && req.uid() != 0,
         };
         match self.vol.setattr(ino.0, &a) {
             Ok(i) => reply.attr(&TTL, &attr(&i)),
@@ -447,11 +480,20 @@ impl Filesystem for SealFs {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            match self.vol.kill_suidgid(ino.0) {
+                // The write's reply refreshes the kernel's size and times, not the mode, which
+                // it would go on serving (and honouring at exec) until the attribute timeout.
+                Ok(true) => self.invalidate_attrs(ino.0),
+                Ok(false) => {}
+                Err(e) => return reply.error(self.log_err("write", ino.0, &e)),
+            }
+        }
         match self.vol.write(ino.0, offset, data) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(self.log_err("write", ino.0, &e)),

@@ -32,6 +32,10 @@ pub struct SetAttr {
     pub atime: Option<Ts>,
     pub mtime: Option<Ts>,
     pub ctime: Option<Ts>,
+    /// With a size change: clear setuid, and setgid where it means "set group id", as a
+    /// truncate by a caller without CAP_FSETID does (the kernel leaves this to the filesystem
+    /// under FUSE_HANDLE_KILLPRIV_V2).
+    pub kill_suidgid: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -559,24 +563,48 @@ impl Volume {
         let mut t = self.begin();
         let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
         if a.uid.is_some() || a.gid.is_some() {
-            // chown clears setuid, and setgid where it means "set group id" (group-executable).
-            if i.kind != Kind::Dir {
-                i.perm &= !0o4000;
-                if i.perm & 0o010 != 0 {
-                    i.perm &= !0o2000;
-                }
-            }
+            // chown clears setuid, and setgid where it means "set group id" (group-executable),
+            // whoever calls it.
+            i.kill_suidgid();
             i.uid = a.uid.unwrap_or(i.uid);
             i.gid = a.gid.unwrap_or(i.gid);
         }
         if let Some(p) = a.perm {
             i.perm = p & 0o7777;
         }
+        if a.kill_suidgid && a.size.is_some() {
+            i.kill_suidgid();
+        }
         i.apply_times(a.atime, a.mtime, a.ctime.unwrap_or(now));
         t.put_inode(i.clone());
         t.commit(Durability::Process)?;
         self.overlay_open_state(&mut i);
         Ok(i)
+    }
+
+    /// A write by a caller without CAP_FSETID (the kernel flags it under
+    /// FUSE_HANDLE_KILLPRIV_V2): clear setuid, and setgid where it means "set group id". A
+    /// transaction only when a bit is set, which the kernel checked before flagging the write.
+    /// Returns whether a bit was cleared (the kernel's cached mode is then stale).
+    pub fn kill_suidgid(&self, ino: u64) -> Result<bool> {
+        let killed = |i: &Inode| {
+            let mut k = i.clone();
+            k.kill_suidgid();
+            k.perm != i.perm
+        };
+        if !killed(&self.read_inode(ino)?.ok_or(FsError::NotFound)?) {
+            return Ok(false);
+        }
+        let mut t = self.begin();
+        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        if !killed(&i) {
+            return Ok(false);
+        }
+        i.kill_suidgid();
+        i.ctime = self.clock.now();
+        t.put_inode(i);
+        t.commit(Durability::Process)?;
+        Ok(true)
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {

@@ -132,6 +132,18 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// Clear setuid, and setgid where it means "set group id" (group-executable), of a
+    /// non-directory: what write, truncate and chown do to a file's privileges.
+    pub(crate) fn kill_suidgid(&mut self) {
+        if self.kind == Kind::Dir {
+            return;
+        }
+        self.perm &= !0o4000;
+        if self.perm & 0o010 != 0 {
+            self.perm &= !0o2000;
+        }
+    }
+
     /// A setattr's times: atime and mtime where given, ctime always.
     pub(crate) fn apply_times(&mut self, atime: Option<Ts>, mtime: Option<Ts>, ctime: Ts) {
         if let Some(at) = atime {

@@ -1018,6 +1018,7 @@ fn cached_inodes_always_match_the_store() {
                         atime: None,
                         mtime: None,
                         ctime: None,
+                        kill_suidgid: false,
                     },
                 )
                 .map(|_| ()),
@@ -1035,6 +1036,7 @@ fn cached_inodes_always_match_the_store() {
                             nanos: 0,
                         }),
                         ctime: None,
+                        kill_suidgid: false,
                     },
                 )
                 .map(|_| ()),
