@@ -34,7 +34,7 @@ mkdir -p "$work"/{ext4,sv-mnt,gc-mnt,gc-cipher}
 "$bin" init --store "$work/sv-store" --keyfile "$work/key" --chunk-size "$chunk" >/dev/null
 "$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null
 gocryptfs -q -init -passfile "$work/pass" "$work/gc-cipher"
-gocryptfs -q -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt"
+gocryptfs -q -nosyslog -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt"
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 # Cold for the FUSE filesystems too: drop_caches empties the kernel's caches, not sealvol's
@@ -46,7 +46,7 @@ cold() { # target
     sv) "$bin" umount "$work/sv-mnt" >/dev/null
         "$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null ;;
     gc) fusermount3 -u "$work/gc-mnt"
-        gocryptfs -q -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt" ;;
+        gocryptfs -q -nosyslog -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt" ;;
     esac
     drop
 }
