@@ -16,7 +16,8 @@ use parking_lot::Mutex;
 
 use crate::schema::Inode;
 
-/// Records kept. An inode without xattrs takes about 200 bytes here: a few MiB in all.
+/// Records kept. One takes about 200 bytes here plus at most [`MAX_RECORD_EXTRA`]: typically
+/// a few MiB in all, 20 MiB at the very worst.
 const CAPACITY: usize = 16_384;
 
 #[derive(Default)]
@@ -26,8 +27,26 @@ struct Inner {
     generation: u64,
 }
 
+/// Records whose xattrs, symlink target and hole list exceed this are not kept, so that the
+/// cache stays within a few MiB whatever the files carry (an xattr value may be 64 KiB).
+const MAX_RECORD_EXTRA: usize = 1024;
+
+fn extra_bytes(i: &Inode) -> usize {
+    i.xattrs
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        + i.target.len()
+        + i.holes.len() * 16
+}
+
 impl Inner {
     fn insert(&mut self, inode: &Inode) {
+        if extra_bytes(inode) > MAX_RECORD_EXTRA {
+            // Not kept; an older record of the same inode must not stay either.
+            self.map.remove(&inode.ino);
+            return;
+        }
         if self.map.len() >= CAPACITY && !self.map.contains_key(&inode.ino) {
             // Any entry: the kernel keeps what it uses in its own attribute cache anyway.
             if let Some(victim) = self.map.keys().next().copied() {
@@ -138,6 +157,19 @@ mod tests {
         c.fill(&inode(6, 1), g);
         c.clear();
         assert_eq!(c.get(6), None);
+    }
+
+    #[test]
+    fn large_records_are_not_kept_and_do_not_leave_an_older_one_behind() {
+        let c = InodeCache::default();
+        c.fill(&inode(7, 1), c.generation());
+        let mut big = inode(7, 2);
+        big.xattrs
+            .insert(b"user.big".to_vec(), vec![0; MAX_RECORD_EXTRA]);
+        c.apply([(7, Some(&big))].into_iter());
+        assert_eq!(c.get(7), None);
+        c.fill(&big, c.generation());
+        assert_eq!(c.get(7), None);
     }
 
     #[test]
