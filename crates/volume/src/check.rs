@@ -99,7 +99,7 @@ impl Volume {
                 }
                 Kind::File => {
                     for index in 0..inode.size.div_ceil(cs) {
-                        match self.read_extent(ino, index) {
+                        match self.read_extent_from_store(ino, index) {
                             Ok(Some(e)) => {
                                 r.extents += 1;
                                 *expected_refs.entry(e.addr).or_default() += 1;

@@ -81,8 +81,9 @@ impl Volume {
             );
             c.counters.last_hlc = c.counters.last_hlc.max(e.hlc);
             let written = self.engine.write(b, Durability::Process);
-            // Inode records changed past the transactions that keep the cache current.
+            // Records changed past the transactions that keep the caches current.
             self.inodes.clear();
+            self.extents.clear();
             written?;
             if let Some(n) = &mut c.log_len {
                 *n += u64::from(new_entry);

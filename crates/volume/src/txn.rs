@@ -22,6 +22,8 @@ pub(crate) struct Txn<'a> {
     inodes: HashMap<u64, Option<Inode>>,
     /// Inodes this transaction writes or deletes (their new state is in `inodes`).
     written_inodes: Vec<u64>,
+    /// Extents this transaction writes or deletes (their new state is in `extents`).
+    written_extents: Vec<(u64, u64)>,
     /// A record that could not be sealed: the commit fails instead of writing without it.
     failed: Option<FsError>,
     dirents: HashMap<(u64, Vec<u8>), Option<Dirent>>,
@@ -44,6 +46,7 @@ impl Volume {
             ops: Vec::new(),
             inodes: HashMap::new(),
             written_inodes: Vec::new(),
+            written_extents: Vec::new(),
             failed: None,
             dirents: HashMap::new(),
             extents: HashMap::new(),
@@ -181,6 +184,7 @@ impl<'a> Txn<'a> {
         );
         self.ops.push(Op::PutExtent { ino, index, extent });
         self.extents.insert((ino, index), Some(extent));
+        self.written_extents.push((ino, index));
         Ok(())
     }
 
@@ -191,6 +195,7 @@ impl<'a> Txn<'a> {
                 .delete(Cf::Extents, self.vol.extent_key(ino, index).to_vec());
             self.ops.push(Op::DelExtent { ino, index });
             self.extents.insert((ino, index), None);
+            self.written_extents.push((ino, index));
         }
         Ok(())
     }
@@ -316,6 +321,12 @@ impl<'a> Txn<'a> {
             self.written_inodes
                 .iter()
                 .map(|ino| (*ino, inodes.get(ino).and_then(|i| i.as_ref()))),
+        );
+        let extents = &self.extents;
+        self.vol.extents.apply(
+            self.written_extents
+                .iter()
+                .map(|k| (*k, extents.get(k).and_then(|e| e.as_ref()))),
         );
         self.guard.counters = std::mem::take(&mut self.counters);
         if let Some(n) = &mut self.guard.log_len {

@@ -14,7 +14,7 @@ use crate::cache::PlainCache;
 use crate::clock::Clock;
 use crate::data::FileState;
 use crate::error::{FsError, Result};
-use crate::inode_cache::InodeCache;
+use crate::record_cache::{ExtentCache, InodeCache, EXTENT_CAPACITY, INODE_CAPACITY};
 use crate::schema::*;
 
 /// 128 KiB: the FUSE kernel's default request size, so a sequential read decrypts each chunk
@@ -103,8 +103,10 @@ pub struct Volume {
     pub(crate) opens: Mutex<HashMap<u64, u32>>,
     pub(crate) lookups: Mutex<HashMap<u64, u64>>,
     pub(crate) cache: PlainCache,
-    /// Decoded inode records (see [`InodeCache`]).
+    /// Decoded inode records (see [`crate::record_cache`]).
     pub(crate) inodes: InodeCache,
+    /// Decoded extents, by (inode, chunk index).
+    pub(crate) extents: ExtentCache,
     /// Chunks written by bulk writes whose transaction has not committed yet (with how many
     /// writers staged each): a transaction that drops such a chunk's last reference leaves its
     /// value in place for the writer about to reference it.
@@ -326,7 +328,8 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             lookups: Mutex::new(HashMap::new()),
-            inodes: InodeCache::default(),
+            inodes: InodeCache::new(INODE_CAPACITY),
+            extents: ExtentCache::new(EXTENT_CAPACITY),
             cache: PlainCache::new(DEFAULT_CACHE_SIZE),
             staged: Mutex::new(HashMap::new()),
             log_keep: std::sync::atomic::AtomicU64::new(DEFAULT_LOG_KEEP),
@@ -507,13 +510,13 @@ impl Volume {
     }
 
     pub(crate) fn read_inode(&self, ino: u64) -> Result<Option<Inode>> {
-        if let Some(i) = self.inodes.get(ino) {
+        if let Some(i) = self.inodes.get(&ino) {
             return Ok(Some(i));
         }
         let generation = self.inodes.generation();
         let inode = self.read_inode_from_store(ino)?;
         if let Some(i) = &inode {
-            self.inodes.fill(i, generation);
+            self.inodes.fill(ino, i, generation);
         }
         Ok(inode)
     }
@@ -548,6 +551,19 @@ impl Volume {
     }
 
     pub(crate) fn read_extent(&self, ino: u64, index: u64) -> Result<Option<Extent>> {
+        if let Some(e) = self.extents.get(&(ino, index)) {
+            return Ok(Some(e));
+        }
+        let generation = self.extents.generation();
+        let extent = self.read_extent_from_store(ino, index)?;
+        if let Some(e) = &extent {
+            self.extents.fill((ino, index), e, generation);
+        }
+        Ok(extent)
+    }
+
+    /// The extent as the store holds it, past the cache.
+    pub(crate) fn read_extent_from_store(&self, ino: u64, index: u64) -> Result<Option<Extent>> {
         let key = self.extent_key(ino, index);
         match self.engine.get(Cf::Extents, &key)? {
             None => Ok(None),

@@ -955,8 +955,9 @@ fn large_reads_fill_in_order_and_streams_skip_the_cache() {
     assert_eq!(v.read(ino, 0, cs as u32).unwrap(), &data[..cs]);
 }
 
-/// Inode records are cached in memory: after every kind of change, what the volume answers for
-/// each inode must be what a fresh open of the same store reads (the cache never lags).
+/// Inode records and extents are cached in memory: after every kind of change, what the volume
+/// answers for each inode and file must be what a fresh open of the same store reads (the caches
+/// never lag).
 #[test]
 fn cached_inodes_always_match_the_store() {
     let (v, h, mk, e) = mem_volume(CS);
@@ -1045,11 +1046,20 @@ fn cached_inodes_always_match_the_store() {
                 .symlink(ME, dir, name.as_bytes(), b"target")
                 .map(|i| known.push(i.ino)),
         };
-        // Answers first (they fill the cache), then a fresh open reads the store.
-        let answers: Vec<_> = known.iter().map(|i| v.getattr(*i).ok()).collect();
+        // Answers first (they fill the caches), then a fresh open reads the store. Contents
+        // go through the extent cache.
+        let contents = |v: &Volume, ino: u64| match v.getattr(ino) {
+            Ok(i) if i.kind == Kind::File => Some(read_all(v, ino)),
+            _ => None,
+        };
+        let answers: Vec<_> = known
+            .iter()
+            .map(|i| (v.getattr(*i).ok(), contents(&v, *i)))
+            .collect();
         let f = fresh();
-        for (ino, a) in known.iter().zip(answers) {
+        for (ino, (a, c)) in known.iter().zip(answers) {
             assert_eq!(a, f.getattr(*ino).ok(), "step {step}: inode {ino:#x}");
+            assert!(c == contents(&f, *ino), "step {step}: contents of {ino:#x}");
         }
     }
     assert!(v.check().unwrap().is_clean());
