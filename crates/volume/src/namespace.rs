@@ -587,17 +587,13 @@ impl Volume {
     /// transaction only when a bit is set, which the kernel checked before flagging the write.
     /// Returns whether a bit was cleared (the kernel's cached mode is then stale).
     pub fn kill_suidgid(&self, ino: u64) -> Result<bool> {
-        let killed = |i: &Inode| {
-            let mut k = i.clone();
-            k.kill_suidgid();
-            k.perm != i.perm
-        };
-        if !killed(&self.read_inode(ino)?.ok_or(FsError::NotFound)?) {
+        let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
+        if i.suidgid_to_kill() == 0 {
             return Ok(false);
         }
         let mut t = self.begin();
         let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
-        if !killed(&i) {
+        if i.suidgid_to_kill() == 0 {
             return Ok(false);
         }
         i.kill_suidgid();

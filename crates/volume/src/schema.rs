@@ -135,13 +135,16 @@ impl Inode {
     /// Clear setuid, and setgid where it means "set group id" (group-executable), of a
     /// non-directory: what write, truncate and chown do to a file's privileges.
     pub(crate) fn kill_suidgid(&mut self) {
+        self.perm &= !self.suidgid_to_kill();
+    }
+
+    /// The bits [`Inode::kill_suidgid`] would clear.
+    pub(crate) fn suidgid_to_kill(&self) -> u32 {
         if self.kind == Kind::Dir {
-            return;
+            return 0;
         }
-        self.perm &= !0o4000;
-        if self.perm & 0o010 != 0 {
-            self.perm &= !0o2000;
-        }
+        let sgid = if self.perm & 0o010 != 0 { 0o2000 } else { 0 };
+        self.perm & (0o4000 | sgid)
     }
 
     /// A setattr's times: atime and mtime where given, ctime always.
