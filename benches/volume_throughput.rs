@@ -21,7 +21,7 @@ fn main() {
         ..CreateOptions::default()
     };
     let v = Volume::create(&dir.path().join("s"), &secret, &opts, Arc::new(SystemClock)).unwrap();
-    let cs = v.chunk_size() as usize;
+    let cs = v.chunk_size().get() as usize;
     // Distinct data everywhere (no dedup, no cache hits), generated before timing.
     let mut x = 0x9e3779b97f4a7c15u64;
     let data: Vec<u8> = (0..size_mb << 20)

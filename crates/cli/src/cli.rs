@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sealvol_crypto::KdfParams;
 use sealvol_volume::volume_admin;
-use sealvol_volume::{CreateOptions, SystemClock, Volume, DEFAULT_CHUNK_SIZE};
+use sealvol_volume::{ChunkSize, CreateOptions, SystemClock, Volume};
 
 use crate::keys::KeyArgs;
 
@@ -28,8 +28,8 @@ pub enum Cmd {
         #[command(flatten)]
         key: KeyArgs,
         /// Chunk size: a power of two from 4K to 4M (suffixes K and M).
-        #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_CHUNK_SIZE)]
-        chunk_size: u32,
+        #[arg(long, value_name = "SIZE", default_value_t = ChunkSize::DEFAULT)]
+        chunk_size: ChunkSize,
         /// Argon2id memory for the passphrase slot, MiB (at least 8).
         #[arg(long, value_name = "MIB", default_value_t = 64)]
         kdf_memory_mib: u32,
@@ -150,12 +150,6 @@ pub enum KeyCmd {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
     },
-}
-
-fn parse_size(s: &str) -> Result<u32, String> {
-    let n = sealvol_volume::parse_size(s)
-        .ok_or_else(|| format!("{s:?} is not a size (examples: 65536, 64K, 1M)"))?;
-    u32::try_from(n).map_err(|_| format!("{s} is too large"))
 }
 
 fn parse_cache_size(s: &str) -> Result<usize, String> {

@@ -29,7 +29,7 @@ pub struct VolumeRecord {
     pub name: String,
     pub created_unix: u64,
     pub key: KeySource,
-    pub chunk_size: u32,
+    pub chunk_size: sealvol_volume::ChunkSize,
     /// The options as Docker passed them (paths and sizes: nothing secret).
     pub options: BTreeMap<String, String>,
     /// Docker mount IDs currently using the volume.

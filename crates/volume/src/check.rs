@@ -6,6 +6,7 @@ use sealvol_crypto::{ChunkAddr, Domain};
 use sealvol_store::Cf;
 
 use crate::error::Result;
+use crate::holes;
 use crate::schema::*;
 use crate::volume::Volume;
 
@@ -45,7 +46,7 @@ impl Volume {
     /// Read and verify everything. Damage is reported, never repaired.
     pub fn check(&self) -> Result<CheckReport> {
         let mut r = CheckReport::default();
-        let cs = self.cfg.chunk_size as u64;
+        let geo = self.cfg.chunk_size;
         let mut paths: HashMap<u64, String> = HashMap::new();
         let mut expected_refs: BTreeMap<ChunkAddr, u64> = BTreeMap::new();
         let mut chunk_users: HashMap<ChunkAddr, Vec<String>> = HashMap::new();
@@ -98,7 +99,7 @@ impl Volume {
                     }
                 }
                 Kind::File => {
-                    for index in 0..inode.size.div_ceil(cs) {
+                    for index in holes::data_indices(&inode.holes, 0, geo.count(inode.size)) {
                         match self.read_extent_from_store(ino, index) {
                             Ok(Some(e)) => {
                                 r.extents += 1;
@@ -236,7 +237,7 @@ impl Volume {
     pub fn file_chunks(&self, ino: u64) -> Result<Vec<(u64, ChunkAddr)>> {
         let i = self.read_inode(ino)?.ok_or(crate::FsError::NotFound)?;
         let mut out = Vec::new();
-        for index in 0..i.size.div_ceil(self.cfg.chunk_size as u64) {
+        for index in holes::data_indices(&i.holes, 0, self.cfg.chunk_size.count(i.size)) {
             if let Some(e) = self.read_extent(ino, index)? {
                 out.push((index, e.addr));
             }

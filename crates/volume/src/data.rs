@@ -14,6 +14,8 @@ use sealvol_crypto::{ChunkAddr, Domain};
 use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::error::{FsError, Result};
+use crate::geometry::Piece;
+use crate::holes;
 use crate::schema::*;
 use crate::txn::Txn;
 use crate::volume::Volume;
@@ -191,50 +193,6 @@ fn par_map<T: Sync, R: Send>(
     })
 }
 
-fn in_holes(holes: &[(u64, u64)], index: u64) -> bool {
-    holes.iter().any(|(s, e)| (*s..*e).contains(&index))
-}
-
-fn remove_from_holes(holes: &mut Vec<(u64, u64)>, index: u64) {
-    let mut out = Vec::with_capacity(holes.len() + 1);
-    for &(s, e) in holes.iter() {
-        if (s..e).contains(&index) {
-            if s < index {
-                out.push((s, index));
-            }
-            if index + 1 < e {
-                out.push((index + 1, e));
-            }
-        } else {
-            out.push((s, e));
-        }
-    }
-    *holes = out;
-}
-
-fn add_hole(holes: &mut Vec<(u64, u64)>, start: u64, end: u64) {
-    if start >= end {
-        return;
-    }
-    holes.push((start, end));
-    holes.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(holes.len());
-    for &(s, e) in holes.iter() {
-        match merged.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    *holes = merged;
-}
-
-fn truncate_holes(holes: &mut Vec<(u64, u64)>, n_chunks: u64) {
-    holes.retain_mut(|(s, e)| {
-        *e = (*e).min(n_chunks);
-        *s < *e
-    });
-}
-
 impl Volume {
     fn state(&self, ino: u64) -> Arc<Mutex<FileState>> {
         self.files.lock().entry(ino).or_default().clone()
@@ -293,19 +251,24 @@ impl Volume {
     /// Delete the queued forgotten inodes that are unlinked and unused, [`PURGE_BATCH`] per
     /// transaction.
     pub fn purge_deferred(&self) -> Result<()> {
-        let inos = std::mem::take(&mut *self.deferred_purge.lock());
-        // A few per transaction: each holds the commit lock while it reads the inodes, extents
-        // and reference counts it deletes, and an `rm -rf` waits behind it for every unlink.
-        for (i, some) in inos.chunks(PURGE_BATCH).enumerate() {
-            if let Err(e) = self.purge_orphans_among(some) {
-                // Still orphans in the counters: retried here, and at the next open.
-                self.deferred_purge
-                    .lock()
-                    .extend_from_slice(&inos[i * PURGE_BATCH..]);
-                return Err(e);
+        loop {
+            let inos = std::mem::take(&mut *self.deferred_purge.lock());
+            if inos.is_empty() {
+                return Ok(());
+            }
+            // A few per transaction: each holds the commit lock while it reads the inodes,
+            // extents and reference counts it deletes, and an `rm -rf` waits behind it for
+            // every unlink. Files too big for one transaction come back in the queue.
+            for (i, some) in inos.chunks(PURGE_BATCH).enumerate() {
+                if let Err(e) = self.purge_orphans_among(some) {
+                    // Still orphans in the counters: retried here, and at the next open.
+                    self.deferred_purge
+                        .lock()
+                        .extend_from_slice(&inos[i * PURGE_BATCH..]);
+                    return Err(e);
+                }
             }
         }
-        Ok(())
     }
 
     fn purge_if_orphan(&self, ino: u64) -> Result<()> {
@@ -323,17 +286,21 @@ impl Volume {
             return Ok(());
         }
         let mut t = self.begin();
+        let mut unfinished = Vec::new();
         for &ino in inos {
             if !t.counters.orphans.contains(&ino) || self.is_in_use(ino) {
                 continue;
             }
             if let Some(i) = t.inode(ino)? {
-                if i.nlink == 0 {
-                    self.purge_inode(&mut t, &i)?;
+                if i.nlink == 0 && !self.purge_inode(&mut t, &i)? {
+                    unfinished.push(ino);
                 }
             }
         }
-        t.commit(Durability::Process)
+        t.commit(Durability::Process)?;
+        // Files with more extents than one transaction deletes: the purger goes on with them.
+        self.deferred_purge.lock().extend(unfinished);
+        Ok(())
     }
 
     pub(crate) fn overlay_open_state(&self, inode: &mut Inode) {
@@ -450,15 +417,15 @@ impl Volume {
 
     /// Chunk `index` has no extent: a hole (empty), or damage if the file says it has data.
     fn no_extent(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
-        let n = inode.size.div_ceil(self.cfg.chunk_size as u64);
-        if index < n && !in_holes(&inode.holes, index) {
+        let n = self.cfg.chunk_size.count(inode.size);
+        if index < n && !holes::contains(&inode.holes, index) {
             return Err(self.corrupt(inode.ino, format!("chunk {index} is missing")));
         }
         Ok(Arc::new(Vec::new()))
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let cs = self.cfg.chunk_size as u64;
+        let geo = self.cfg.chunk_size;
         // Hold the file's lock only to learn its size and copy buffered chunks: reads of the
         // stored chunks (decrypt + verify) then run in parallel with other reads and writes.
         let (file_size, buffered) = {
@@ -467,8 +434,8 @@ impl Volume {
             self.load_size(ino, &mut st)?;
             let end = st.size.min(offset.saturating_add(size as u64));
             let mut buffered: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-            if offset < end && (!st.dirty.is_empty() || !st.inflight.is_empty()) {
-                for index in offset / cs..end.div_ceil(cs) {
+            if !st.dirty.is_empty() || !st.inflight.is_empty() {
+                for index in geo.indices(offset, end) {
                     if let Some(b) = st.buffered(index) {
                         buffered.insert(index, b.clone());
                     }
@@ -488,14 +455,15 @@ impl Volume {
         // A read spanning several chunks is a stream (readahead, a copy, a scan): the kernel's
         // page cache keeps its plaintext (FOPEN_KEEP_CACHE), so its whole chunks are not copied
         // into ours, where they would only push out the segments that small reads rely on.
-        let keep = end.div_ceil(cs) - offset / cs < 2;
+        let keep = geo.indices(offset, end).count() < 2;
         let mut out = Vec::with_capacity((end - offset) as usize);
         let mut inode = None;
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / cs;
-            let in_chunk = (pos % cs) as usize;
-            let take = (((index + 1) * cs).min(end) - pos) as usize;
+        for Piece {
+            index,
+            at: in_chunk,
+            len: take,
+        } in geo.pieces(offset, end)
+        {
             let start = out.len();
             match buffered.get(&index) {
                 Some(b) => {
@@ -525,7 +493,6 @@ impl Volume {
                 },
             }
             out.resize(start + take, 0);
-            pos += take as u64;
         }
         Ok(out)
     }
@@ -538,47 +505,50 @@ impl Volume {
         let state = self.state(ino);
         let mut st = state.lock();
         self.load_size(ino, &mut st)?;
-        let cs = self.cfg.chunk_size as u64;
+        let geo = self.cfg.chunk_size;
+        let cs = geo.get() as usize;
         let mut inode: Option<Inode> = None;
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / cs;
-            let in_chunk = (pos % cs) as usize;
-            let take = (((index + 1) * cs).min(end) - pos) as usize;
-            let src = &data[(pos - offset) as usize..(pos - offset) as usize + take];
-            if !st.dirty.contains_key(&index) {
-                let inflight = st.buffered(index);
-                let base = if in_chunk == 0 && take as u64 == cs {
-                    Vec::with_capacity(cs as usize)
-                } else if let Some(b) = inflight {
-                    let mut v = Vec::with_capacity(cs as usize);
-                    v.extend_from_slice(b);
-                    v
-                } else if index * cs >= st.size {
-                    Vec::new()
-                } else {
-                    if inode.is_none() {
-                        inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
-                    }
-                    let stored = self.stored_chunk(inode.as_ref().expect("just read"), index)?;
-                    let mut v = Vec::with_capacity(cs as usize);
-                    v.extend_from_slice(&stored);
-                    v
-                };
-                st.dirty_bytes += cs as usize;
-                self.buffered.fetch_add(cs as usize, Ordering::Relaxed);
-                st.dirty.insert(index, base);
-            }
-            let buf = st.dirty.get_mut(&index).expect("inserted above");
+        let fs: &mut FileState = &mut st;
+        for piece in geo.pieces(offset, end) {
+            let Piece { index, at, len } = piece;
+            let from = (geo.start_of(index) + at as u64 - offset) as usize;
+            let src = &data[from..from + len];
+            let buf = match fs.dirty.entry(index) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    let base = if piece.is_whole(geo) {
+                        Vec::with_capacity(cs)
+                    } else if let Some(b) =
+                        fs.inflight.iter().rev().find_map(|f| f.chunks.get(&index))
+                    {
+                        let mut v = Vec::with_capacity(cs);
+                        v.extend_from_slice(b);
+                        v
+                    } else if geo.start_of(index) >= fs.size {
+                        Vec::new()
+                    } else {
+                        let inode = match &inode {
+                            Some(i) => i,
+                            None => inode.insert(self.read_inode(ino)?.ok_or(FsError::NotFound)?),
+                        };
+                        let stored = self.stored_chunk(inode, index)?;
+                        let mut v = Vec::with_capacity(cs);
+                        v.extend_from_slice(&stored);
+                        v
+                    };
+                    fs.dirty_bytes += cs;
+                    self.buffered.fetch_add(cs, Ordering::Relaxed);
+                    slot.insert(base)
+                }
+            };
             // Overwrite what the buffer holds, append the rest (appending without zero-filling
             // first: sequential writes would write every byte twice).
-            if buf.len() < in_chunk {
-                buf.resize(in_chunk, 0);
+            if buf.len() < at {
+                buf.resize(at, 0);
             }
-            let overlap = (buf.len() - in_chunk).min(take);
-            buf[in_chunk..in_chunk + overlap].copy_from_slice(&src[..overlap]);
+            let overlap = (buf.len() - at).min(len);
+            buf[at..at + overlap].copy_from_slice(&src[..overlap]);
             buf.extend_from_slice(&src[overlap..]);
-            pos += take as u64;
         }
         st.size = st.size.max(end);
         let now = self.clock.now();
@@ -723,9 +693,9 @@ impl Volume {
                             || st.inflight.iter().any(|n| n.chunks.contains_key(index));
                         if !newer {
                             st.dirty.insert(*index, buf.clone());
-                            st.dirty_bytes += self.cfg.chunk_size as usize;
+                            st.dirty_bytes += self.cfg.chunk_size.get() as usize;
                             (self.buffered)
-                                .fetch_add(self.cfg.chunk_size as usize, Ordering::Relaxed);
+                                .fetch_add(self.cfg.chunk_size.get() as usize, Ordering::Relaxed);
                         }
                     }
                     if st.times.is_none() {
@@ -749,12 +719,12 @@ impl Volume {
     /// Hash each chunk of a write-out and seal those not stored yet (outside any lock, on up
     /// to `WORKER_THREADS` threads).
     fn prepare_batch(&self, chunks: &BTreeMap<u64, Vec<u8>>, size: u64) -> Result<Vec<Prepared>> {
-        let cs = self.cfg.chunk_size as u64;
+        let geo = self.cfg.chunk_size;
         let jobs: Vec<(u64, &[u8])> = chunks
             .iter()
             .map(|(&index, buf)| {
                 // Bytes past the end of the file (after a truncate) are not data.
-                let limit = size.saturating_sub(index * cs).min(cs) as usize;
+                let limit = geo.len_within(index, size);
                 (index, &buf[..buf.len().min(limit)])
             })
             .collect();
@@ -791,7 +761,7 @@ impl Volume {
             size,
             times,
         } = *data;
-        let cs = self.cfg.chunk_size as usize;
+        let geo = self.cfg.chunk_size;
         let mut t = self.begin();
         if let Some(s) = staging {
             for (addr, plain_len, stored_len) in &s.chunks {
@@ -802,13 +772,13 @@ impl Volume {
         let staged_here =
             |a: &ChunkAddr| staging.is_some_and(|s| s.chunks.iter().any(|c| c.0 == *a));
         let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
-        let old_n = inode.size.div_ceil(cs as u64);
+        let old_n = geo.count(inode.size);
         let mut cached: HashMap<u64, ChunkAddr> = HashMap::new();
         for (index, p) in prepared {
             match p {
                 None => {
                     t.del_extent(ino, index)?;
-                    add_hole(&mut inode.holes, index, index + 1);
+                    holes::add(&mut inode.holes, index, index + 1);
                 }
                 Some((addr, len, sealed)) => {
                     let sealed = match sealed {
@@ -823,19 +793,22 @@ impl Volume {
                         None => None,
                     };
                     t.put_extent(ino, index, Extent { addr, len }, sealed)?;
-                    remove_from_holes(&mut inode.holes, index);
+                    holes::remove(&mut inode.holes, index);
                     if len as usize == chunks[&index].len() {
                         cached.insert(index, addr);
                     }
                 }
             }
         }
-        let new_n = size.div_ceil(cs as u64);
-        for index in old_n..new_n {
-            if !chunks.contains_key(&index) && t.extent(ino, index)?.is_none() {
-                add_hole(&mut inode.holes, index, index + 1);
-            }
+        // Indices the file grows by and this write-out does not fill are holes: one range per
+        // gap between written chunks, never one step per index (the file may grow by petabytes).
+        let new_n = geo.count(size);
+        let mut from = old_n;
+        for &index in chunks.range(old_n..new_n).map(|(i, _)| i) {
+            holes::add(&mut inode.holes, from, index);
+            from = index + 1;
         }
+        holes::add(&mut inode.holes, from.max(old_n), new_n);
         inode.size = size;
         if let Some(t) = times {
             t.apply(&mut inode);
@@ -985,13 +958,13 @@ impl Volume {
         let mut st = st.lock();
         self.load_size(ino, &mut st)?;
         self.write_out(ino, &mut st, Durability::Process)?;
-        let cs = self.cfg.chunk_size as u64;
+        let geo = self.cfg.chunk_size;
         let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
         // Cut the chunk that will hold the new end, before taking the commit lock.
         let mut cut: Option<(u64, ChunkAddr, Vec<u8>, u32)> = None;
-        if size < inode.size && size % cs != 0 {
-            let index = size / cs;
-            let keep = (size % cs) as usize;
+        if size < inode.size && geo.offset_in(size) != 0 {
+            let index = geo.index_of(size);
+            let keep = geo.offset_in(size);
             let stored = self.stored_chunk(&inode, index)?;
             if stored.len() > keep {
                 let data = &stored[..keep];
@@ -1003,17 +976,18 @@ impl Volume {
         }
         let mut t: Txn<'_> = self.begin();
         let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
-        let old_n = inode.size.div_ceil(cs);
-        let new_n = size.div_ceil(cs);
-        for index in new_n..old_n {
+        let old_n = geo.count(inode.size);
+        let new_n = geo.count(size);
+        let gone: Vec<u64> = holes::data_indices(&inode.holes, new_n, old_n).collect();
+        for index in gone {
             t.del_extent(ino, index)?;
         }
-        truncate_holes(&mut inode.holes, new_n);
+        holes::truncate(&mut inode.holes, new_n);
         if let Some((index, addr, sealed, len)) = cut {
             t.put_extent(ino, index, Extent { addr, len }, Some(sealed))?;
         }
         if new_n > old_n {
-            add_hole(&mut inode.holes, old_n, new_n);
+            holes::add(&mut inode.holes, old_n, new_n);
         }
         let now = self.clock.now();
         inode.size = size;
@@ -1024,25 +998,5 @@ impl Volume {
         st.size = size;
         st.size_known = true;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hole_ranges() {
-        let mut h = Vec::new();
-        add_hole(&mut h, 2, 5);
-        add_hole(&mut h, 5, 7);
-        assert_eq!(h, vec![(2, 7)]);
-        remove_from_holes(&mut h, 4);
-        assert_eq!(h, vec![(2, 4), (5, 7)]);
-        assert!(in_holes(&h, 3) && !in_holes(&h, 4) && in_holes(&h, 6));
-        truncate_holes(&mut h, 6);
-        assert_eq!(h, vec![(2, 4), (5, 6)]);
-        truncate_holes(&mut h, 3);
-        assert_eq!(h, vec![(2, 3)]);
     }
 }

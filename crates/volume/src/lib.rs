@@ -8,18 +8,22 @@ pub mod check;
 pub mod clock;
 mod data;
 pub mod error;
+pub mod geometry;
+mod holes;
 mod namespace;
 mod record_cache;
 pub mod replay;
 pub mod schema;
+mod size;
 mod txn;
 mod volume;
 
 pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
+pub use geometry::{BadChunkSize, ChunkSize};
 pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
+pub use size::parse_size;
 pub use volume::{
-    parse_size, volume_admin, CreateOptions, Stats, Volume, DEFAULT_CACHE_SIZE, DEFAULT_CHUNK_SIZE,
-    DEFAULT_LOG_KEEP,
+    volume_admin, CreateOptions, Stats, Volume, DEFAULT_CACHE_SIZE, DEFAULT_LOG_KEEP,
 };

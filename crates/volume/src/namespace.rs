@@ -5,6 +5,11 @@
 use sealvol_store::Durability;
 
 use crate::error::{FsError, Result};
+use crate::holes;
+
+/// Extents one transaction deletes at most when purging a file: bounds the memory and the
+/// commit-lock time of deleting a huge file (the rest goes in later transactions).
+pub(crate) const PURGE_EXTENTS: u64 = 4096;
 use crate::schema::*;
 use crate::txn::Txn;
 use crate::volume::Volume;
@@ -307,36 +312,72 @@ impl Volume {
             }
             return Ok(());
         }
-        self.purge_inode(t, &inode)
+        if !self.purge_inode(t, &inode)? {
+            // Too many extents for one transaction: the purger finishes it.
+            self.deferred_purge.lock().push(ino);
+        }
+        Ok(())
     }
 
-    /// Delete an unlinked inode and release its chunks.
-    pub(crate) fn purge_inode(&self, t: &mut Txn<'_>, inode: &Inode) -> Result<()> {
+    /// Delete an unlinked inode and release its chunks, in `t`. A file with more than
+    /// [`PURGE_EXTENTS`] extents sheds that many here and stays a listed orphan (its shed
+    /// chunks become holes): the caller commits and calls again. True when the inode is gone.
+    ///
+    /// The cost follows the extents that exist, never the file's size: a petabyte-sized sparse
+    /// file is one hole and goes in one step.
+    pub(crate) fn purge_inode(&self, t: &mut Txn<'_>, inode: &Inode) -> Result<bool> {
         if inode.kind == Kind::File {
-            let cs = self.cfg.chunk_size as u64;
-            for index in 0..inode.size.div_ceil(cs) {
+            let n = self.cfg.chunk_size.count(inode.size);
+            if holes::data_count(&inode.holes, 0, n) > PURGE_EXTENTS {
+                let mut shed = inode.clone();
+                let mut left = PURGE_EXTENTS;
+                for r in holes::data_ranges(&inode.holes, 0, n) {
+                    let end = r.start + left.min(r.end - r.start);
+                    for index in r.start..end {
+                        t.del_extent(inode.ino, index)?;
+                    }
+                    holes::add(&mut shed.holes, r.start, end);
+                    left -= end - r.start;
+                    if left == 0 {
+                        break;
+                    }
+                }
+                t.put_inode(shed);
+                if !t.counters.orphans.contains(&inode.ino) {
+                    t.counters.orphans.push(inode.ino);
+                }
+                return Ok(false);
+            }
+            for index in holes::data_indices(&inode.holes, 0, n) {
                 t.del_extent(inode.ino, index)?;
             }
         }
         t.del_inode(inode.ino)?;
         t.counters.orphans.retain(|o| *o != inode.ino);
-        Ok(())
+        Ok(true)
     }
 
-    /// Orphans whose last opener went away in a crash are deleted on open.
+    /// Orphans whose last opener went away in a crash are deleted on open (in as many
+    /// transactions as their extents need).
     pub(crate) fn purge_orphans(&self) -> Result<()> {
-        let orphans = self.commit.lock().counters.orphans.clone();
-        if orphans.is_empty() {
-            return Ok(());
-        }
-        let mut t = self.begin();
-        for ino in orphans {
-            match t.inode(ino)? {
-                Some(i) if i.nlink == 0 => self.purge_inode(&mut t, &i)?,
-                _ => t.counters.orphans.retain(|o| *o != ino),
+        loop {
+            let orphans = self.commit.lock().counters.orphans.clone();
+            if orphans.is_empty() {
+                return Ok(());
+            }
+            let mut t = self.begin();
+            let mut done = true;
+            for ino in orphans {
+                match t.inode(ino)? {
+                    Some(i) if i.nlink == 0 => done &= self.purge_inode(&mut t, &i)?,
+                    _ => t.counters.orphans.retain(|o| *o != ino),
+                }
+            }
+            t.commit(Durability::Process)?;
+            if done {
+                return Ok(());
             }
         }
-        t.commit(Durability::Process)
     }
 
     /// rename(2) and renameat2(2) with RENAME_NOREPLACE or RENAME_EXCHANGE.

@@ -12,6 +12,7 @@ use sealvol_crypto::Domain;
 use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::error::{FsError, Result};
+use crate::holes;
 use crate::schema::*;
 use crate::volume::Volume;
 
@@ -132,12 +133,12 @@ impl Volume {
     pub fn dump(&self) -> Result<BTreeMap<String, (u64, DumpEntry)>> {
         let mut out = BTreeMap::new();
         let mut stack = vec![(ROOT_INO, "/".to_string())];
-        let cs = self.cfg.chunk_size as u64;
+        let geo = self.cfg.chunk_size;
         while let Some((ino, path)) = stack.pop() {
             let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
             let mut extents = Vec::new();
             if i.kind == Kind::File {
-                for index in 0..i.size.div_ceil(cs) {
+                for index in holes::data_indices(&i.holes, 0, geo.count(i.size)) {
                     if let Some(e) = self.read_extent(ino, index)? {
                         extents.push((index, e));
                     }

@@ -29,6 +29,8 @@
 use std::collections::BTreeMap;
 
 use sealvol_crypto::ChunkAddr;
+
+use crate::geometry::ChunkSize;
 use serde::{Deserialize, Serialize};
 
 /// 2: chunks sealed in 16 KiB segments (sealvol-crypto's `chunk` module).
@@ -57,7 +59,7 @@ pub struct Staged {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Config {
     pub format_version: u32,
-    pub chunk_size: u32,
+    pub chunk_size: ChunkSize,
     /// Random tag of the host that created the volume; high bits of its inode numbers and the
     /// origin of its log entries.
     pub host_tag: u32,

@@ -14,33 +14,16 @@ use crate::cache::PlainCache;
 use crate::clock::Clock;
 use crate::data::FileState;
 use crate::error::{FsError, Result};
+use crate::geometry::ChunkSize;
 use crate::record_cache::{ExtentCache, InodeCache, EXTENT_CAPACITY, INODE_CAPACITY};
 use crate::schema::*;
 
-/// 128 KiB: the FUSE kernel's default request size, so a sequential read decrypts each chunk
-/// once, and a 4 KiB random write rewrites at most 128 KiB.
-pub const DEFAULT_CHUNK_SIZE: u32 = 128 * 1024;
-pub const MIN_CHUNK_SIZE: u32 = 4 * 1024;
 /// 256 MiB: the default budget of a mounted volume's cache of verified plaintext (see
 /// [`Volume::set_cache_size`]).
 pub const DEFAULT_CACHE_SIZE: usize = 256 << 20;
 
-/// A size as users write it: bytes, or with a suffix K, M or G (powers of 1024). `None` if it
-/// is not a number or does not fit in 64 bits.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, shift) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 10),
-        'M' | 'm' => (&s[..s.len() - 1], 20),
-        'G' | 'g' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    num.parse::<u64>().ok()?.checked_mul(1 << shift)
-}
-pub const MAX_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
-
 pub struct CreateOptions {
-    pub chunk_size: u32,
+    pub chunk_size: ChunkSize,
     pub kdf: KdfParams,
     pub root_uid: u32,
     pub root_gid: u32,
@@ -50,7 +33,7 @@ pub struct CreateOptions {
 impl Default for CreateOptions {
     fn default() -> Self {
         CreateOptions {
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            chunk_size: ChunkSize::DEFAULT,
             kdf: KdfParams::default(),
             root_uid: 0,
             root_gid: 0,
@@ -204,14 +187,6 @@ impl Volume {
         opts: &CreateOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Volume> {
-        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&opts.chunk_size)
-            || !opts.chunk_size.is_power_of_two()
-        {
-            return Err(FsError::Setup(format!(
-                "chunk size {} is not a power of two between {} and {} bytes",
-                opts.chunk_size, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE
-            )));
-        }
         let mut tag = [0u8; 4];
         sealvol_crypto::random_bytes(&mut tag)?;
         let cfg = Config {
@@ -341,7 +316,7 @@ impl Volume {
         })
     }
 
-    pub fn chunk_size(&self) -> u32 {
+    pub fn chunk_size(&self) -> ChunkSize {
         self.cfg.chunk_size
     }
 
@@ -377,7 +352,7 @@ impl Volume {
             } else {
                 c.referenced_bytes as f64 / c.chunk_plain_bytes as f64
             },
-            chunk_size: self.cfg.chunk_size,
+            chunk_size: self.cfg.chunk_size.get(),
             disk_bytes: self.engine.disk_bytes()?,
             log_hlc: c.last_hlc,
         })

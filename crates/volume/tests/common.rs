@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use sealvol_crypto::{KdfParams, KeyHeader, MasterKey, Secret};
 use sealvol_store::{Engine, MemoryEngine};
-use sealvol_volume::{Caller, CreateOptions, StepClock, Volume};
+use sealvol_volume::{Caller, ChunkSize, CreateOptions, StepClock, Volume};
 use zeroize::Zeroizing;
 
 pub const ME: Caller = Caller { uid: 0, gid: 0 };
@@ -20,7 +20,7 @@ pub fn mem_volume(chunk_size: u32) -> (Volume, KeyHeader, MasterKey, Arc<MemoryE
     let (h, mk) = keys();
     let e = Arc::new(MemoryEngine::new());
     let opts = CreateOptions {
-        chunk_size,
+        chunk_size: ChunkSize::new(chunk_size as u64).unwrap(),
         kdf: KdfParams::MIN,
         ..CreateOptions::default()
     };

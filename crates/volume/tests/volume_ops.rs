@@ -832,7 +832,7 @@ fn gated_volume(
 ) {
     let (h, mk) = keys();
     let opts = sealvol_volume::CreateOptions {
-        chunk_size: 128 * 1024,
+        chunk_size: sealvol_volume::ChunkSize::DEFAULT,
         kdf: sealvol_crypto::KdfParams::MIN,
         ..Default::default()
     };
