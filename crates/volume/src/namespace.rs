@@ -118,7 +118,7 @@ impl Volume {
         who: Caller,
         kind: Kind,
         perm: u32,
-    ) -> Inode {
+    ) -> Result<Inode> {
         let now = self.clock.now();
         let mut perm = perm & 0o7777;
         let gid = if parent.perm & 0o2000 != 0 {
@@ -129,8 +129,8 @@ impl Volume {
         } else {
             who.gid
         };
-        Inode {
-            ino: t.alloc_ino(),
+        Ok(Inode {
+            ino: t.alloc_ino()?,
             kind,
             perm,
             uid: who.uid,
@@ -146,7 +146,7 @@ impl Volume {
             target: Vec::new(),
             xattrs: Default::default(),
             holes: Vec::new(),
-        }
+        })
     }
 
     /// Create a node of any kind but directory or symlink (regular file, fifo, socket, device).
@@ -194,7 +194,7 @@ impl Volume {
         if t.dirent(parent, name)?.is_some() {
             return Err(FsError::Exists);
         }
-        let mut inode = self.new_inode(&mut t, &p, who, kind, perm);
+        let mut inode = self.new_inode(&mut t, &p, who, kind, perm)?;
         fill(&mut inode);
         t.put_dirent(
             parent,

@@ -216,10 +216,23 @@ impl<'a> Txn<'a> {
         self.batch.delete(Cf::Chunks, addr.0.to_vec());
     }
 
-    pub(crate) fn alloc_ino(&mut self) -> u64 {
-        let n = self.counters.next_ino.max(2);
-        self.counters.next_ino = n + 1;
-        ((self.vol.cfg.host_tag as u64) << 40) | n
+    /// A fresh inode number: the counter's next one that no inode holds. The counter alone is
+    /// not trusted: a rolled-back `counters` record (an old copy of the store's files, or a
+    /// tampered one) would otherwise hand out the number of a live inode, and the create would
+    /// overwrite it while other entries still point to it.
+    pub(crate) fn alloc_ino(&mut self) -> Result<u64> {
+        loop {
+            let n = self.counters.next_ino.max(2);
+            self.counters.next_ino = n + 1;
+            let ino = ((self.vol.cfg.host_tag as u64) << 40) | n;
+            if self.inode(ino)?.is_none() {
+                return Ok(ino);
+            }
+            tracing::warn!(
+                ino,
+                "inode number counter was behind a live inode (counters record rolled back?); skipping"
+            );
+        }
     }
 
     /// Apply reference-count changes, append the log entry, write everything atomically.
