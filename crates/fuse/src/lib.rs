@@ -35,9 +35,11 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::TooBig => Errno::EFBIG,
         FsError::NotSupported(_) => Errno::EOPNOTSUPP,
         FsError::Store(StoreError::NoSpace(_)) => Errno::ENOSPC,
-        FsError::Corrupt { .. } | FsError::Store(_) | FsError::Crypto(_) | FsError::Setup(_) => {
-            Errno::EIO
-        }
+        FsError::Corrupt { .. }
+        | FsError::Store(_)
+        | FsError::Crypto(_)
+        | FsError::Record(_)
+        | FsError::Setup(_) => Errno::EIO,
     }
 }
 

@@ -214,18 +214,23 @@ impl Volume {
             }
         }
 
-        // The operation log opens entry by entry.
+        // The operation log opens and decodes entry by entry, each matching its key.
         self.engine.for_each(Cf::Log, b"", &mut |k, v| {
             r.log_entries += 1;
-            if self
+            let detail = match self
                 .keys
                 .meta_seal
                 .open(Domain::LogEntry, &self.binding(&[k]), v)
-                .is_err()
             {
+                Err(_) => Some("a log entry fails authentication".to_string()),
+                Ok(plain) => decode_log_entry(k, &plain)
+                    .err()
+                    .map(|e| format!("a log entry is damaged: {e}")),
+            };
+            if let Some(detail) = detail {
                 r.damage.push(Damage {
                     path: "<operation log>".into(),
-                    detail: "a log entry fails authentication".into(),
+                    detail,
                 });
             }
             Ok(())

@@ -37,6 +37,8 @@ pub enum FsError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Record(#[from] crate::schema::RecordError),
     #[error("{0}")]
     Setup(String),
 }

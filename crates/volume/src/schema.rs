@@ -21,7 +21,7 @@
 //! `H` is keyed BLAKE3 under the record-key subkey; `seal` is XChaCha20-Poly1305 under the
 //! metadata subkey (the chunk subkey for chunks), with associated data binding the volume id and
 //! the record's identity (its key, or inode and index), so no record can be moved or swapped.
-//! Values are encoded with bincode and, for metadata, padded to a multiple of
+//! Values are encoded with postcard (length-prefixed, see [`encode`]) and, for metadata, padded to a multiple of
 //! [`META_PAD`] bytes before sealing, so their lengths say little.
 //!
 //! Format version: [`FORMAT_VERSION`], recorded in `Config`.
@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 
 /// 2: chunks sealed in 16 KiB segments (sealvol-crypto's `chunk` module).
 /// 3: chunks padded to a size class (Padmé), their exact length sealed in the trailer.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: records encoded with postcard (was bincode 1.3, unmaintained), bounded on decode.
+pub const FORMAT_VERSION: u32 = 4;
 pub const META_PAD: usize = 64;
 pub const ROOT_INO: u64 = 1;
 pub const KEY_HEADER_FILE: &str = "keys.json";
@@ -236,9 +237,33 @@ pub fn log_key(hlc: u64, origin: u32) -> [u8; 16] {
     k
 }
 
-/// Encode a record for sealing: bincode, length-prefixed, padded to `pad` bytes.
-pub fn encode<T: Serialize>(v: &T, pad: usize) -> Vec<u8> {
-    let body = bincode::serialize(v).expect("in-memory records serialize");
+/// Largest encoded record sealvol reads or writes (an inode with its xattrs, symlink target
+/// and hole list is the largest kind). A longer length prefix is damage, never an allocation.
+pub const MAX_RECORD: usize = 16 << 20;
+
+/// Decode a log entry's plaintext and check it against the key it was stored under: the key
+/// is authenticated (it is the entry's associated data), the stamps inside must say the same.
+pub fn decode_log_entry(key: &[u8], plain: &[u8]) -> Result<LogEntry, String> {
+    let e: LogEntry = decode(plain).ok_or("it does not decode")?;
+    if key != log_key(e.hlc, e.origin) {
+        return Err(format!(
+            "its stamps (hlc {}, origin {}) differ from its key",
+            e.hlc, e.origin
+        ));
+    }
+    Ok(e)
+}
+
+/// Encode a record for sealing: postcard, length-prefixed (u32 LE), zero-padded to a
+/// multiple of `pad` bytes.
+pub fn encode<T: Serialize>(v: &T, pad: usize) -> Result<Vec<u8>, RecordError> {
+    let body = postcard::to_allocvec(v).map_err(|e| RecordError(e.to_string()))?;
+    if body.len() > MAX_RECORD {
+        return Err(RecordError(format!(
+            "record of {} bytes is over the {MAX_RECORD}-byte limit",
+            body.len()
+        )));
+    }
     let mut out = Vec::with_capacity(body.len() + 4 + pad);
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&body);
@@ -246,10 +271,119 @@ pub fn encode<T: Serialize>(v: &T, pad: usize) -> Vec<u8> {
         let target = out.len().div_ceil(pad) * pad;
         out.resize(target, 0);
     }
-    out
+    Ok(out)
 }
 
+/// Decode what [`encode`] made. `None` for anything else: a length past the bytes or over
+/// [`MAX_RECORD`], a body that does not decode, or bytes after the body other than padding.
+/// postcard reads lengths as it goes and never allocates more than the input could hold.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    bincode::deserialize(bytes.get(4..4 + len)?).ok()
+    if len > MAX_RECORD {
+        return None;
+    }
+    let body = bytes.get(4..4 + len)?;
+    if bytes[4 + len..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    let (v, rest) = postcard::take_from_bytes(body).ok()?;
+    rest.is_empty().then_some(v)
+}
+
+/// The format version at the head of a `config` record, read without decoding the rest. Every
+/// format so far starts the record with a u32 length and the version (postcard's varint of a
+/// small number and bincode's little-endian u32 share their first byte).
+pub(crate) fn config_version(plain: &[u8]) -> Option<u32> {
+    let first = *plain.get(4)?;
+    (first < 0x80).then_some(first as u32)
+}
+
+/// A record that cannot be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode a record: {0}")]
+pub struct RecordError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(version: u32) -> Config {
+        Config {
+            format_version: version,
+            chunk_size: ChunkSize::DEFAULT,
+            host_tag: 0x000f_ffff,
+            created_unix: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_the_version_reads_alone() {
+        let c = config(FORMAT_VERSION);
+        let bytes = encode(&c, META_PAD).unwrap();
+        assert_eq!(bytes.len() % META_PAD, 0);
+        assert_eq!(decode::<Config>(&bytes), Some(c));
+        assert_eq!(config_version(&bytes), Some(FORMAT_VERSION));
+        // A format-3 store's config (bincode: u32 length, then the version as a u32 LE).
+        let mut old = 24u32.to_le_bytes().to_vec();
+        old.extend_from_slice(&3u32.to_le_bytes());
+        old.extend_from_slice(&(128u32 << 10).to_le_bytes());
+        old.resize(64, 0);
+        assert_eq!(config_version(&old), Some(3));
+    }
+
+    #[test]
+    fn decoding_refuses_bad_lengths_and_trailing_bytes() {
+        let bytes = encode(&config(FORMAT_VERSION), META_PAD).unwrap();
+        let mut long = bytes.clone();
+        long[..4].copy_from_slice(&(MAX_RECORD as u32 + 1).to_le_bytes());
+        assert_eq!(decode::<Config>(&long), None);
+        let mut past = bytes.clone();
+        past[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+        assert_eq!(decode::<Config>(&past), None);
+        let mut trailing = bytes.clone();
+        *trailing.last_mut().unwrap() = 1;
+        assert_eq!(decode::<Config>(&trailing), None);
+        // A chunk size that is not one sealvol accepts does not decode.
+        #[derive(Serialize)]
+        struct Raw {
+            format_version: u32,
+            chunk_size: u32,
+            host_tag: u32,
+            created_unix: u64,
+        }
+        let raw = |chunk_size| Raw {
+            format_version: FORMAT_VERSION,
+            chunk_size,
+            host_tag: 1,
+            created_unix: 2,
+        };
+        assert!(decode::<Config>(&encode(&raw(128 << 10), 1).unwrap()).is_some());
+        assert_eq!(decode::<Config>(&encode(&raw(100 << 10), 1).unwrap()), None);
+    }
+
+    #[test]
+    fn a_log_entry_must_match_its_key() {
+        let e = LogEntry {
+            hlc: 77,
+            origin: 5,
+            ops: vec![Op::DelInode { ino: 9 }],
+        };
+        let plain = encode(&e, META_PAD).unwrap();
+        assert_eq!(decode_log_entry(&log_key(77, 5), &plain), Ok(e));
+        let err = decode_log_entry(&log_key(78, 5), &plain).unwrap_err();
+        assert!(err.contains("differ from its key"), "{err}");
+        assert!(decode_log_entry(&log_key(77, 6), &plain).is_err());
+    }
+
+    #[test]
+    fn a_huge_element_count_is_refused_without_allocating_it() {
+        // An inode whose xattr map claims 2^62 entries, in a 64-byte record.
+        let mut body = vec![];
+        body.extend_from_slice(&[1, 0, 0xa4, 3, 0, 0, 1, 0]); // ino, kind, perm, uid, gid, nlink, size
+        body.extend_from_slice(&[0; 8 * 2 + 1]); // times, rdev, parent, target (lengths 0)
+        body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        let mut rec = (body.len() as u32).to_le_bytes().to_vec();
+        rec.extend_from_slice(&body);
+        assert_eq!(decode::<Inode>(&rec), None);
+    }
 }

@@ -259,13 +259,16 @@ impl Volume {
                     detail: format!("{} record: {e}", String::from_utf8_lossy(key)),
                 })
         };
-        let cfg: Config = decode(&read(META_CONFIG, Domain::Config)?)
-            .ok_or_else(|| FsError::Setup("config record does not decode".into()))?;
-        if cfg.format_version != FORMAT_VERSION {
+        let config = read(META_CONFIG, Domain::Config)?;
+        // The version first, alone: a store of another format need not decode as this one.
+        let version = config_version(&config).ok_or_else(|| {
+            FsError::Setup("config record does not decode: the store is damaged".into())
+        })?;
+        if version != FORMAT_VERSION {
             return Err(FsError::Setup(format!(
                 "store format version {} is not supported by this sealvol (it knows {FORMAT_VERSION}){}",
-                cfg.format_version,
-                if cfg.format_version < FORMAT_VERSION {
+                version,
+                if version < FORMAT_VERSION {
                     ": the store was made by an older, pre-release sealvol; mount it with that \
                      build and copy the files to a new volume"
                 } else {
@@ -273,6 +276,9 @@ impl Volume {
                 }
             )));
         }
+        let cfg: Config = decode(&config).ok_or_else(|| {
+            FsError::Setup("config record does not decode: the store is damaged".into())
+        })?;
         let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
             .ok_or_else(|| FsError::Setup("counters record does not decode".into()))?;
         let v = Self::assemble(engine, header, master, cfg, counters, clock)?;
@@ -426,7 +432,7 @@ impl Volume {
             domain,
             self.epoch,
             &self.binding(&[key]),
-            &encode(v, META_PAD),
+            &encode(v, META_PAD)?,
         )?)
     }
 
@@ -561,7 +567,7 @@ impl Volume {
         Ok(self
             .keys
             .meta_seal
-            .seal(Domain::Extent, self.epoch, &b, &encode(e, META_PAD))?)
+            .seal(Domain::Extent, self.epoch, &b, &encode(e, META_PAD)?)?)
     }
 
     pub(crate) fn read_ref(&self, addr: &ChunkAddr) -> Result<Option<RefCount>> {
@@ -782,9 +788,8 @@ impl Volume {
                 .meta_seal
                 .open(Domain::LogEntry, &b, v)
                 .map_err(|e| sealvol_store::StoreError::Corruption(format!("log entry: {e}")))?;
-            let e: LogEntry = decode(&plain).ok_or_else(|| {
-                sealvol_store::StoreError::Corruption("log entry does not decode".into())
-            })?;
+            let e = decode_log_entry(k, &plain)
+                .map_err(|e| sealvol_store::StoreError::Corruption(format!("log entry: {e}")))?;
             out.push(e);
             Ok(())
         })?;
@@ -868,7 +873,7 @@ mod tests {
             ..CreateOptions::default()
         };
         let v = Volume::init_in(e.clone(), &h, &mk, &opts, clock.clone()).unwrap();
-        for (format, says) in [(2, "older, pre-release"), (4, "newer")] {
+        for (format, says) in [(3, "older, pre-release"), (5, "newer")] {
             let cfg = Config {
                 format_version: format,
                 ..v.cfg.clone()
