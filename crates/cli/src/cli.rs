@@ -107,14 +107,20 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Verify every chunk and metadata record; exits 1 and names damaged files if any.
+    /// Check the whole store: every record and chunk opens and verifies, the tree, link counts,
+    /// reference counts and totals agree. Names damaged files by path; exits 1 on damage.
     Check {
         #[arg(long, value_name = "DIR")]
         store: PathBuf,
         #[command(flatten)]
         key: KeyArgs,
+        /// The report as JSON (damage with a stable `kind` each).
         #[arg(long)]
         json: bool,
+        /// Also reclaim chunks nothing uses and rewrite reference counts and totals from the
+        /// recount. Never changes files or the tree. The store must not be mounted.
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -261,9 +267,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { store, key, json } => {
+        Cmd::Check {
+            store,
+            key,
+            json,
+            repair,
+        } => {
             let v = open(&store, &key)?;
-            let r = v.check()?;
+            let r = if repair {
+                v.check_and_repair()?
+            } else {
+                v.check()?
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -272,7 +287,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     r.inodes, r.dirents, r.extents, r.chunks, r.log_entries
                 );
                 for d in &r.damage {
-                    println!("DAMAGED {}: {}", d.path, d.detail);
+                    let kind = serde_json::to_value(d.kind)?;
+                    let kind = kind.as_str().unwrap_or("damage");
+                    println!("DAMAGED {}: {} ({kind})", d.path, d.detail);
+                }
+                if r.reclaimable_chunks > 0 {
+                    println!(
+                        "{} chunk(s), {} bytes, are used by no file{}",
+                        r.reclaimable_chunks,
+                        r.reclaimable_bytes,
+                        if repair {
+                            ""
+                        } else {
+                            " (check --repair reclaims them)"
+                        }
+                    );
+                }
+                if let Some(rep) = &r.repaired {
+                    println!(
+                        "repaired: {} chunk(s) reclaimed, {} reference count(s) and the totals rewritten",
+                        rep.chunks_deleted, rep.refcounts_rewritten
+                    );
                 }
                 if r.is_clean() {
                     println!("no damage found");
