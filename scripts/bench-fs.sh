@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The same file workloads, in one run, on a sealvol mount, on gocryptfs and on plain ext4 (the
 # disk itself, no FUSE). Prints every figure and the ratios sealvol/gocryptfs and sealvol/ext4
-# (higher is better for sealvol on every row). Needs root, fio, gocryptfs (scripts install them).
+# (higher is better for sealvol on every row). Needs root and what `scripts/setup.sh --bench`
+# installs (fio, gocryptfs).
 #
 #   scripts/bench-fs.sh [WORKDIR]        (default /var/tmp/sealvol-bench; must be on the disk)
 #   SIZE=1G RAND_SIZE=128M RUNTIME=20 SMALL_FILES=3000 scripts/bench-fs.sh
@@ -16,9 +17,14 @@ runtime=${RUNTIME:-20}
 nsmall=${SMALL_FILES:-3000}
 chunk=${CHUNK:-128K}
 
-for p in fio gocryptfs; do
-    command -v $p >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $p >/dev/null; }
+for p in fio gocryptfs python3; do
+    command -v $p >/dev/null || { echo "bench-fs: $p is missing: run scripts/setup.sh --bench" >&2; exit 1; }
 done
+# WORKDIR is emptied first: only a directory this script made (it holds our marker) or a new one.
+if [ -e "$work" ] && [ ! -f "$work/.sealvol-bench" ]; then
+    echo "bench-fs: $work exists and is not a sealvol-bench scratch directory; name another" >&2
+    exit 1
+fi
 cargo build --release --quiet -p sealvol
 bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/sealvol
 
@@ -30,6 +36,7 @@ trap cleanup EXIT
 cleanup
 rm -rf "$work"
 mkdir -p "$work"/{ext4,sv-mnt,gc-mnt,gc-cipher}
+touch "$work/.sealvol-bench"
 (umask 077; head -c 32 /dev/urandom > "$work/key"; echo "bench passphrase" > "$work/pass")
 "$bin" init --store "$work/sv-store" --keyfile "$work/key" --chunk-size "$chunk" >/dev/null
 "$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null

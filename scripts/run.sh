@@ -30,14 +30,17 @@ if ! docker info >/dev/null 2>&1; then
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-if pgrep -f "sealvol serve" >/dev/null; then
-    echo "run: sealvol serve is already running"
+pidfile=/run/sealvol-serve.pid
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "run: sealvol serve is already running (pid $(cat "$pidfile"))"
 else
     mkdir -p "$state"
     nohup /usr/local/bin/sealvol serve --socket "$socket" --state-dir "$state" \
         --default-keyfile "$key" >>/var/log/sealvol-serve.log 2>&1 &
+    echo $! > "$pidfile"
     for _ in $(seq 1 50); do [ -S "$socket" ] && break; sleep 0.1; done
-    echo "run: sealvol serve started (pid $!, log /var/log/sealvol-serve.log)"
+    [ -S "$socket" ] || { echo "run: sealvol serve did not start; see /var/log/sealvol-serve.log" >&2; exit 1; }
+    echo "run: sealvol serve started (pid $!, log /var/log/sealvol-serve.log; stop: kill \$(cat $pidfile))"
 fi
 # Docker activates the plugin on first use; listing proves the socket answers.
 docker volume ls --filter driver=sealvol

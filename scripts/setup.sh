@@ -1,9 +1,27 @@
 #!/usr/bin/env bash
-# Installs what building and testing sealvol needs on a fresh Debian machine. Idempotent.
+# Installs what sealvol needs on a fresh Debian machine. Idempotent. Needs root.
+#
+#   scripts/setup.sh            what building and running needs (the README's run command)
+#   scripts/setup.sh --test     and what the tests need too (the README's test command, CI)
+#   scripts/setup.sh --bench    and what the benchmarks compare against (fio, gocryptfs, securefs)
 set -euo pipefail
 
-need=(fuse3 libfuse3-dev libclang-dev librocksdb-dev pkg-config attr libcap2-bin sqlite3 git python3 tar coreutils util-linux
-      docker.io docker-compose busybox-static curl)
+mode=${1:-run}
+case $mode in
+run | --run) mode=run ;;
+--test) mode=test ;;
+--bench) mode=bench ;;
+*) echo "usage: scripts/setup.sh [--test | --bench]" >&2; exit 2 ;;
+esac
+
+# Building (bindgen needs libclang; RocksDB links against Debian's library) and running (FUSE,
+# the Docker engine the driver registers with).
+need=(fuse3 libfuse3-dev libclang-dev librocksdb-dev pkg-config git ca-certificates curl docker.io)
+# The tests: xattr tools, sqlite, setcap, Compose and a busybox for the test images.
+[ "$mode" = test ] && need+=(attr libcap2-bin sqlite3 python3 tar coreutils util-linux docker-compose busybox-static)
+# The benchmarks' peers and load generator.
+[ "$mode" = bench ] && need+=(fio gocryptfs securefs python3 busybox-static)
+
 missing=()
 for p in "${need[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,8 +39,9 @@ if [ -f /etc/fuse.conf ] && ! grep -q '^user_allow_other' /etc/fuse.conf; then
     echo user_allow_other >> /etc/fuse.conf
 fi
 
-if ! command -v cargo-deny >/dev/null 2>&1; then
+# cargo-deny checks licenses and sources in the test command; running does not need it.
+if [ "$mode" = test ] && ! command -v cargo-deny >/dev/null 2>&1; then
     echo "setup: installing cargo-deny (a few minutes, once)"
     cargo install cargo-deny --locked --quiet
 fi
-echo "setup: done"
+echo "setup: done ($mode)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test of sealvol. Needs root (FUSE mounts, chown, setpriv) and what
-# scripts/setup.sh installs.
+# `scripts/setup.sh --test` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,7 @@ if command -v cargo-deny >/dev/null 2>&1; then
     echo "== cargo deny check bans licenses sources"
     cargo deny --log-level error check bans licenses sources
 else
-    echo "== cargo deny: not installed (scripts/setup.sh installs it)" >&2
+    echo "== cargo deny: not installed (scripts/setup.sh --test installs it)" >&2
     exit 1
 fi
 echo "== cargo test"
