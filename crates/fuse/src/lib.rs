@@ -34,7 +34,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::Range => Errno::ERANGE,
         FsError::TooBig => Errno::EFBIG,
         FsError::NotSupported(_) => Errno::EOPNOTSUPP,
-        FsError::Store(StoreError::NoSpace(_)) => Errno::ENOSPC,
+        FsError::Store(StoreError::NoSpace(_)) | FsError::XattrSpace => Errno::ENOSPC,
         FsError::Corrupt { .. }
         | FsError::Store(_)
         | FsError::Crypto(_)

@@ -108,6 +108,9 @@ impl WriteBatch {
 
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Records `for_each` reads per scan of the engine.
+const FOR_EACH_PAGE: usize = 1024;
+
 /// A callback over key-value pairs; an error stops the walk.
 pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
@@ -171,7 +174,7 @@ pub trait Engine: Send + Sync + 'static {
     fn for_each(&self, cf: Cf, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {
         let mut start = prefix.to_vec();
         loop {
-            let page = self.scan(cf, prefix, &start, 1024)?;
+            let page = self.scan(cf, prefix, &start, FOR_EACH_PAGE)?;
             let last = match page.last() {
                 Some((k, _)) => k.clone(),
                 None => return Ok(()),

@@ -118,6 +118,10 @@ impl Order {
 /// At most this many write-outs of one file in flight (each holds up to the flush threshold).
 const MAX_INFLIGHT: usize = 2;
 
+/// Past the volume's budget for buffered data, a file holding this share of the budget
+/// (1/PRESSED_SHARE) writes out at once.
+const PRESSED_SHARE: usize = 64;
+
 /// What a write-out stores: chunks by index, and the file's size and times with them.
 struct FileData<'a> {
     chunks: &'a BTreeMap<u64, Vec<u8>>,
@@ -561,10 +565,10 @@ impl Volume {
             },
         });
         // Past the volume's budget for buffered data (many files written at once), every file
-        // holding a 64th of it writes out now instead of waiting for its own threshold.
+        // holding a PRESSED_SHARE-th of it writes out now instead of waiting for its own threshold.
         let budget = self.buffer_budget.load(Ordering::Relaxed);
-        let pressed =
-            self.buffered.load(Ordering::Relaxed) > budget && st.dirty_bytes >= budget / 64;
+        let pressed = self.buffered.load(Ordering::Relaxed) > budget
+            && st.dirty_bytes >= budget / PRESSED_SHARE;
         if st.dirty_bytes >= self.flush_threshold || pressed {
             self.write_out_behind(ino, &state, st)?;
         }

@@ -27,6 +27,8 @@ pub enum FsError {
     NotSupported(&'static str),
     #[error("file too large")]
     TooBig,
+    #[error("no room for more extended attributes on this file (256 KiB in all)")]
+    XattrSpace,
     #[error("damaged data in volume {volume}, inode {ino}: {detail}")]
     Corrupt {
         volume: String,

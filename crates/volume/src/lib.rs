@@ -21,7 +21,10 @@ mod volume;
 pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
 pub use geometry::{BadChunkSize, ChunkSize};
-pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use namespace::{
+    Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
+    XATTR_TOTAL_MAX,
+};
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
 pub use size::parse_size;
 pub use volume::{

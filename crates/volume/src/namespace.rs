@@ -19,6 +19,15 @@ pub const RENAME_EXCHANGE: u32 = 2;
 const NAME_MAX: usize = 255;
 const XATTR_NAME_MAX: usize = 255;
 const XATTR_SIZE_MAX: usize = 64 * 1024;
+/// All of an inode's extended attributes together, names and values: they live in its record,
+/// which every change rewrites, so their total is bounded (ext4 allows one block; tools that
+/// store much more, such as some backup tools' metadata, get ENOSPC as on ext4).
+pub const XATTR_TOTAL_MAX: usize = 256 * 1024;
+/// A symlink's target: at most PATH_MAX - 1 bytes, as the kernel accepts.
+const SYMLINK_MAX: usize = 4095;
+/// setxattr(2) flags: fail if the attribute exists / does not exist.
+pub const XATTR_CREATE: i32 = 1;
+pub const XATTR_REPLACE: i32 = 2;
 
 /// Who asks: owner of what they create.
 #[derive(Clone, Copy, Debug)]
@@ -170,7 +179,7 @@ impl Volume {
     }
 
     pub fn symlink(&self, who: Caller, parent: u64, name: &[u8], target: &[u8]) -> Result<Inode> {
-        if target.is_empty() || target.len() > 4095 {
+        if target.is_empty() || target.len() > SYMLINK_MAX {
             return Err(FsError::Invalid("symlink target length"));
         }
         self.create_node(who, parent, name, Kind::Symlink, 0o777, |i| {
@@ -654,7 +663,8 @@ impl Volume {
         Ok(i.xattrs.keys().cloned().collect())
     }
 
-    /// `flags`: XATTR_CREATE (1) fails if it exists, XATTR_REPLACE (2) fails if it does not.
+    /// `flags`: [`XATTR_CREATE`] fails if it exists, [`XATTR_REPLACE`] if it does not. The
+    /// inode's attributes may total [`XATTR_TOTAL_MAX`] bytes.
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(FsError::Range);
@@ -672,11 +682,20 @@ impl Volume {
         let mut t = self.begin();
         let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
         let exists = i.xattrs.contains_key(name);
-        if flags & 1 != 0 && exists {
+        if flags & XATTR_CREATE != 0 && exists {
             return Err(FsError::Exists);
         }
-        if flags & 2 != 0 && !exists {
+        if flags & XATTR_REPLACE != 0 && !exists {
             return Err(FsError::NoXattr);
+        }
+        let others: usize = i
+            .xattrs
+            .iter()
+            .filter(|(n, _)| n.as_slice() != name)
+            .map(|(n, v)| n.len() + v.len())
+            .sum();
+        if others + name.len() + value.len() > XATTR_TOTAL_MAX {
+            return Err(FsError::XattrSpace);
         }
         i.xattrs.insert(name.to_vec(), value.to_vec());
         i.ctime = self.clock.now();

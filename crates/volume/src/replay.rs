@@ -13,6 +13,9 @@ use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::error::{FsError, Result};
 use crate::holes;
+
+/// Directory entries `dump` reads per page.
+const DUMP_PAGE: usize = 1024;
 use crate::schema::*;
 use crate::volume::Volume;
 
@@ -147,7 +150,7 @@ impl Volume {
             if i.kind == Kind::Dir {
                 let mut cookie = 2;
                 loop {
-                    let page = self.readdir(ino, cookie, 1024)?;
+                    let page = self.readdir(ino, cookie, DUMP_PAGE)?;
                     if page.is_empty() {
                         break;
                     }

@@ -74,6 +74,15 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
 /// (see [`Volume::trim_log`]), so a busy volume's log does not grow without bound.
 pub const DEFAULT_LOG_KEEP: u64 = 65_536;
 
+/// Dirty bytes of one open file before its buffer is written out (see `Volume::write`).
+pub const DEFAULT_FLUSH_THRESHOLD: usize = 32 << 20;
+
+/// `reclaim_if_wasteful` compacts once the store takes more than this many times its live
+/// sealed chunks ...
+const RECLAIM_FACTOR: u64 = 2;
+/// ... plus this much (small stores are never worth compacting).
+const RECLAIM_SLACK: u64 = 256 << 20;
+
 pub struct Volume {
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) keys: VolumeKeys,
@@ -317,7 +326,7 @@ impl Volume {
             buffered: std::sync::atomic::AtomicUsize::new(0),
             buffer_budget: std::sync::atomic::AtomicUsize::new(DEFAULT_BUFFER_BUDGET),
             deferred_purge: Mutex::new(Vec::new()),
-            flush_threshold: 32 << 20,
+            flush_threshold: DEFAULT_FLUSH_THRESHOLD,
             store_dir: None,
         })
     }
@@ -395,12 +404,12 @@ impl Volume {
     }
 
     /// Compact the store (which gives back the space of deleted data) when it occupies more
-    /// than twice its live sealed chunks plus 256 MiB. Returns whether it did. Cheap to call:
+    /// than [`RECLAIM_FACTOR`] times its live sealed chunks plus [`RECLAIM_SLACK`]. Returns whether it did. Cheap to call:
     /// one walk of the store directory.
     pub fn reclaim_if_wasteful(&self) -> Result<bool> {
         let live = self.commit.lock().counters.chunk_stored_bytes;
         let disk = self.engine.disk_bytes()?;
-        if disk <= live.saturating_mul(2) + (256 << 20) {
+        if disk <= live.saturating_mul(RECLAIM_FACTOR) + RECLAIM_SLACK {
             return Ok(false);
         }
         tracing::info!(

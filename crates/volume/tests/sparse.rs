@@ -105,3 +105,30 @@ fn deleting_a_file_with_many_extents_releases_every_chunk() {
     assert_eq!((s.files, s.chunks, s.referenced_bytes), (0, 0, 0));
     assert!(v.check().unwrap().is_clean());
 }
+
+/// Extended attributes live in the inode record that every change rewrites: their total is
+/// bounded, so no caller can make each change of a file cost megabytes.
+#[test]
+fn extended_attributes_are_bounded_in_total() {
+    use sealvol_volume::{XATTR_CREATE, XATTR_TOTAL_MAX};
+    let (v, ..) = mem_volume(CS);
+    let ino = write_file(&v, ROOT_INO, "f", b"x");
+    let value = vec![7u8; 60 * 1024];
+    let mut stored = 0;
+    let err = loop {
+        let name = format!("user.a{stored}");
+        match v.setxattr(ino, name.as_bytes(), &value, XATTR_CREATE) {
+            Ok(()) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 100, "no bound");
+    };
+    assert!(matches!(err, FsError::XattrSpace), "{err}");
+    assert_eq!(stored, XATTR_TOTAL_MAX / (60 * 1024 + 8));
+    // Replacing one with a value of the same size still fits; a smaller one frees room.
+    v.setxattr(ino, b"user.a0", &value, 0).unwrap();
+    v.setxattr(ino, b"user.a0", b"small", 0).unwrap();
+    v.setxattr(ino, b"user.extra", &value[..50 * 1024], XATTR_CREATE)
+        .unwrap();
+    assert!(v.check().unwrap().is_clean());
+}
