@@ -39,6 +39,18 @@ pub enum CryptoError {
     EmptyPassphrase { path: PathBuf },
     #[error("key header is malformed: {0}")]
     Header(String),
+    #[error("{origin}: Argon2id {field} = {value}{unit} is outside the accepted range {min}..={max}{unit}; {advice}")]
+    KdfOutOfRange {
+        origin: String,
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+        unit: &'static str,
+        advice: &'static str,
+    },
+    #[error("a volume holds at most {max} key slots; remove one first (`sealvol key remove`)")]
+    TooManySlots { max: usize },
     #[error("Argon2id failed: {0}")]
     Kdf(String),
     #[error("the operating system's random number generator failed: {0}")]
