@@ -14,6 +14,7 @@ use std::path::Path;
 use rustix::fs::{Mode, OFlags};
 use zeroize::Zeroizing;
 
+use crate::keys::KeyBytes;
 use crate::slots::Secret;
 use crate::CryptoError;
 
@@ -110,14 +111,11 @@ fn read_private(path: &Path, max: usize) -> Result<Zeroizing<Vec<u8>>, CryptoErr
 /// A key file: exactly 32 bytes, mode 0600 or stricter.
 pub fn read_key_file(path: &Path) -> Result<Secret, CryptoError> {
     let bytes = read_private(path, MAX_SECRET_FILE)?;
-    let arr: [u8; 32] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| CryptoError::KeyFileLength {
-            path: path.to_path_buf(),
-            len: bytes.len(),
-        })?;
-    Ok(Secret::KeyFile(Zeroizing::new(arr)))
+    let key = KeyBytes::from_slice(&bytes).ok_or_else(|| CryptoError::KeyFileLength {
+        path: path.to_path_buf(),
+        len: bytes.len(),
+    })?;
+    Ok(Secret::KeyFile(key))
 }
 
 /// A passphrase file: its contents less one trailing newline, mode 0600 or stricter.
@@ -146,19 +144,20 @@ pub fn passphrase_from_bytes(bytes: Vec<u8>, origin: &Path) -> Result<Secret, Cr
 /// Frame a secret for a pipe to a child process: one kind byte ('P' passphrase, 'K' key file),
 /// then the secret's bytes.
 pub fn frame_secret(secret: &Secret) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::new());
-    match secret {
-        Secret::Passphrase(p) => {
-            out.push(b'P');
-            out.extend_from_slice(p);
-        }
-        Secret::KeyFile(k) => {
-            out.push(b'K');
-            out.extend_from_slice(&k[..]);
-        }
-    }
+    let (kind, bytes): (u8, &[u8]) = match secret {
+        Secret::Passphrase(p) => (b'P', p),
+        Secret::KeyFile(k) => (b'K', k.expose()),
+    };
+    // Sized up front: growing would leave a copy of the secret in the freed buffer.
+    let mut out = Zeroizing::new(Vec::with_capacity(1 + bytes.len()));
+    out.push(kind);
+    out.extend_from_slice(bytes);
     out
 }
+
+/// The longest framed secret [`unframe_secret`] accepts (kind byte and a passphrase of
+/// [`MAX_SECRET_FILE`] bytes): what a reader of the pipe should reserve.
+pub const MAX_FRAMED_SECRET: usize = 1 + MAX_SECRET_FILE;
 
 /// The inverse of [`frame_secret`].
 pub fn unframe_secret(bytes: &[u8]) -> Option<Secret> {
@@ -166,10 +165,7 @@ pub fn unframe_secret(bytes: &[u8]) -> Option<Secret> {
         Some((b'P', rest)) if !rest.is_empty() => {
             Some(Secret::Passphrase(Zeroizing::new(rest.to_vec())))
         }
-        Some((b'K', rest)) => {
-            let k: [u8; 32] = rest.try_into().ok()?;
-            Some(Secret::KeyFile(Zeroizing::new(k)))
-        }
+        Some((b'K', rest)) => KeyBytes::from_slice(rest).map(Secret::KeyFile),
         _ => None,
     }
 }
@@ -180,12 +176,12 @@ mod tests {
     fn framing_round_trips() {
         for s in [
             Secret::Passphrase(Zeroizing::new(b"pw".to_vec())),
-            Secret::KeyFile(Zeroizing::new([3; 32])),
+            Secret::key_file(&[3; 32]),
         ] {
             let f = frame_secret(&s);
             match (unframe_secret(&f).unwrap(), s) {
                 (Secret::Passphrase(a), Secret::Passphrase(b)) => assert_eq!(&a[..], &b[..]),
-                (Secret::KeyFile(a), Secret::KeyFile(b)) => assert_eq!(&a[..], &b[..]),
+                (Secret::KeyFile(a), Secret::KeyFile(b)) => assert_eq!(a.expose(), b.expose()),
                 _ => panic!("kind changed"),
             }
         }
@@ -370,7 +366,7 @@ mod tests {
         let key: Vec<u8> = (0u8..32).collect();
         let p = write(d.path(), "k", &key, 0o600);
         match read_key_file(&p).unwrap() {
-            Secret::KeyFile(k) => assert_eq!(&k[..], &key[..]),
+            Secret::KeyFile(k) => assert_eq!(&k.expose()[..], &key[..]),
             _ => panic!("not a key file"),
         }
         let p = write(d.path(), "p", b"correct horse battery staple\n", 0o400);

@@ -5,9 +5,9 @@
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::keys::MasterKey;
+use crate::keys::{KeyBytes, MasterKey};
 use crate::seal::{Domain, SealKey};
 use crate::CryptoError;
 
@@ -31,13 +31,22 @@ const MAX_HEX_FIELD: usize = 256;
 /// What to do about a header that fails its checks.
 const TAMPERED: &str = "the key header (keys.json) looks tampered with or damaged; restore it from a backup (never edit it by hand)";
 
-/// Secret material that opens a key slot. No `Debug`, `Clone`; zeroized on drop.
+/// Secret material that opens a key slot. No `Debug`, `Clone`; zeroized on drop. A key file's
+/// bytes are a [`KeyBytes`] (on the heap, so moving a `Secret` copies no key bytes); a
+/// passphrase is a zeroized `Vec`.
 pub enum Secret {
     Passphrase(Zeroizing<Vec<u8>>),
-    KeyFile(Zeroizing<[u8; 32]>),
+    KeyFile(KeyBytes),
 }
 
 impl Secret {
+    /// A key-file secret holding a copy of `bytes`.
+    pub fn key_file(bytes: &[u8; 32]) -> Secret {
+        let mut k = KeyBytes::zeroed();
+        k.expose_mut().copy_from_slice(bytes);
+        Secret::KeyFile(k)
+    }
+
     fn kind_byte(&self) -> u8 {
         match self {
             Secret::Passphrase(_) => 1,
@@ -369,25 +378,30 @@ fn derive_kek(
     kind: &SlotKind,
     salt: &[u8],
 ) -> Result<SealKey, CryptoError> {
-    let mut out = Zeroizing::new([0u8; 32]);
+    // The KEK is written straight into the key's own buffer: no other copy of it exists.
+    let mut out = KeyBytes::zeroed();
     match (secret, kind) {
         (Secret::Passphrase(p), SlotKind::Passphrase { kdf }) => {
             kdf.check(KdfOrigin::Slot(slot_id))?;
             let params = Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
                 .map_err(|e| CryptoError::Kdf(e.to_string()))?;
             Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-                .hash_password_into(p, salt, &mut out[..])
+                .hash_password_into(p, salt, out.expose_mut())
                 .map_err(|e| CryptoError::Kdf(e.to_string()))?;
         }
         (Secret::KeyFile(k), SlotKind::KeyFile) => {
             let mut h = blake3::Hasher::new_derive_key(KEYFILE_CONTEXT);
             h.update(salt);
-            h.update(&k[..]);
-            out.copy_from_slice(h.finalize().as_bytes());
+            h.update(k.expose());
+            let mut reader = h.finalize_xof();
+            reader.fill(out.expose_mut());
+            // Both hold the key file's bytes in their block buffers.
+            reader.zeroize();
+            h.zeroize();
         }
         _ => return Err(CryptoError::WrongKey),
     }
-    Ok(SealKey::new(*out))
+    Ok(SealKey::from_key_bytes(out))
 }
 
 /// Read a key header file (`keys.json`) without trusting its size: at most
@@ -499,7 +513,7 @@ mod tests {
             Err(CryptoError::WrongKey)
         ));
         assert!(matches!(
-            h.unlock(&Secret::KeyFile(Zeroizing::new([0; 32]))),
+            h.unlock(&Secret::key_file(&[0; 32])),
             Err(CryptoError::WrongKey)
         ));
     }
@@ -507,7 +521,7 @@ mod tests {
     #[test]
     fn add_and_remove_slots_keep_the_master_key() {
         let (mut h, mk) = KeyHeader::create(&pass("one"), KdfParams::MIN, 1).unwrap();
-        let kf = Secret::KeyFile(Zeroizing::new([5; 32]));
+        let kf = Secret::key_file(&[5; 32]);
         let id = h.add_slot(&mk, &kf, KdfParams::MIN, 2).unwrap();
         assert_eq!(id, 1);
         let h = KeyHeader::from_json(&h.to_json()).unwrap();
@@ -545,13 +559,8 @@ mod tests {
     /// A valid two-slot header (passphrase "p" in slot 0, key file [5; 32] in slot 1) as JSON.
     fn header_json() -> serde_json::Value {
         let (mut h, mk) = KeyHeader::create(&pass("p"), KdfParams::MIN, 1).unwrap();
-        h.add_slot(
-            &mk,
-            &Secret::KeyFile(Zeroizing::new([5; 32])),
-            KdfParams::MIN,
-            2,
-        )
-        .unwrap();
+        h.add_slot(&mk, &Secret::key_file(&[5; 32]), KdfParams::MIN, 2)
+            .unwrap();
         serde_json::from_slice(&h.to_json()).unwrap()
     }
 
@@ -727,7 +736,7 @@ mod tests {
     #[test]
     fn slot_count_and_ids_are_bounded_when_adding() {
         let (mut h, mk) = KeyHeader::create(&pass("p"), KdfParams::MIN, 1).unwrap();
-        let kf = Secret::KeyFile(Zeroizing::new([5; 32]));
+        let kf = Secret::key_file(&[5; 32]);
         while h.slots.len() < MAX_SLOTS {
             h.add_slot(&mk, &kf, KdfParams::MIN, 2).unwrap();
         }
@@ -764,7 +773,7 @@ mod tests {
         };
         let kek = derive_kek(&pass("correct horse battery staple"), 0, &kind, &salt).unwrap();
         assert_eq!(
-            hex(kek.bytes_for_test()),
+            hex(kek.expose()),
             "306a28335fb4220d5c047a055a935e74e8f08bae9bab84c151ad5e2fd17b78a2"
         );
     }
@@ -774,15 +783,9 @@ mod tests {
         // Expected value from Python's blake3 package: derive_key_context = our context,
         // input = salt || key file.
         let salt: Vec<u8> = (0u8..32).collect();
-        let kek = derive_kek(
-            &Secret::KeyFile(Zeroizing::new([0x5a; 32])),
-            0,
-            &SlotKind::KeyFile,
-            &salt,
-        )
-        .unwrap();
+        let kek = derive_kek(&Secret::key_file(&[0x5a; 32]), 0, &SlotKind::KeyFile, &salt).unwrap();
         assert_eq!(
-            hex(kek.bytes_for_test()),
+            hex(kek.expose()),
             "26807916d595abde5d85082a914af34ee8c189973725f8607c56ec4e6b3cbe5e"
         );
     }
