@@ -229,7 +229,9 @@ impl KeyHeader {
     fn validate(&self) -> Result<(), CryptoError> {
         let bad = |what: String| Err(CryptoError::Header(format!("{what}; {TAMPERED}")));
         if self.magic != HEADER_MAGIC {
-            return bad(format!("bad magic {:?}", self.magic));
+            // At most 32 characters of it: the message must not echo a huge field.
+            let start: String = self.magic.chars().take(32).collect();
+            return bad(format!("bad magic {start:?}"));
         }
         if self.version != HEADER_VERSION {
             return Err(CryptoError::Header(format!(
