@@ -15,7 +15,7 @@ fn main() {
     let size_mb: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(512);
     let base = args.next().unwrap_or_else(|| "/var/tmp".into());
     let dir = tempfile::tempdir_in(base).expect("temp dir");
-    let secret = Secret::KeyFile(zeroize::Zeroizing::new([1; 32]));
+    let secret = Secret::key_file(&[1; 32]);
     let opts = CreateOptions {
         kdf: KdfParams::MIN,
         ..CreateOptions::default()
@@ -34,8 +34,8 @@ fn main() {
         .collect();
 
     // Reference: hash + seal of the same bytes in chunk-size pieces, one core.
-    let hk = HashKey::new([2; 32]);
-    let sk = SealKey::new([3; 32]);
+    let hk = HashKey::new(&[2; 32]);
+    let sk = SealKey::new(&[3; 32]);
     let t = Instant::now();
     for c in data.chunks(cs) {
         let tree = hk.chunk_tree(c);

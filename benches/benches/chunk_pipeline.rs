@@ -13,8 +13,8 @@ fn pipeline(c: &mut Criterion) {
     for size in [16 * 1024usize, 128 * 1024, 1024 * 1024] {
         let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
         g.throughput(Throughput::Bytes(size as u64));
-        let addr_key = HashKey::new([1; 32]);
-        let seal_key = SealKey::new([2; 32]);
+        let addr_key = HashKey::new(&[1; 32]);
+        let seal_key = SealKey::new(&[2; 32]);
         g.bench_with_input(BenchmarkId::new("raw_blake3_keyed", size), &data, |b, d| {
             b.iter(|| blake3::keyed_hash(&[1; 32], d))
         });

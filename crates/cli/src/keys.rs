@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sealvol_crypto::secret_file::passphrase_from_bytes;
+#[cfg(test)]
+use sealvol_crypto::secret_file::MAX_SECRET_FILE;
 use sealvol_crypto::{read_key_file, read_passphrase_file, Secret};
 use zeroize::Zeroizing;
 
@@ -62,6 +64,8 @@ impl KeyArgs {
 /// (which would kill the process before it could switch echo back on) is one of the keys
 /// handled here: it restores the terminal and fails with `Interrupted`. Erase and kill (Ctrl-U)
 /// edit the line; Ctrl-D on an empty line ends it. The line lives in zeroized memory.
+const PROMPT_MAX: usize = 4096;
+
 fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
     use rustix::termios::{
         tcgetattr, tcsetattr, LocalModes, OptionalActions, SpecialCodeIndex as C, Termios,
@@ -88,8 +92,9 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
     let restore = Restore(&tty, saved.clone());
     (&tty).write_all(prompt.as_bytes())?;
     (&tty).flush()?;
-    // Room enough that typing never reallocates (which would leave a copy behind).
-    let mut line = Zeroizing::new(Vec::with_capacity(4096));
+    // Room enough that typing never reallocates (which would leave a copy behind); a longer
+    // answer is refused rather than let the buffer grow.
+    let mut line = Zeroizing::new(Vec::with_capacity(PROMPT_MAX));
     let mut byte = [0u8; 1];
     loop {
         if (&tty).read(&mut byte)? == 0 {
@@ -113,6 +118,16 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
             }
             b if b == kill => zeroize::Zeroize::zeroize(&mut *line),
             b if b == eof && line.is_empty() => break,
+            _ if line.len() == PROMPT_MAX => {
+                drop(restore);
+                let _ = (&tty).write_all(b"\n");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "a typed passphrase may be at most {PROMPT_MAX} bytes; use --passphrase-file for a longer one"
+                    ),
+                ));
+            }
             b => line.push(b),
         }
     }
@@ -127,9 +142,47 @@ pub fn write_framed(secret: &Secret, w: &mut impl Write) -> std::io::Result<()> 
 }
 
 fn read_framed(r: &mut impl Read) -> Result<Secret> {
-    let mut buf = Zeroizing::new(Vec::new());
-    r.read_to_end(&mut buf)
-        .context("reading the secret from the parent process")?;
-    sealvol_crypto::secret_file::unframe_secret(&buf)
+    use sealvol_crypto::secret_file::MAX_FRAMED_SECRET;
+    // Reserved up front and never grown (growing would leave copies of the secret in freed
+    // memory); one byte more than the largest frame, to notice a longer one.
+    let mut buf = Zeroizing::new(vec![0u8; MAX_FRAMED_SECRET + 1]);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading the secret from the parent process"),
+        }
+    }
+    if filled > MAX_FRAMED_SECRET {
+        bail!("the secret from the parent process is longer than {MAX_FRAMED_SECRET} bytes");
+    }
+    sealvol_crypto::secret_file::unframe_secret(&buf[..filled])
         .context("no valid secret arrived from the parent process")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_secrets_round_trip_and_are_bounded() {
+        let secret = sealvol_crypto::Secret::key_file(&[4; 32]);
+        let mut pipe = Vec::new();
+        write_framed(&secret, &mut pipe).unwrap();
+        match read_framed(&mut pipe.as_slice()).unwrap() {
+            Secret::KeyFile(k) => assert_eq!(k.expose(), &[4; 32]),
+            Secret::Passphrase(_) => panic!("kind changed"),
+        }
+        let longest = [b"P".as_slice(), &[b'x'; MAX_SECRET_FILE]].concat();
+        match read_framed(&mut longest.as_slice()).unwrap() {
+            Secret::Passphrase(p) => assert_eq!(p.len(), MAX_SECRET_FILE),
+            Secret::KeyFile(_) => panic!("kind changed"),
+        }
+        let too_long = [longest.as_slice(), b"x"].concat();
+        let err = read_framed(&mut too_long.as_slice()).err().unwrap();
+        assert!(err.to_string().contains("longer than"), "{err}");
+        assert!(read_framed(&mut b"K123".as_slice()).is_err());
+    }
 }

@@ -115,7 +115,7 @@ impl HashKey {
     }
 
     fn segment_cv(&self, index: usize, seg: &[u8]) -> ChainingValue {
-        let mut h = blake3::Hasher::new_keyed(self.bytes());
+        let mut h = blake3::Hasher::new_keyed(self.expose());
         h.set_input_offset((index * SEGMENT) as u64);
         h.update(seg);
         h.finalize_non_root()
@@ -127,7 +127,7 @@ impl HashKey {
         let split = (left / SEGMENT as u64) as usize;
         let l = self.subtree(&cvs[..split], left);
         let r = self.subtree(&cvs[split..], len - left);
-        *merge_subtrees_root(&l, &r, Mode::KeyedHash(self.bytes())).as_bytes()
+        *merge_subtrees_root(&l, &r, Mode::KeyedHash(self.expose())).as_bytes()
     }
 
     fn subtree(&self, cvs: &[ChainingValue], len: u64) -> ChainingValue {
@@ -138,7 +138,7 @@ impl HashKey {
         let split = (left / SEGMENT as u64) as usize;
         let l = self.subtree(&cvs[..split], left);
         let r = self.subtree(&cvs[split..], len - left);
-        merge_subtrees_non_root(&l, &r, Mode::KeyedHash(self.bytes()))
+        merge_subtrees_non_root(&l, &r, Mode::KeyedHash(self.expose()))
     }
 }
 
@@ -479,7 +479,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn keys() -> (SealKey, HashKey) {
-        (SealKey::new([5; 32]), HashKey::new([6; 32]))
+        (SealKey::new(&[5; 32]), HashKey::new(&[6; 32]))
     }
 
     fn data(len: usize, seed: u8) -> Vec<u8> {

@@ -24,6 +24,26 @@ pub enum CryptoError {
         path = path.display()
     )]
     SecretFilePermissions { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} is a symbolic link; sealvol does not follow links to secret files (another user could plant one): give the real file's path (`realpath {path}`)",
+        path = path.display()
+    )]
+    SecretFileSymlink { path: PathBuf },
+    #[error(
+        "{path} is {what}; a key or passphrase file must be a regular file (mode 0600)",
+        path = path.display()
+    )]
+    SecretFileNotRegular { path: PathBuf, what: &'static str },
+    #[error(
+        "{path} belongs to uid {owner}, neither you (uid {me}) nor root: another user could change it; if it is yours, run `chown {me} {path}` and check its contents",
+        path = path.display()
+    )]
+    SecretFileOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "{path} holds {len} bytes, more than a secret file may ({max} bytes at most): is it the right file?",
+        path = path.display()
+    )]
+    SecretFileTooLarge { path: PathBuf, len: u64, max: usize },
     #[error("cannot read {path}: {source}", path = path.display())]
     SecretFileRead {
         path: PathBuf,
@@ -39,6 +59,18 @@ pub enum CryptoError {
     EmptyPassphrase { path: PathBuf },
     #[error("key header is malformed: {0}")]
     Header(String),
+    #[error("{origin}: Argon2id {field} = {value}{unit} is outside the accepted range {min}..={max}{unit}; {advice}")]
+    KdfOutOfRange {
+        origin: String,
+        field: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+        unit: &'static str,
+        advice: &'static str,
+    },
+    #[error("a volume holds at most {max} key slots; remove one first (`sealvol key remove`)")]
+    TooManySlots { max: usize },
     #[error("Argon2id failed: {0}")]
     Kdf(String),
     #[error("the operating system's random number generator failed: {0}")]

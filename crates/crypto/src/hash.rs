@@ -1,10 +1,10 @@
 //! Keyed BLAKE3: chunk addresses and opaque store keys.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use crate::keys::KeyBytes;
 
-/// A 256-bit BLAKE3 key. No `Debug`, `Clone` or `Copy`; zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct HashKey([u8; 32]);
+/// A 256-bit BLAKE3 key. No `Debug`, `Clone`, `Copy` or `Default`; zeroized on drop (its bytes
+/// are a [`KeyBytes`]).
+pub struct HashKey(KeyBytes);
 
 /// A chunk's address: the keyed BLAKE3 hash of its plaintext under the volume's addressing key.
 /// Identical plaintexts in one volume share an address (dedup); without the key an address says
@@ -31,23 +31,31 @@ impl std::fmt::Display for ChunkAddr {
 }
 
 impl HashKey {
-    pub fn new(bytes: [u8; 32]) -> Self {
-        HashKey(bytes)
+    /// A key holding a copy of `bytes` (the caller's copy is the caller's to zeroize).
+    pub fn new(bytes: &[u8; 32]) -> Self {
+        let mut k = KeyBytes::zeroed();
+        k.expose_mut().copy_from_slice(bytes);
+        HashKey(k)
     }
 
-    pub(crate) fn bytes(&self) -> &[u8; 32] {
-        &self.0
+    pub(crate) fn from_key_bytes(k: KeyBytes) -> Self {
+        HashKey(k)
+    }
+
+    /// The one accessor to the key's bytes.
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        self.0.expose()
     }
 
     /// Address of a chunk's plaintext.
     pub fn chunk_addr(&self, plaintext: &[u8]) -> ChunkAddr {
-        ChunkAddr(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
+        ChunkAddr(*blake3::keyed_hash(self.expose(), plaintext).as_bytes())
     }
 
     /// Opaque store key of `N` bytes for a record: keyed hash over a domain label and parts,
     /// each part length-prefixed so that different splits never collide.
     pub fn record_key<const N: usize>(&self, domain: &[u8], parts: &[&[u8]]) -> [u8; N] {
-        let mut h = blake3::Hasher::new_keyed(&self.0);
+        let mut h = blake3::Hasher::new_keyed(self.expose());
         h.update(&(domain.len() as u32).to_le_bytes());
         h.update(domain);
         for p in parts {
@@ -66,19 +74,19 @@ mod tests {
 
     #[test]
     fn chunk_addr_is_keyed_blake3() {
-        let k = HashKey::new([1u8; 32]);
+        let k = HashKey::new(&[1u8; 32]);
         let a = k.chunk_addr(b"hello");
         assert_eq!(a.0, *blake3::keyed_hash(&[1u8; 32], b"hello").as_bytes());
         // Not the unkeyed hash: a store holder cannot confirm a guessed file.
         assert_ne!(a.0, *blake3::hash(b"hello").as_bytes());
-        let k2 = HashKey::new([2u8; 32]);
+        let k2 = HashKey::new(&[2u8; 32]);
         assert_ne!(a, k2.chunk_addr(b"hello"));
     }
 
     #[test]
     fn chunk_addr_known_answer() {
         // Expected value from Python's blake3 package: blake3(b"hello", key=[1; 32]).
-        let a = HashKey::new([1u8; 32]).chunk_addr(b"hello");
+        let a = HashKey::new(&[1u8; 32]).chunk_addr(b"hello");
         let hex: String = a.0.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
@@ -88,7 +96,7 @@ mod tests {
 
     #[test]
     fn record_keys_separate_domains_and_splits() {
-        let k = HashKey::new([3u8; 32]);
+        let k = HashKey::new(&[3u8; 32]);
         let a: [u8; 16] = k.record_key(b"d", &[b"ab", b"c"]);
         let b: [u8; 16] = k.record_key(b"d", &[b"a", b"bc"]);
         let c: [u8; 16] = k.record_key(b"e", &[b"ab", b"c"]);

@@ -1,4 +1,4 @@
-//! The master key and the subkeys derived from it.
+//! The master key, the subkeys derived from it, and the one container every key lives in.
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -6,43 +6,104 @@ use crate::hash::HashKey;
 use crate::seal::SealKey;
 use crate::CryptoError;
 
+/// 32 bytes of key material, on the heap: moving a key (or a type holding one) moves a pointer,
+/// never the bytes, so no stray copy is left behind on the stack. Every key type of this crate
+/// and a key file's contents live in one. No `Debug`, `Clone`, `Copy` or `Default`; zeroized on
+/// drop; read through [`KeyBytes::expose`] only.
+pub struct KeyBytes(Box<[u8; 32]>);
+
+impl KeyBytes {
+    /// All zeros, to be filled in place (see [`KeyBytes::expose_mut`]).
+    pub(crate) fn zeroed() -> Self {
+        KeyBytes(Box::new([0u8; 32]))
+    }
+
+    /// A copy of `bytes`, which must be 32 long. The caller keeps (and should zeroize) its own.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 32 {
+            return None;
+        }
+        let mut k = Self::zeroed();
+        k.0.copy_from_slice(bytes);
+        Some(k)
+    }
+
+    /// The one accessor to the bytes.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Where the bytes are written when a key is made: derivations write here directly, so
+    /// the key never exists outside this buffer.
+    pub(crate) fn expose_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
+    }
+}
+
+impl Drop for KeyBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for KeyBytes {}
+
 /// A volume's 256-bit master key. No `Debug`, `Clone`, `Copy` or `Default`; zeroized on drop.
 /// Only the key-slot code sees its bytes.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct MasterKey([u8; 32]);
+pub struct MasterKey(KeyBytes);
 
 impl MasterKey {
     /// A fresh key from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, CryptoError> {
-        let mut k = MasterKey([0u8; 32]);
-        crate::random_bytes(&mut k.0)?;
-        Ok(k)
+        let mut k = KeyBytes::zeroed();
+        crate::random_bytes(k.expose_mut())?;
+        Ok(MasterKey(k))
     }
 
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("master key length"))?;
-        Ok(MasterKey(arr))
+        KeyBytes::from_slice(bytes)
+            .map(MasterKey)
+            .ok_or(CryptoError::Malformed("master key length"))
     }
 
     /// The one accessor to the raw bytes, for wrapping into a slot.
     pub(crate) fn expose(&self) -> &[u8; 32] {
-        &self.0
+        self.0.expose()
     }
 
-    /// Derive a subkey for one purpose.
-    pub fn subkey(&self, purpose: Purpose) -> [u8; 32] {
-        blake3::derive_key(purpose.context(), &self.0)
+    /// Derive the subkey for `purpose` into `out`: `blake3::derive_key(context, master)`,
+    /// written straight into the new key's buffer; the hasher and its output reader, which
+    /// hold the master key's bytes in their block buffers, are zeroized.
+    fn derive(&self, purpose: Purpose, out: &mut KeyBytes) {
+        let mut h = blake3::Hasher::new_derive_key(purpose.context());
+        h.update(self.expose());
+        let mut reader = h.finalize_xof();
+        reader.fill(out.expose_mut());
+        reader.zeroize();
+        h.zeroize();
+    }
+
+    /// The sealing subkey for `purpose`.
+    pub fn seal_key(&self, purpose: Purpose) -> SealKey {
+        let mut k = KeyBytes::zeroed();
+        self.derive(purpose, &mut k);
+        SealKey::from_key_bytes(k)
+    }
+
+    /// The keyed-hash subkey for `purpose`.
+    pub fn hash_key(&self, purpose: Purpose) -> HashKey {
+        let mut k = KeyBytes::zeroed();
+        self.derive(purpose, &mut k);
+        HashKey::from_key_bytes(k)
     }
 
     /// Every subkey a volume needs.
     pub fn volume_keys(&self) -> VolumeKeys {
         VolumeKeys {
-            chunk_seal: SealKey::new(self.subkey(Purpose::ChunkSeal)),
-            chunk_addr: HashKey::new(self.subkey(Purpose::ChunkAddress)),
-            meta_seal: SealKey::new(self.subkey(Purpose::MetadataSeal)),
-            record_key: HashKey::new(self.subkey(Purpose::RecordKey)),
+            chunk_seal: self.seal_key(Purpose::ChunkSeal),
+            chunk_addr: self.hash_key(Purpose::ChunkAddress),
+            meta_seal: self.seal_key(Purpose::MetadataSeal),
+            record_key: self.hash_key(Purpose::RecordKey),
         }
     }
 }
@@ -90,6 +151,67 @@ pub struct VolumeKeys {
 mod tests {
     use super::*;
 
+    /// Compiles only if `$t` does not implement `$tr` (the `static_assertions` trick: with an
+    /// implementation, `Ambiguous<_>` has two candidates and inference fails).
+    macro_rules! assert_not_impl {
+        ($t:ty: $($tr:path),+) => {$({
+            trait Ambiguous<A> {
+                fn some() {}
+            }
+            impl<T: ?Sized> Ambiguous<()> for T {}
+            #[allow(dead_code)]
+            struct Invalid;
+            impl<T: ?Sized + $tr> Ambiguous<Invalid> for T {}
+            let _ = <$t as Ambiguous<_>>::some;
+        })+};
+    }
+
+    #[test]
+    fn key_types_cannot_be_copied_printed_or_defaulted_and_zeroize_on_drop() {
+        use crate::{HashKey, SealKey, Secret};
+        assert_not_impl!(KeyBytes: Clone, Copy, Default, std::fmt::Debug);
+        assert_not_impl!(MasterKey: Clone, Copy, Default, std::fmt::Debug);
+        assert_not_impl!(SealKey: Clone, Copy, Default, std::fmt::Debug);
+        assert_not_impl!(HashKey: Clone, Copy, Default, std::fmt::Debug);
+        assert_not_impl!(VolumeKeys: Clone, Copy, Default, std::fmt::Debug);
+        assert_not_impl!(Secret: Clone, Copy, Default, std::fmt::Debug);
+        fn zeroizes_on_drop<T: ZeroizeOnDrop>() {}
+        zeroizes_on_drop::<KeyBytes>();
+        assert!(KeyBytes::from_slice(&[1; 31]).is_none());
+        assert!(KeyBytes::from_slice(&[1; 33]).is_none());
+        assert_eq!(KeyBytes::from_slice(&[1; 32]).unwrap().expose(), &[1; 32]);
+    }
+
+    #[test]
+    fn moving_a_key_moves_no_key_bytes() {
+        // The bytes stay where they were made, whatever moves the key: returning it from a
+        // function, boxing it, putting it in a struct or a Vec. (With the bytes inline, each move
+        // was a memcpy that left an unzeroized copy behind.)
+        let mk = MasterKey::generate().unwrap();
+        let at = mk.expose().as_ptr();
+        let moved = vec![Some(mk)];
+        let mk = moved.into_iter().next().flatten().unwrap();
+        assert_eq!(mk.expose().as_ptr(), at);
+
+        let keys = mk.volume_keys();
+        let seal_at = keys.chunk_seal.expose().as_ptr();
+        let hash_at = keys.record_key.expose().as_ptr();
+        let boxed = Box::new(keys);
+        assert_eq!(boxed.chunk_seal.expose().as_ptr(), seal_at);
+        assert_eq!(boxed.record_key.expose().as_ptr(), hash_at);
+
+        let secret = crate::Secret::key_file(&[9; 32]);
+        let crate::Secret::KeyFile(k) = &secret else {
+            panic!("not a key file")
+        };
+        let secret_at = k.expose().as_ptr();
+        let moved = Box::new(secret);
+        match &*moved {
+            crate::Secret::KeyFile(k) => assert_eq!(k.expose().as_ptr(), secret_at),
+            crate::Secret::Passphrase(_) => panic!("kind changed"),
+        }
+    }
+
     #[test]
     fn purposes_have_distinct_contexts_and_keys() {
         let all = [
@@ -101,7 +223,7 @@ mod tests {
             Purpose::Export,
         ];
         let mk = MasterKey::from_bytes(&[7u8; 32]).unwrap();
-        let mut keys: Vec<[u8; 32]> = all.iter().map(|p| mk.subkey(*p)).collect();
+        let mut keys: Vec<[u8; 32]> = all.iter().map(|p| *mk.seal_key(*p).expose()).collect();
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), all.len());
@@ -113,13 +235,23 @@ mod tests {
         // context, key material = bytes 0..32): pins the context strings, part of the format.
         let mk = MasterKey::from_bytes(&(0u8..32).collect::<Vec<u8>>()).unwrap();
         let hex: String = mk
-            .subkey(Purpose::ChunkSeal)
+            .seal_key(Purpose::ChunkSeal)
+            .expose()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(
             hex,
             "ecf351cffa1d171c244bc3f77ccf517c151ffc9effa360602f944573af2365b7"
+        );
+        // The hash subkey of a purpose is the same derivation.
+        assert_eq!(
+            mk.hash_key(Purpose::ChunkSeal).expose(),
+            mk.seal_key(Purpose::ChunkSeal).expose()
+        );
+        assert_eq!(
+            *mk.seal_key(Purpose::Export).expose(),
+            blake3::derive_key(Purpose::Export.context(), mk.expose())
         );
     }
 }

@@ -24,7 +24,7 @@ pub mod slots;
 pub use chunk::{padded_len, sealed_chunk_len, ChunkTree, Segments, MIN_PADDED, SEGMENT};
 pub use error::CryptoError;
 pub use hash::{ChunkAddr, HashKey};
-pub use keys::{MasterKey, Purpose, VolumeKeys};
+pub use keys::{KeyBytes, MasterKey, Purpose, VolumeKeys};
 pub use seal::{Domain, SealKey, SEALED_OVERHEAD};
 pub use secret_file::{read_key_file, read_passphrase_file};
 pub use slots::{KdfParams, KeyHeader, KeySlot, Secret, SlotKind};

@@ -25,8 +25,9 @@
 
 use chacha20::cipher::consts::U10;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
+use crate::keys::KeyBytes;
 use crate::CryptoError;
 
 pub const FORMAT_VERSION: u8 = 1;
@@ -69,9 +70,9 @@ impl Domain {
     }
 }
 
-/// A 256-bit sealing key. No `Debug`, `Clone` or `Copy`; zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct SealKey([u8; 32]);
+/// A 256-bit sealing key. No `Debug`, `Clone`, `Copy` or `Default`; zeroized on drop (its
+/// bytes are a [`KeyBytes`]).
+pub struct SealKey(KeyBytes);
 
 /// Associated data: domain label, format `version`, key epoch, the caller's binding.
 pub(crate) fn aad(domain: Domain, version: u8, epoch: u32, binding: &[u8]) -> Vec<u8> {
@@ -86,18 +87,25 @@ pub(crate) fn aad(domain: Domain, version: u8, epoch: u32, binding: &[u8]) -> Ve
 }
 
 impl SealKey {
-    pub fn new(bytes: [u8; 32]) -> Self {
-        SealKey(bytes)
+    /// A key holding a copy of `bytes` (the caller's copy is the caller's to zeroize).
+    pub fn new(bytes: &[u8; 32]) -> Self {
+        let mut k = KeyBytes::zeroed();
+        k.expose_mut().copy_from_slice(bytes);
+        SealKey(k)
     }
 
-    #[cfg(test)]
-    pub(crate) fn bytes_for_test(&self) -> &[u8; 32] {
-        &self.0
+    pub(crate) fn from_key_bytes(k: KeyBytes) -> Self {
+        SealKey(k)
+    }
+
+    /// The one accessor to the key's bytes.
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        self.0.expose()
     }
 
     /// The IETF ChaCha20-Poly1305 key and nonce that make XChaCha20-Poly1305 for `nonce`.
     pub(crate) fn subkey(&self, nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
-        let mut sub = chacha20::hchacha::<U10>((&self.0).into(), nonce[..16].into());
+        let mut sub = chacha20::hchacha::<U10>(self.expose().into(), nonce[..16].into());
         let key = LessSafeKey::new(
             UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice()).expect("a 32-byte key"),
         );
@@ -207,7 +215,7 @@ mod tests {
             binding in proptest::collection::vec(any::<u8>(), 0..40),
             plain in proptest::collection::vec(any::<u8>(), 0..3000),
         ) {
-            let ours = SealKey::new(key).seal_with_nonce(Domain::Chunk, 7, &binding, &plain, nonce);
+            let ours = SealKey::new(&key).seal_with_nonce(Domain::Chunk, 7, &binding, &plain, nonce);
             let mut buf = plain.clone();
             let tag = XChaCha20Poly1305::new((&key).into())
                 .encrypt_in_place_detached(
@@ -218,14 +226,14 @@ mod tests {
                 .unwrap();
             prop_assert_eq!(&ours[HEADER_LEN..HEADER_LEN + plain.len()], &buf[..]);
             prop_assert_eq!(&ours[HEADER_LEN + plain.len()..], tag.as_slice());
-            prop_assert_eq!(SealKey::new(key).open(Domain::Chunk, &binding, &ours).unwrap(), plain);
+            prop_assert_eq!(SealKey::new(&key).open(Domain::Chunk, &binding, &ours).unwrap(), plain);
         }
     }
 
     #[test]
     fn known_answer() {
         // Pins the layout and the associated data: a change here is a format change.
-        let k = SealKey::new([0x42; 32]);
+        let k = SealKey::new(&[0x42; 32]);
         let sealed = k.seal_with_nonce(Domain::Chunk, 0, b"bind", b"plaintext", [9u8; 24]);
         assert_eq!(sealed.len(), 9 + SEALED_OVERHEAD);
         assert_eq!(&sealed[..5], &[1, 0, 0, 0, 0]);
@@ -251,7 +259,7 @@ mod tests {
 
     #[test]
     fn wrong_binding_domain_or_key_fails() {
-        let k = SealKey::new([1; 32]);
+        let k = SealKey::new(&[1; 32]);
         let s = k.seal(Domain::Inode, 0, b"ino=5", b"data").unwrap();
         assert!(matches!(
             k.open(Domain::Inode, b"ino=6", &s),
@@ -261,7 +269,7 @@ mod tests {
             k.open(Domain::Dirent, b"ino=5", &s),
             Err(CryptoError::Authentication)
         ));
-        let k2 = SealKey::new([2; 32]);
+        let k2 = SealKey::new(&[2; 32]);
         assert!(matches!(
             k2.open(Domain::Inode, b"ino=5", &s),
             Err(CryptoError::Authentication)
@@ -270,7 +278,7 @@ mod tests {
 
     #[test]
     fn nonces_are_fresh() {
-        let k = SealKey::new([1; 32]);
+        let k = SealKey::new(&[1; 32]);
         let a = k.seal(Domain::Chunk, 0, b"", b"same").unwrap();
         let b = k.seal(Domain::Chunk, 0, b"", b"same").unwrap();
         assert_ne!(a[5..29], b[5..29]);
@@ -278,7 +286,7 @@ mod tests {
 
     #[test]
     fn truncated_and_unknown_version_fail() {
-        let k = SealKey::new([1; 32]);
+        let k = SealKey::new(&[1; 32]);
         let mut s = k.seal(Domain::Chunk, 0, b"", b"x").unwrap();
         assert!(k.open(Domain::Chunk, b"", &s[..20]).is_err());
         s[0] = 9;

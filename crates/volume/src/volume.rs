@@ -866,14 +866,13 @@ mod tests {
 
     use sealvol_crypto::{Domain, KdfParams, KeyHeader, Secret};
     use sealvol_store::{Cf, Durability, Engine, MemoryEngine, WriteBatch};
-    use zeroize::Zeroizing;
 
     use crate::schema::{Config, META_CONFIG};
     use crate::{CreateOptions, StepClock, Volume};
 
     #[test]
     fn a_store_of_another_format_is_refused_with_what_to_do() {
-        let secret = Secret::KeyFile(Zeroizing::new([3u8; 32]));
+        let secret = Secret::key_file(&[3u8; 32]);
         let (h, mk) = KeyHeader::create(&secret, KdfParams::MIN, 0).unwrap();
         let e = Arc::new(MemoryEngine::new());
         let clock = Arc::new(StepClock::new(1_700_000_000_000));

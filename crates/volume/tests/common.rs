@@ -4,12 +4,11 @@ use std::sync::Arc;
 use sealvol_crypto::{KdfParams, KeyHeader, MasterKey, Secret};
 use sealvol_store::{Engine, MemoryEngine};
 use sealvol_volume::{Caller, ChunkSize, CreateOptions, StepClock, Volume};
-use zeroize::Zeroizing;
 
 pub const ME: Caller = Caller { uid: 0, gid: 0 };
 
 pub fn secret() -> Secret {
-    Secret::KeyFile(Zeroizing::new([7u8; 32]))
+    Secret::key_file(&[7u8; 32])
 }
 
 pub fn keys() -> (KeyHeader, MasterKey) {

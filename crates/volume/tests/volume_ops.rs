@@ -379,7 +379,7 @@ fn rocks_volume_survives_reopen_and_wrong_key_is_refused() {
         write_file(&v, ROOT_INO, "f", &data);
         v.sync_all().unwrap();
     }
-    let wrong = sealvol_crypto::Secret::KeyFile(zeroize::Zeroizing::new([8u8; 32]));
+    let wrong = sealvol_crypto::Secret::key_file(&[8u8; 32]);
     let err = Volume::open(&store, &wrong, Arc::new(SystemClock))
         .err()
         .unwrap();
