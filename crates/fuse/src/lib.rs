@@ -14,7 +14,7 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 use sealvol_store::StoreError;
-use sealvol_volume::{Caller, FsError, Inode, Kind, SetAttr, Ts, Volume};
+use sealvol_volume::{Caller, FsError, Inode, Kind, SetAttr, Ts, Volume, ROOT_INO};
 
 /// How long the kernel may cache names and attributes. This mount is the only writer of its
 /// store, so caching is safe; it stays short so that a future sync layer's changes show soon.
@@ -102,6 +102,27 @@ fn attr(i: &Inode) -> FileAttr {
     }
 }
 
+/// The generation the kernel gets with every entry of `i` (lookup, create, mkdir, link,
+/// READDIRPLUS). The kernel keys its inodes by number; when a number comes back with another
+/// generation it treats the inode it holds as gone (a "bad" inode, dropped from its cache,
+/// its dentries invalidated) instead of carrying the old object's cached type, mode and owner
+/// over to the new one, which `default_permissions` would check against. Numbers are not meant
+/// to be reused, but if one ever is (a rolled-back counters record, a replayed log), a
+/// constant generation would let the kernel confuse the two objects.
+///
+/// Derived from the creation time, which is set once when the inode is made and never changes
+/// (so the kernel never sees an inode's generation change while it lives), and folded to 32
+/// bits because the kernel keeps 32. The root is generation 0, as the kernel made it at mount.
+fn generation(i: &Inode) -> Generation {
+    if i.ino == ROOT_INO {
+        return Generation(0);
+    }
+    let t = (i.crtime.secs as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(u64::from(i.crtime.nanos));
+    Generation(u64::from((t ^ (t >> 32)) as u32))
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
@@ -187,7 +208,7 @@ impl SealFs {
             Ok(i) => {
                 // Every entry reply is one more kernel reference, until FORGET.
                 self.vol.remember(i.ino);
-                reply.entry(&TTL, &attr(&i), Generation(0))
+                reply.entry(&TTL, &attr(&i), generation(&i))
             }
             Err(e) => reply.error(self.log_err(op, parent, &e)),
         }
@@ -601,7 +622,7 @@ impl Filesystem for SealFs {
                 OsStr::from_bytes(&e.name),
                 &TTL,
                 &attr(&i),
-                Generation(0),
+                generation(&i),
             ) {
                 break; // the reply is full
             }
@@ -725,12 +746,80 @@ impl Filesystem for SealFs {
                 reply.created(
                     &TTL,
                     &attr(&i),
-                    Generation(0),
+                    generation(&i),
                     FileHandle(0),
                     FopenFlags::FOPEN_KEEP_CACHE,
                 )
             }
             Err(e) => reply.error(self.log_err("create", parent.0, &e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inode(ino: u64, kind: Kind, perm: u32, crtime: Ts) -> Inode {
+        Inode {
+            ino,
+            kind,
+            perm,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            size: 0,
+            atime: crtime,
+            mtime: crtime,
+            ctime: crtime,
+            crtime,
+            rdev: 0,
+            parent: ROOT_INO,
+            target: Vec::new(),
+            xattrs: Default::default(),
+            holes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn generation_is_fixed_for_an_inode_and_changes_when_its_number_is_reused() {
+        let made = Ts {
+            secs: 1_700_000_000,
+            nanos: 123_456_789,
+        };
+        let dir = inode(7, Kind::Dir, 0o700, made);
+        let g = generation(&dir);
+        // Whatever happens to the inode while it lives, the kernel sees one generation.
+        let mut changed = dir.clone();
+        changed.perm = 0o777;
+        changed.uid = 65534;
+        changed.nlink = 5;
+        changed.size = 4096;
+        changed.mtime = Ts {
+            secs: made.secs + 100,
+            nanos: 1,
+        };
+        changed.ctime = changed.mtime;
+        assert_eq!(generation(&changed), g);
+        // The same number made again later (a nanosecond later, or a second) is another object.
+        for later in [
+            Ts {
+                secs: made.secs,
+                nanos: made.nanos + 1,
+            },
+            Ts {
+                secs: made.secs + 1,
+                nanos: made.nanos,
+            },
+        ] {
+            let file = inode(7, Kind::File, 0o644, later);
+            assert_ne!(generation(&file), g, "{later:?}");
+        }
+        // The kernel keeps 32 bits; the root stays at the generation the kernel gave it.
+        assert!(g.0 <= u64::from(u32::MAX));
+        assert_eq!(
+            generation(&inode(ROOT_INO, Kind::Dir, 0o755, made)),
+            Generation(0)
+        );
     }
 }
