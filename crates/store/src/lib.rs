@@ -1,9 +1,8 @@
 //! Storage engines for sealvol: an ordered key-value store with column families and atomic,
 //! optionally synced batches. The engine stores opaque bytes: it knows nothing of encryption,
 //! files, FUSE or Docker. Everything above it sees only the [`Engine`] trait, and one
-//! conformance suite ([`conformance`]) runs against every implementation.
+//! conformance suite (`tests/support/conformance_suite.rs`) runs against every implementation.
 
-pub mod conformance;
 pub mod engine;
 
 pub use engine::memory::MemoryEngine;

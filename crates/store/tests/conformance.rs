@@ -1,6 +1,8 @@
+#[path = "support/conformance_suite.rs"]
+mod conformance;
+
 use sealvol_store::{
-    conformance, Cf, Durability, Engine, MemoryEngine, RocksEngine, RocksTuning, StoreError,
-    WriteBatch,
+    Cf, Durability, Engine, MemoryEngine, RocksEngine, RocksTuning, StoreError, WriteBatch,
 };
 
 #[test]

@@ -10,6 +10,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
+/// Verified plaintext, shared between the cache and its readers, zeroed when the last of them
+/// lets go (an evicted entry still being read is zeroed after that read).
+pub(crate) type Plain = Arc<Zeroizing<Vec<u8>>>;
+
+pub(crate) fn plain(v: Vec<u8>) -> Plain {
+    Arc::new(Zeroizing::new(v))
+}
+
 use parking_lot::Mutex;
 use sealvol_crypto::{ChunkAddr, SEGMENT};
 
@@ -21,7 +31,7 @@ pub(crate) enum Part {
 }
 
 struct Entry {
-    data: Arc<Vec<u8>>,
+    data: Plain,
     used: bool,
 }
 
@@ -62,7 +72,7 @@ impl PlainCache {
         self.inner.lock().bytes
     }
 
-    fn get(&self, addr: &ChunkAddr, part: Part) -> Option<Arc<Vec<u8>>> {
+    fn get(&self, addr: &ChunkAddr, part: Part) -> Option<Plain> {
         let mut g = self.inner.lock();
         let e = g.map.get_mut(&(*addr, part))?;
         e.used = true;
@@ -70,7 +80,7 @@ impl PlainCache {
     }
 
     /// The whole chunk at `addr`, if cached.
-    pub(crate) fn whole(&self, addr: &ChunkAddr) -> Option<Arc<Vec<u8>>> {
+    pub(crate) fn whole(&self, addr: &ChunkAddr) -> Option<Plain> {
         self.get(addr, Part::Whole)
     }
 
@@ -105,23 +115,19 @@ impl PlainCache {
         Some(out)
     }
 
-    pub(crate) fn put_whole(&self, addr: ChunkAddr, data: Arc<Vec<u8>>) {
+    pub(crate) fn put_whole(&self, addr: ChunkAddr, data: Plain) {
         self.put(addr, Part::Whole, data);
     }
 
     /// Whole segments of a chunk, from segment `first` on (as `open_chunk_segments` returns
     /// them).
-    pub(crate) fn put_segments(&self, addr: ChunkAddr, first: usize, plain: &[u8]) {
-        for (i, s) in plain.chunks(SEGMENT).enumerate() {
-            self.put(
-                addr,
-                Part::Segment((first + i) as u32),
-                Arc::new(s.to_vec()),
-            );
+    pub(crate) fn put_segments(&self, addr: ChunkAddr, first: usize, segments: &[u8]) {
+        for (i, s) in segments.chunks(SEGMENT).enumerate() {
+            self.put(addr, Part::Segment((first + i) as u32), plain(s.to_vec()));
         }
     }
 
-    fn put(&self, addr: ChunkAddr, part: Part, data: Arc<Vec<u8>>) {
+    fn put(&self, addr: ChunkAddr, part: Part, data: Plain) {
         let budget = self.budget.load(Ordering::Relaxed);
         let size = data.len() + ENTRY_OVERHEAD;
         if size > budget / 4 {
@@ -183,7 +189,7 @@ mod tests {
     fn whole_chunks_serve_any_range() {
         let c = PlainCache::new(1 << 20);
         let plain: Vec<u8> = (0..40_000).map(|i| (i % 13) as u8).collect();
-        c.put_whole(addr(3), Arc::new(plain.clone()));
+        c.put_whole(addr(3), super::plain(plain.clone()));
         assert_eq!(
             c.range(&addr(3), plain.len(), 5..39_000).unwrap(),
             plain[5..39_000]

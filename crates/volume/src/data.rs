@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use sealvol_crypto::{ChunkAddr, Domain};
 use sealvol_store::{Cf, Durability, WriteBatch};
 
+use crate::cache::{plain, Plain};
 use crate::error::{FsError, Result};
 use crate::geometry::Piece;
 use crate::holes;
@@ -400,7 +401,7 @@ impl Volume {
     }
 
     /// The stored plaintext of chunk `index` (without buffered writes): empty for holes.
-    fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
+    fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Plain> {
         match self.read_extent(inode.ino, index)? {
             Some(e) => {
                 let c = self.load_chunk(inode.ino, &e.addr)?;
@@ -420,12 +421,12 @@ impl Volume {
     }
 
     /// Chunk `index` has no extent: a hole (empty), or damage if the file says it has data.
-    fn no_extent(&self, inode: &Inode, index: u64) -> Result<Arc<Vec<u8>>> {
+    fn no_extent(&self, inode: &Inode, index: u64) -> Result<Plain> {
         let n = self.cfg.chunk_size.count(inode.size);
         if index < n && !holes::contains(&inode.holes, index) {
             return Err(self.corrupt(inode.ino, format!("chunk {index} is missing")));
         }
-        Ok(Arc::new(Vec::new()))
+        Ok(plain(Vec::new()))
     }
 
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -715,7 +716,7 @@ impl Volume {
     fn cache_written(&self, chunks: BTreeMap<u64, Vec<u8>>, cached: &HashMap<u64, ChunkAddr>) {
         for (index, buf) in chunks {
             if let Some(addr) = cached.get(&index) {
-                self.cache.put_whole(*addr, Arc::new(buf));
+                self.cache.put_whole(*addr, plain(buf));
             }
         }
     }

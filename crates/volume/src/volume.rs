@@ -10,7 +10,7 @@ use sealvol_crypto::{
 };
 use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
 
-use crate::cache::PlainCache;
+use crate::cache::{Plain, PlainCache};
 use crate::clock::Clock;
 use crate::data::FileState;
 use crate::error::{FsError, Result};
@@ -142,7 +142,7 @@ pub fn write_key_header(store_dir: &Path, header: &KeyHeader) -> Result<()> {
 
 pub fn read_key_header(store_dir: &Path) -> Result<KeyHeader> {
     let p = store_dir.join(KEY_HEADER_FILE);
-    let bytes = std::fs::read(&p).map_err(|e| {
+    let bytes = sealvol_crypto::slots::read_header_bytes(&p).map_err(|e| {
         FsError::Setup(format!(
             "{} is not a sealvol store ({}: {e}); create one with `sealvol init --store {}`",
             store_dir.display(),
@@ -621,13 +621,13 @@ impl Volume {
     }
 
     /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
-    pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Arc<Vec<u8>>> {
+    pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Plain> {
         if let Some(c) = self.cache.whole(addr) {
             return Ok(c);
         }
         let mut plain = Vec::new();
         self.open_stored_chunk(ino, addr, &mut plain)?;
-        let plain = Arc::new(plain);
+        let plain = crate::cache::plain(plain);
         self.cache.put_whole(*addr, plain.clone());
         Ok(plain)
     }
@@ -649,7 +649,8 @@ impl Volume {
         let start = out.len();
         self.open_stored_chunk(ino, addr, out)?;
         if keep {
-            self.cache.put_whole(*addr, Arc::new(out[start..].to_vec()));
+            self.cache
+                .put_whole(*addr, crate::cache::plain(out[start..].to_vec()));
         }
         Ok(())
     }

@@ -1,10 +1,10 @@
 //! One conformance suite for every [`Engine`]: the RocksDB engine must behave exactly as the
 //! in-memory reference. Each function panics with a message on the first difference.
 
-use crate::{Cf, Durability, Engine, WriteBatch};
+use sealvol_store::{Cf, Durability, Engine, WriteBatch};
 
 /// Run every check on a fresh, empty engine.
-pub fn run_all(e: &dyn Engine) {
+pub(crate) fn run_all(e: &dyn Engine) {
     get_put_delete(e);
     batches_are_atomic_and_ordered(e);
     column_families_are_separate(e);
@@ -27,7 +27,7 @@ fn wb(ops: &[Op<'_>]) -> WriteBatch {
     b
 }
 
-pub fn get_put_delete(e: &dyn Engine) {
+pub(crate) fn get_put_delete(e: &dyn Engine) {
     assert_eq!(e.get(Cf::Meta, b"gpd").unwrap(), None);
     e.write(wb(&[(Cf::Meta, b"gpd", Some(b"1"))]), Durability::Process)
         .unwrap();
@@ -47,7 +47,7 @@ pub fn get_put_delete(e: &dyn Engine) {
     );
 }
 
-pub fn batches_are_atomic_and_ordered(e: &dyn Engine) {
+pub(crate) fn batches_are_atomic_and_ordered(e: &dyn Engine) {
     // Later operations in one batch win over earlier ones on the same key.
     e.write(
         wb(&[
@@ -66,7 +66,7 @@ pub fn batches_are_atomic_and_ordered(e: &dyn Engine) {
     assert_eq!(e.get(Cf::Inodes, b"bo-b").unwrap(), None);
 }
 
-pub fn column_families_are_separate(e: &dyn Engine) {
+pub(crate) fn column_families_are_separate(e: &dyn Engine) {
     e.write(
         wb(&[
             (Cf::Chunks, b"same", Some(b"c")),
@@ -88,7 +88,7 @@ pub fn column_families_are_separate(e: &dyn Engine) {
     assert!(s.iter().all(|(k, _)| k != b"same"));
 }
 
-pub fn scan_prefix_start_limit(e: &dyn Engine) {
+pub(crate) fn scan_prefix_start_limit(e: &dyn Engine) {
     let keys: &[&[u8]] = &[b"p1/a", b"p1/b", b"p1/c", b"p2/a", b"p1", b"p0/z"];
     let mut b = WriteBatch::new();
     for k in keys {
@@ -114,7 +114,7 @@ pub fn scan_prefix_start_limit(e: &dyn Engine) {
     assert_eq!(v, vec![(b"p2/a".to_vec(), b"p2/a".to_vec())]);
 }
 
-pub fn for_each_pages(e: &dyn Engine) {
+pub(crate) fn for_each_pages(e: &dyn Engine) {
     let mut b = WriteBatch::new();
     for i in 0u32..3000 {
         b.put(
@@ -134,7 +134,7 @@ pub fn for_each_pages(e: &dyn Engine) {
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 }
 
-pub fn sync_and_compact(e: &dyn Engine) {
+pub(crate) fn sync_and_compact(e: &dyn Engine) {
     e.sync().unwrap();
     e.flush_memtables().unwrap();
     e.compact().unwrap();
@@ -145,7 +145,7 @@ pub fn sync_and_compact(e: &dyn Engine) {
 }
 
 /// Bulk writes are seen like any other, and ordered with the logged writes around them.
-pub fn bulk_writes_mix_with_logged_writes(e: &dyn Engine) {
+pub(crate) fn bulk_writes_mix_with_logged_writes(e: &dyn Engine) {
     let big = vec![7u8; 200 * 1024];
     let mut b = WriteBatch::new();
     for k in [&b"bulk1"[..], b"bulk2", b"bulk3"] {
