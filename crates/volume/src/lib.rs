@@ -5,28 +5,32 @@
 
 mod cache;
 pub mod check;
+mod chunks;
 pub mod clock;
 mod data;
 pub mod error;
 pub mod geometry;
 mod holes;
 mod namespace;
+mod oplog;
+mod purge;
 mod record_cache;
+mod records;
 pub mod replay;
 pub mod schema;
 mod size;
 mod txn;
 mod volume;
+mod writeout;
+mod xattr;
 
 pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
 pub use geometry::{BadChunkSize, ChunkSize};
-pub use namespace::{
-    Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE,
-    XATTR_TOTAL_MAX,
-};
+pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
 pub use size::parse_size;
 pub use volume::{
     volume_admin, CreateOptions, Stats, Volume, DEFAULT_CACHE_SIZE, DEFAULT_LOG_KEEP,
 };
+pub use xattr::{XATTR_CREATE, XATTR_REPLACE, XATTR_TOTAL_MAX};

@@ -5,11 +5,7 @@
 use sealvol_store::Durability;
 
 use crate::error::{FsError, Result};
-use crate::holes;
 
-/// Extents one transaction deletes at most when purging a file: bounds the memory and the
-/// commit-lock time of deleting a huge file (the rest goes in later transactions).
-pub(crate) const PURGE_EXTENTS: u64 = 4096;
 use crate::schema::*;
 use crate::txn::Txn;
 use crate::volume::Volume;
@@ -17,17 +13,8 @@ use crate::volume::Volume;
 pub const RENAME_NOREPLACE: u32 = 1;
 pub const RENAME_EXCHANGE: u32 = 2;
 const NAME_MAX: usize = 255;
-const XATTR_NAME_MAX: usize = 255;
-const XATTR_SIZE_MAX: usize = 64 * 1024;
-/// All of an inode's extended attributes together, names and values: they live in its record,
-/// which every change rewrites, so their total is bounded (ext4 allows one block; tools that
-/// store much more, such as some backup tools' metadata, get ENOSPC as on ext4).
-pub const XATTR_TOTAL_MAX: usize = 256 * 1024;
 /// A symlink's target: at most PATH_MAX - 1 bytes, as the kernel accepts.
 const SYMLINK_MAX: usize = 4095;
-/// setxattr(2) flags: fail if the attribute exists / does not exist.
-pub const XATTR_CREATE: i32 = 1;
-pub const XATTR_REPLACE: i32 = 2;
 
 /// Who asks: owner of what they create.
 #[derive(Clone, Copy, Debug)]
@@ -328,67 +315,6 @@ impl Volume {
         Ok(())
     }
 
-    /// Delete an unlinked inode and release its chunks, in `t`. A file with more than
-    /// [`PURGE_EXTENTS`] extents sheds that many here and stays a listed orphan (its shed
-    /// chunks become holes): the caller commits and calls again. True when the inode is gone.
-    ///
-    /// The cost follows the extents that exist, never the file's size: a petabyte-sized sparse
-    /// file is one hole and goes in one step.
-    pub(crate) fn purge_inode(&self, t: &mut Txn<'_>, inode: &Inode) -> Result<bool> {
-        if inode.kind == Kind::File {
-            let n = self.cfg.chunk_size.count(inode.size);
-            if holes::data_count(&inode.holes, 0, n) > PURGE_EXTENTS {
-                let mut shed = inode.clone();
-                let mut left = PURGE_EXTENTS;
-                for r in holes::data_ranges(&inode.holes, 0, n) {
-                    let end = r.start + left.min(r.end - r.start);
-                    for index in r.start..end {
-                        t.del_extent(inode.ino, index)?;
-                    }
-                    holes::add(&mut shed.holes, r.start, end);
-                    left -= end - r.start;
-                    if left == 0 {
-                        break;
-                    }
-                }
-                t.put_inode(shed);
-                if !t.counters.orphans.contains(&inode.ino) {
-                    t.counters.orphans.push(inode.ino);
-                }
-                return Ok(false);
-            }
-            for index in holes::data_indices(&inode.holes, 0, n) {
-                t.del_extent(inode.ino, index)?;
-            }
-        }
-        t.del_inode(inode.ino)?;
-        t.counters.orphans.retain(|o| *o != inode.ino);
-        Ok(true)
-    }
-
-    /// Orphans whose last opener went away in a crash are deleted on open (in as many
-    /// transactions as their extents need).
-    pub(crate) fn purge_orphans(&self) -> Result<()> {
-        loop {
-            let orphans = self.commit.lock().counters.orphans.clone();
-            if orphans.is_empty() {
-                return Ok(());
-            }
-            let mut t = self.begin();
-            let mut done = true;
-            for ino in orphans {
-                match t.inode(ino)? {
-                    Some(i) if i.nlink == 0 => done &= self.purge_inode(&mut t, &i)?,
-                    _ => t.counters.orphans.retain(|o| *o != ino),
-                }
-            }
-            t.commit(Durability::Process)?;
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
     /// rename(2) and renameat2(2) with RENAME_NOREPLACE or RENAME_EXCHANGE.
     pub fn rename(
         &self,
@@ -651,66 +577,5 @@ impl Volume {
         t.put_inode(i);
         t.commit(Durability::Process)?;
         Ok(true)
-    }
-
-    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
-        let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
-        i.xattrs.get(name).cloned().ok_or(FsError::NoXattr)
-    }
-
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
-        let i = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
-        Ok(i.xattrs.keys().cloned().collect())
-    }
-
-    /// `flags`: [`XATTR_CREATE`] fails if it exists, [`XATTR_REPLACE`] if it does not. The
-    /// inode's attributes may total [`XATTR_TOTAL_MAX`] bytes.
-    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        if name.is_empty() || name.len() > XATTR_NAME_MAX {
-            return Err(FsError::Range);
-        }
-        if value.len() > XATTR_SIZE_MAX {
-            return Err(FsError::TooBig);
-        }
-        if name.starts_with(b"system.") {
-            // POSIX ACLs (system.posix_acl_*) are not supported: refusing them makes tools such
-            // as cp -a and tar fall back to chmod, instead of storing an ACL that changes nothing.
-            return Err(FsError::NotSupported(
-                "system.* extended attributes (POSIX ACLs)",
-            ));
-        }
-        let mut t = self.begin();
-        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
-        let exists = i.xattrs.contains_key(name);
-        if flags & XATTR_CREATE != 0 && exists {
-            return Err(FsError::Exists);
-        }
-        if flags & XATTR_REPLACE != 0 && !exists {
-            return Err(FsError::NoXattr);
-        }
-        let others: usize = i
-            .xattrs
-            .iter()
-            .filter(|(n, _)| n.as_slice() != name)
-            .map(|(n, v)| n.len() + v.len())
-            .sum();
-        if others + name.len() + value.len() > XATTR_TOTAL_MAX {
-            return Err(FsError::XattrSpace);
-        }
-        i.xattrs.insert(name.to_vec(), value.to_vec());
-        i.ctime = self.clock.now();
-        t.put_inode(i);
-        t.commit(Durability::Process)
-    }
-
-    pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        let mut t = self.begin();
-        let mut i = t.inode(ino)?.ok_or(FsError::NotFound)?;
-        if i.xattrs.remove(name).is_none() {
-            return Err(FsError::NoXattr);
-        }
-        i.ctime = self.clock.now();
-        t.put_inode(i);
-        t.commit(Durability::Process)
     }
 }

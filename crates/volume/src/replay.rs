@@ -78,11 +78,7 @@ impl Volume {
             }
             let key = log_key(e.hlc, e.origin);
             let new_entry = self.engine.get(Cf::Log, &key)?.is_none();
-            b.put(
-                Cf::Log,
-                key.to_vec(),
-                self.seal_meta(Domain::LogEntry, &key, e)?,
-            );
+            self.put_log_entry(&mut b, e)?;
             c.counters.last_hlc = c.counters.last_hlc.max(e.hlc);
             let written = self.engine.write(b, Durability::Process);
             // Records changed past the transactions that keep the caches current.

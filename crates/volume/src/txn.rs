@@ -319,9 +319,7 @@ impl<'a> Txn<'a> {
                 origin: self.vol.cfg.host_tag,
                 ops: std::mem::take(&mut self.ops),
             };
-            let key = log_key(hlc, self.vol.cfg.host_tag);
-            let sealed = self.vol.seal_meta(Domain::LogEntry, &key, &entry)?;
-            self.batch.put(Cf::Log, key.to_vec(), sealed);
+            self.vol.put_log_entry(&mut self.batch, &entry)?;
         }
         let sealed = self
             .vol

@@ -1,0 +1,137 @@
+//! Chunk I/O: sealing chunks, and reading them back authenticated and verified through the
+//! plaintext cache. A chunk's bytes are only ever returned after they were authenticated and
+//! checked against their address.
+
+use sealvol_crypto::ChunkAddr;
+use sealvol_crypto::{ChunkTree, SEGMENT};
+use sealvol_store::Cf;
+
+use crate::cache::Plain;
+use crate::error::Result;
+use crate::volume::Volume;
+
+impl Volume {
+    /// Seal a chunk's plaintext; `tree` is its address and segment hashes
+    /// (`chunk_tree` over the same plaintext).
+    pub(crate) fn seal_chunk(&self, tree: &ChunkTree, plain: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.keys.chunk_seal.seal_chunk(
+            self.epoch,
+            &self.binding(&[&tree.addr.0]),
+            tree,
+            plain,
+        )?)
+    }
+
+    /// Authenticate, decrypt and verify a stored chunk against its address.
+    pub(crate) fn open_chunk(
+        &self,
+        addr: &ChunkAddr,
+        sealed: &[u8],
+    ) -> std::result::Result<Vec<u8>, sealvol_crypto::CryptoError> {
+        let b = self.binding(&[&addr.0]);
+        (self.keys.chunk_seal).open_chunk(&self.keys.chunk_addr, &b, addr, sealed)
+    }
+
+    /// Authenticate, decrypt and verify only the segments of a stored chunk that `range`
+    /// touches: the first one's index, and their plaintext.
+    pub(crate) fn open_chunk_segments(
+        &self,
+        addr: &ChunkAddr,
+        sealed: &[u8],
+        range: std::ops::Range<usize>,
+    ) -> std::result::Result<sealvol_crypto::Segments, sealvol_crypto::CryptoError> {
+        let b = self.binding(&[&addr.0]);
+        let (k, h) = (&self.keys.chunk_seal, &self.keys.chunk_addr);
+        k.open_chunk_segments(h, &b, addr, sealed, range)
+    }
+
+    /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
+    pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Plain> {
+        if let Some(c) = self.cache.whole(addr) {
+            return Ok(c);
+        }
+        let mut plain = Vec::new();
+        self.open_stored_chunk(ino, addr, &mut plain)?;
+        let plain = crate::cache::plain(plain);
+        self.cache.put_whole(*addr, plain.clone());
+        Ok(plain)
+    }
+
+    /// [`load_chunk`](Self::load_chunk), appending the plaintext to `out`; `keep` says whether
+    /// a chunk opened from the store goes into the plaintext cache too (a copy). On error, `out`
+    /// is as it was.
+    pub(crate) fn load_chunk_into(
+        &self,
+        ino: u64,
+        addr: &ChunkAddr,
+        out: &mut Vec<u8>,
+        keep: bool,
+    ) -> Result<()> {
+        if let Some(c) = self.cache.whole(addr) {
+            out.extend_from_slice(&c);
+            return Ok(());
+        }
+        let start = out.len();
+        self.open_stored_chunk(ino, addr, out)?;
+        if keep {
+            self.cache
+                .put_whole(*addr, crate::cache::plain(out[start..].to_vec()));
+        }
+        Ok(())
+    }
+
+    /// Open the stored chunk at `addr` where RocksDB holds it (no copy of the sealed bytes),
+    /// appending its verified plaintext to `out`.
+    fn open_stored_chunk(&self, ino: u64, addr: &ChunkAddr, out: &mut Vec<u8>) -> Result<()> {
+        // (The error is made, and logged, only if the chunk is missing or damaged.)
+        let mut opened = None;
+        self.engine.get_with(Cf::Chunks, &addr.0, &mut |sealed| {
+            opened = sealed.map(|sealed| {
+                let b = self.binding(&[&addr.0]);
+                (self.keys.chunk_seal)
+                    .open_chunk_append(&self.keys.chunk_addr, &b, addr, sealed, out)
+                    .map(|_| ())
+                    .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
+            });
+        })?;
+        opened.unwrap_or_else(|| Err(self.corrupt(ino, format!("chunk {addr} is missing"))))
+    }
+
+    /// Bytes `range` of a chunk of `len` bytes, verified: from the cache, or by opening only
+    /// the segments the range touches (which are cached: a small read costs a segment, not a
+    /// chunk, and the next small reads of that segment cost neither).
+    pub(crate) fn load_chunk_range(
+        &self,
+        ino: u64,
+        addr: &ChunkAddr,
+        len: u32,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<u8>> {
+        if let Some(c) = self.cache.range(addr, len as usize, range.clone()) {
+            return Ok(c);
+        }
+        // Opened in place: the sealed chunk is not copied out of the store.
+        // (The error is made, and logged, only if the chunk is missing or damaged.)
+        let mut out = None;
+        self.engine.get_with(Cf::Chunks, &addr.0, &mut |sealed| {
+            out = sealed.map(|sealed| {
+                self.open_chunk_segments(addr, sealed, range.clone())
+                    .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
+            });
+        })?;
+        let s =
+            out.unwrap_or_else(|| Err(self.corrupt(ino, format!("chunk {addr} is missing"))))?;
+        if s.chunk_len != len as usize {
+            return Err(self.corrupt(ino, format!("chunk {addr} has the wrong length")));
+        }
+        let off = s.first * SEGMENT;
+        let (start, end) = (range.start.max(off), range.end.min(off + s.plain.len()));
+        let part = if start < end {
+            s.plain[start - off..end - off].to_vec()
+        } else {
+            Vec::new()
+        };
+        self.cache.put_segments(*addr, s.first, &s.plain);
+        Ok(part)
+    }
+}

@@ -1,0 +1,393 @@
+//! Write-out: a file's buffered chunks hashed and sealed (outside any lock, in parallel), large
+//! batches staged into the store ahead of their transaction, and the transaction that points
+//! the file at them. Write-outs of one file commit in the order they were started.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sealvol_crypto::{ChunkAddr, Domain};
+use sealvol_store::{Cf, Durability, WriteBatch};
+
+use crate::cache::plain;
+use crate::data::*;
+use crate::error::{FsError, Result};
+use crate::holes;
+use crate::schema::*;
+use crate::volume::Volume;
+
+impl Volume {
+    /// Write out the buffered chunks of `ino` now, after the write-outs in flight.
+    pub(crate) fn write_out(
+        &self,
+        ino: u64,
+        st: &mut FileState,
+        durability: Durability,
+    ) -> Result<()> {
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let order = st.order.clone();
+        // The write-outs in flight finish without this file's lock.
+        order.wait_turn(ticket);
+        let _done = Done(&order);
+        self.settle(st);
+        if st.dirty.is_empty() && st.times.is_none() {
+            return Ok(());
+        }
+        let prepared = self.prepare_batch(&st.dirty, st.size)?;
+        let data = FileData {
+            chunks: &st.dirty,
+            size: st.size,
+            times: st.times,
+        };
+        let cached = self.commit_batch(ino, &data, prepared, durability)?;
+        self.cache_written(std::mem::take(&mut st.dirty), &cached);
+        self.buffered.fetch_sub(st.dirty_bytes, Ordering::Relaxed);
+        st.dirty_bytes = 0;
+        st.times = None;
+        Ok(())
+    }
+
+    /// Write out a full buffer without holding the file's lock meanwhile, so that other
+    /// requests keep filling a fresh buffer (and reading) while this one is hashed, sealed and
+    /// committed; hashing and sealing even overlap the previous write-out's commit. At most
+    /// [`MAX_INFLIGHT`] per file; the next one waits.
+    pub(crate) fn write_out_behind(
+        &self,
+        ino: u64,
+        state: &Arc<Mutex<FileState>>,
+        mut st: parking_lot::MutexGuard<'_, FileState>,
+    ) -> Result<()> {
+        while st.inflight.len() >= MAX_INFLIGHT {
+            let (order, oldest) = (st.order.clone(), st.inflight[0].ticket);
+            order.wait_done(oldest);
+            self.settle(&mut st);
+        }
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let batch = Arc::new(Batch {
+            ticket,
+            chunks: std::mem::take(&mut st.dirty),
+            size: st.size,
+            times: st.times,
+            outcome: Mutex::new(None),
+        });
+        self.buffered.fetch_sub(st.dirty_bytes, Ordering::Relaxed);
+        st.dirty_bytes = 0;
+        st.inflight.push(batch.clone());
+        let order = st.order.clone();
+        drop(st);
+        // Hashing, sealing and staging (chunks durable, referenced by nothing yet) need no
+        // order: they overlap the previous batch. Only the commit waits for this batch's turn.
+        let staged = self
+            .prepare_batch(&batch.chunks, batch.size)
+            .and_then(|mut p| {
+                let s = self.stage_bulk(&mut p)?;
+                Ok((p, s))
+            });
+        order.wait_turn(ticket);
+        let data = FileData {
+            chunks: &batch.chunks,
+            size: batch.size,
+            times: batch.times,
+        };
+        let r = staged.and_then(|(p, staging)| {
+            let r = self.commit_write_out(ino, &data, p, staging.as_ref(), Durability::Process);
+            if let Some(s) = staging {
+                self.unstage(s, r.is_ok());
+            }
+            r
+        });
+        *batch.outcome.lock() = Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        order.done();
+        self.settle(&mut state.lock());
+        let cached = r?;
+        if let Ok(b) = Arc::try_unwrap(batch) {
+            self.cache_written(b.chunks, &cached);
+        }
+        Ok(())
+    }
+
+    /// Retire the finished write-outs in flight, oldest first: committed, they are dropped;
+    /// failed, their chunks go back into the buffer (unless newer data for the same chunk is
+    /// buffered or in flight) to be written out again, so nothing written is lost.
+    pub(crate) fn settle(&self, st: &mut FileState) {
+        while let Some(b) = st.inflight.first().cloned() {
+            let outcome = b.outcome.lock().clone();
+            match outcome {
+                None => break,
+                Some(Ok(())) => {
+                    st.inflight.remove(0);
+                }
+                Some(Err(e)) => {
+                    st.inflight.remove(0);
+                    tracing::warn!(error = %e, "a write-out failed; its data stays buffered for the next one");
+                    for (index, buf) in &b.chunks {
+                        let newer = st.dirty.contains_key(index)
+                            || st.inflight.iter().any(|n| n.chunks.contains_key(index));
+                        if !newer {
+                            st.dirty.insert(*index, buf.clone());
+                            st.dirty_bytes += self.cfg.chunk_size.get() as usize;
+                            (self.buffered)
+                                .fetch_add(self.cfg.chunk_size.get() as usize, Ordering::Relaxed);
+                        }
+                    }
+                    if st.times.is_none() {
+                        st.times = b.times;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The written-out plaintexts are verified by construction: keep them in the chunk cache,
+    /// so the next partial write or read of these chunks needs no decrypt.
+    pub(crate) fn cache_written(
+        &self,
+        chunks: BTreeMap<u64, Vec<u8>>,
+        cached: &HashMap<u64, ChunkAddr>,
+    ) {
+        for (index, buf) in chunks {
+            if let Some(addr) = cached.get(&index) {
+                self.cache.put_whole(*addr, plain(buf));
+            }
+        }
+    }
+
+    /// Hash each chunk of a write-out and seal those not stored yet (outside any lock, on up
+    /// to `WORKER_THREADS` threads).
+    pub(crate) fn prepare_batch(
+        &self,
+        chunks: &BTreeMap<u64, Vec<u8>>,
+        size: u64,
+    ) -> Result<Vec<Prepared>> {
+        let geo = self.cfg.chunk_size;
+        let jobs: Vec<(u64, &[u8])> = chunks
+            .iter()
+            .map(|(&index, buf)| {
+                // Bytes past the end of the file (after a truncate) are not data.
+                let limit = geo.len_within(index, size);
+                (index, &buf[..buf.len().min(limit)])
+            })
+            .collect();
+        self.prepare_chunks(&jobs)
+    }
+
+    /// Store and commit a prepared write-out as the file's data, with the file's `size` and
+    /// `mtime`. Returns the addresses of the chunks stored whole (to cache).
+    pub(crate) fn commit_batch(
+        &self,
+        ino: u64,
+        data: &FileData<'_>,
+        mut prepared: Vec<Prepared>,
+        durability: Durability,
+    ) -> Result<HashMap<u64, ChunkAddr>> {
+        let staging = self.stage_bulk(&mut prepared)?;
+        let r = self.commit_write_out(ino, data, prepared, staging.as_ref(), durability);
+        if let Some(s) = staging {
+            self.unstage(s, r.is_ok());
+        }
+        r
+    }
+
+    pub(crate) fn commit_write_out(
+        &self,
+        ino: u64,
+        data: &FileData<'_>,
+        prepared: Vec<Prepared>,
+        staging: Option<&Staging>,
+        durability: Durability,
+    ) -> Result<HashMap<u64, ChunkAddr>> {
+        let FileData {
+            chunks,
+            size,
+            times,
+        } = *data;
+        let geo = self.cfg.chunk_size;
+        let mut t = self.begin();
+        if let Some(s) = staging {
+            for (addr, plain_len, stored_len) in &s.chunks {
+                t.use_staged(*addr, *plain_len, *stored_len);
+            }
+            t.delete_meta(&s.key);
+        }
+        let staged_here =
+            |a: &ChunkAddr| staging.is_some_and(|s| s.chunks.iter().any(|c| c.0 == *a));
+        let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
+        let old_n = geo.count(inode.size);
+        let mut cached: HashMap<u64, ChunkAddr> = HashMap::new();
+        for (index, p) in prepared {
+            match p {
+                None => {
+                    t.del_extent(ino, index)?;
+                    holes::add(&mut inode.holes, index, index + 1);
+                }
+                Some((addr, len, sealed)) => {
+                    let sealed = match sealed {
+                        Some(s) => Some(s),
+                        None if staged_here(&addr) => None,
+                        // Stored when we looked, but possibly released since: seal again.
+                        None if self.read_ref(&addr)?.is_none() => {
+                            let plain = &chunks[&index][..len as usize];
+                            let tree = self.keys.chunk_addr.chunk_tree(plain);
+                            Some(self.seal_chunk(&tree, plain)?)
+                        }
+                        None => None,
+                    };
+                    t.put_extent(ino, index, Extent { addr, len }, sealed)?;
+                    holes::remove(&mut inode.holes, index);
+                    if len as usize == chunks[&index].len() {
+                        cached.insert(index, addr);
+                    }
+                }
+            }
+        }
+        // Indices the file grows by and this write-out does not fill are holes: one range per
+        // gap between written chunks, never one step per index (the file may grow by petabytes).
+        let new_n = geo.count(size);
+        let mut from = old_n;
+        for &index in chunks.range(old_n..new_n).map(|(i, _)| i) {
+            holes::add(&mut inode.holes, from, index);
+            from = index + 1;
+        }
+        holes::add(&mut inode.holes, from.max(old_n), new_n);
+        inode.size = size;
+        if let Some(t) = times {
+            t.apply(&mut inode);
+        }
+        t.put_inode(inode);
+        t.commit(durability)?;
+        Ok(cached)
+    }
+
+    /// Put a large write-out's new sealed chunks in the store now, with a bulk write, after a
+    /// synced record of what is being staged (so a crash in between is cleaned up at the next
+    /// open). Takes their sealed bytes out of `prepared`. `None`: too small, nothing staged.
+    pub(crate) fn stage_bulk(&self, prepared: &mut [Prepared]) -> Result<Option<Staging>> {
+        let bytes: usize = prepared
+            .iter()
+            .filter_map(|(_, p)| p.as_ref()?.2.as_ref().map(|s| s.len()))
+            .sum();
+        if bytes < BULK_MIN {
+            return Ok(None);
+        }
+        let mut chunks: Vec<(ChunkAddr, u32, u32)> = Vec::new();
+        let mut batch = WriteBatch::new();
+        for (_, p) in prepared.iter_mut() {
+            if let Some((addr, len, sealed)) = p {
+                if let Some(s) = sealed.take() {
+                    if !chunks.iter().any(|c| c.0 == *addr) {
+                        chunks.push((*addr, *len, s.len() as u32));
+                        batch.put(Cf::Chunks, addr.0.to_vec(), s);
+                    }
+                }
+            }
+        }
+        let mut id = [0u8; 16];
+        sealvol_crypto::random_bytes(&mut id)?;
+        let staging = Staging {
+            key: [META_STAGED, &id[..]].concat(),
+            chunks,
+        };
+        {
+            let mut g = self.staged.lock();
+            for (a, _, _) in &staging.chunks {
+                *g.entry(*a).or_default() += 1;
+            }
+        }
+        let record = Staged {
+            addrs: staging.chunks.iter().map(|c| c.0).collect(),
+        };
+        let r = (|| -> Result<()> {
+            let mut wb = WriteBatch::new();
+            let sealed = self.seal_meta(Domain::Staged, &staging.key, &record)?;
+            wb.put(Cf::Meta, staging.key.clone(), sealed);
+            self.engine.write(wb, Durability::Disk)?;
+            self.engine.write_bulk(batch)?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => Ok(Some(staging)),
+            Err(e) => {
+                self.unstage(staging, false);
+                Err(e)
+            }
+        }
+    }
+
+    /// A bulk write's transaction committed (or failed): its chunks are no longer staged. After
+    /// a failure, the chunks that gained no reference are deleted with the record; if even that
+    /// fails, the record stays and the next open does it.
+    pub(crate) fn unstage(&self, s: Staging, committed: bool) {
+        {
+            let mut g = self.staged.lock();
+            for (a, _, _) in &s.chunks {
+                if let Some(n) = g.get_mut(a) {
+                    *n -= 1;
+                    if *n == 0 {
+                        g.remove(a);
+                    }
+                }
+            }
+        }
+        if !committed {
+            let addrs: Vec<ChunkAddr> = s.chunks.iter().map(|c| c.0).collect();
+            if let Err(e) = self.drop_unreferenced(&s.key, &addrs) {
+                tracing::warn!(error = %e, "cleaning up after a failed bulk write failed; the next open retries");
+            }
+        }
+    }
+
+    /// Delete the chunks of `addrs` that have no reference and are not staged by another
+    /// writer, and the staging record `key`, in one transaction.
+    pub(crate) fn drop_unreferenced(&self, key: &[u8], addrs: &[ChunkAddr]) -> Result<()> {
+        let mut t = self.begin();
+        for a in addrs {
+            if self.read_ref(a)?.is_none() && !self.staged.lock().contains_key(a) {
+                t.delete_unreferenced_chunk(a);
+            }
+        }
+        t.delete_meta(key);
+        t.commit(Durability::Process)
+    }
+
+    /// At open: finish what interrupted bulk writes left (see [`Staged`]).
+    pub(crate) fn recover_staged(&self) -> Result<()> {
+        let mut found: Vec<(Vec<u8>, Staged)> = Vec::new();
+        self.engine.for_each(Cf::Meta, META_STAGED, &mut |k, v| {
+            let s: Staged = self
+                .open_meta(Domain::Staged, k, v, 0)
+                .map_err(|e| sealvol_store::StoreError::Corruption(e.to_string()))?;
+            found.push((k.to_vec(), s));
+            Ok(())
+        })?;
+        for (key, s) in found {
+            tracing::info!(
+                chunks = s.addrs.len(),
+                "cleaning up a bulk write interrupted by a crash"
+            );
+            self.drop_unreferenced(&key, &s.addrs)?;
+        }
+        Ok(())
+    }
+
+    /// Hash each chunk, and seal those not stored yet. `None` marks a chunk of zeros (a hole).
+    pub(crate) fn prepare_chunks(&self, jobs: &[(u64, &[u8])]) -> Result<Vec<Prepared>> {
+        let one = |&(index, data): &(u64, &[u8])| -> Result<Prepared> {
+            // Zeros read the same from a hole (bytes past a chunk's length read as zeros too).
+            if data.iter().all(|b| *b == 0) {
+                return Ok((index, None));
+            }
+            let tree = self.keys.chunk_addr.chunk_tree(data);
+            let addr = tree.addr;
+            let sealed = if self.read_ref(&addr)?.is_some() {
+                None
+            } else {
+                Some(self.seal_chunk(&tree, data)?)
+            };
+            Ok((index, Some((addr, data.len() as u32, sealed))))
+        };
+        par_map(jobs, WORKER_THREADS, one)
+    }
+}
