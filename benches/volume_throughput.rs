@@ -3,6 +3,7 @@
 //! the raw crypto pipeline on the same machine in the same run.
 //!
 //!   cargo run --release -p sealvol-benches --bin volume-throughput [SIZE_MB] [DIR]
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,6 +2,7 @@
 //! a chunk (one segment opened and verified against the address), next to raw
 //! XChaCha20-Poly1305 (RustCrypto, the reference implementation) and raw keyed BLAKE3 on the
 //! same buffers, so the ratios show what sealvol adds or saves.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};

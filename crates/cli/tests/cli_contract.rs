@@ -1,4 +1,5 @@
 //! The CLI contract: keys, refusals and their messages, mount lifecycle, check and stats.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

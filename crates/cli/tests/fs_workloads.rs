@@ -1,5 +1,6 @@
 //! Real software on a real mount: tar, cp -a, git, SQLite, concurrent writers, mmap, big and
 //! sparse files, many entries, non-root users, and POSIX corner cases.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

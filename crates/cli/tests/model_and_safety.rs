@@ -1,5 +1,6 @@
 //! The model-based test, and the safety properties: nothing readable at rest, tampering is an
 //! error (never wrong bytes), and a crash loses no fsync'd write.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

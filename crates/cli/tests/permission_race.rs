@@ -6,6 +6,7 @@
 //! pjdfstest's rename/21.t; here it runs many times on one mount while other threads create
 //! and delete files and directories (so the kernel forgets inodes and the purger works), list
 //! and stat the same directories (READDIRPLUS and dentry revalidation), as root and as nobody.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! What sealvol reports, checked value by value: help texts, `stats`, `statfs` on a mount, and
 //! `check --json`.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

@@ -4,6 +4,7 @@
 //!
 //! Every allocation of the process is counted (an instrumented global allocator), so the tests
 //! of this file take one lock and run one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use std::alloc::System;
 use std::sync::{Mutex, OnceLock};

@@ -1,4 +1,5 @@
 //! Property tests: sealing round-trips, and any single flipped bit or any swap is detected.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 use proptest::prelude::*;
 use sealvol_crypto::{Domain, SealKey};

@@ -184,11 +184,11 @@ pub async fn serve(driver: Arc<Driver>, socket: PathBuf) -> std::io::Result<()> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
+    // Before the socket exists: a server that could not stop cleanly must not start.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let listener = tokio::net::UnixListener::bind(&socket)?;
     tracing::info!(socket = %socket.display(), "serving the Docker volume plugin protocol");
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

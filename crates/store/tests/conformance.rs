@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 #[path = "support/conformance_suite.rs"]
 mod conformance;
 

@@ -31,6 +31,7 @@ pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
 pub use size::parse_size;
 pub use volume::{
-    volume_admin, CreateOptions, Stats, Volume, DEFAULT_CACHE_SIZE, DEFAULT_LOG_KEEP,
+    volume_admin, CreateOptions, Stats, Volume, DEFAULT_BUFFER_BUDGET, DEFAULT_CACHE_SIZE,
+    DEFAULT_LOG_KEEP,
 };
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE, XATTR_TOTAL_MAX};

@@ -73,7 +73,7 @@ pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
 pub const DEFAULT_LOG_KEEP: u64 = 65_536;
 
 /// Dirty bytes of one open file before its buffer is written out (see `Volume::write`).
-pub const DEFAULT_FLUSH_THRESHOLD: usize = 32 << 20;
+pub(crate) const DEFAULT_FLUSH_THRESHOLD: usize = 32 << 20;
 
 /// `reclaim_if_wasteful` compacts once the store takes more than this many times its live
 /// sealed chunks ...
@@ -119,7 +119,7 @@ fn now_unix(clock: &dyn Clock) -> u64 {
 }
 
 /// Write the key header atomically: temp file, fsync, rename, fsync the directory.
-pub fn write_key_header(store_dir: &Path, header: &KeyHeader) -> Result<()> {
+pub(crate) fn write_key_header(store_dir: &Path, header: &KeyHeader) -> Result<()> {
     use std::io::Write;
     let io = |e: std::io::Error| {
         FsError::Setup(format!(
@@ -138,7 +138,7 @@ pub fn write_key_header(store_dir: &Path, header: &KeyHeader) -> Result<()> {
     Ok(())
 }
 
-pub fn read_key_header(store_dir: &Path) -> Result<KeyHeader> {
+pub(crate) fn read_key_header(store_dir: &Path) -> Result<KeyHeader> {
     let p = store_dir.join(KEY_HEADER_FILE);
     let bytes = sealvol_crypto::slots::read_header_bytes(&p).map_err(|e| {
         FsError::Setup(format!(

@@ -1,6 +1,7 @@
 //! `check` against damage made through the engine, one kind per test: records deleted, swapped,
 //! moved to another key, or rolled back to an older copy. Each must be found, named by path
 //! where a file is concerned, and never reported on a healthy store.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 #![allow(dead_code)]
 use std::sync::Arc;
 

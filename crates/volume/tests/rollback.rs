@@ -1,5 +1,6 @@
 //! Records rolled back to older copies (an attacker with the store's files, or a restored old
 //! copy of one file) must not make sealvol destroy live data.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::*;

@@ -215,10 +215,12 @@ impl RocksEngine {
         Ok(())
     }
 
-    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(cf.name())
-            .expect("every column family is opened in RocksEngine::open")
+    /// The handle of a column family (every one is opened in [`RocksEngine::open`], so a
+    /// missing one means a database this code did not open: an error, never a panic).
+    fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(cf.name()).ok_or_else(|| {
+            StoreError::Corruption(format!("column family {} is missing", cf.name()))
+        })
     }
 
     fn err(&self, e: rocksdb::Error) -> StoreError {
@@ -233,7 +235,7 @@ impl Engine for RocksEngine {
             self.get_with(cf, key, &mut |v| out = v.map(<[u8]>::to_vec))?;
             return Ok(out);
         }
-        self.db.get_cf(self.cf(cf), key).map_err(|e| self.err(e))
+        self.db.get_cf(self.cf(cf)?, key).map_err(|e| self.err(e))
     }
 
     fn get_with(
@@ -252,7 +254,7 @@ impl Engine for RocksEngine {
         }
         let v = self
             .db
-            .get_pinned_cf_opt(self.cf(cf), key, &ro)
+            .get_pinned_cf_opt(self.cf(cf)?, key, &ro)
             .map_err(|e| self.err(e))?;
         f(v.as_deref());
         Ok(())
@@ -264,8 +266,8 @@ impl Engine for RocksEngine {
         let mut wb = rocksdb::WriteBatch::default();
         for (cf, k, v) in batch.ops {
             match v {
-                Some(v) => wb.put_cf(self.cf(cf), k, v),
-                None => wb.delete_cf(self.cf(cf), k),
+                Some(v) => wb.put_cf(self.cf(cf)?, k, v),
+                None => wb.delete_cf(self.cf(cf)?, k),
             }
         }
         let mut wo = WriteOptions::default();
@@ -298,8 +300,8 @@ impl Engine for RocksEngine {
                 cfs.push(cf);
             }
             match v {
-                Some(v) => wb.put_cf(self.cf(cf), k, v),
-                None => wb.delete_cf(self.cf(cf), k),
+                Some(v) => wb.put_cf(self.cf(cf)?, k, v),
+                None => wb.delete_cf(self.cf(cf)?, k),
             }
             if wb.size_in_bytes() >= BULK_PIECE {
                 written = self.db.write_opt(std::mem::take(&mut wb), &wo);
@@ -310,14 +312,19 @@ impl Engine for RocksEngine {
         }
         let mut fo = rocksdb::FlushOptions::default();
         fo.set_wait(true);
+        let handles = cfs
+            .iter()
+            .map(|cf| self.cf(*cf))
+            .collect::<Result<Vec<_>, _>>()?;
         let r = written
             .and_then(|()| match wb.is_empty() {
                 true => Ok(()),
                 false => self.db.write_opt(wb, &wo),
             })
             .and_then(|()| {
-                cfs.iter()
-                    .try_for_each(|cf| self.db.flush_cf_opt(self.cf(*cf), &fo))
+                handles
+                    .iter()
+                    .try_for_each(|h| self.db.flush_cf_opt(*h, &fo))
             });
         r.map_err(|e| {
             let e = self.err(e);
@@ -345,7 +352,7 @@ impl Engine for RocksEngine {
         let from = scan_from(prefix, start);
         let it = self
             .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
+            .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward));
         let mut out = Vec::new();
         for item in it {
             let (k, v) = item.map_err(|e| self.err(e))?;
@@ -365,7 +372,7 @@ impl Engine for RocksEngine {
             return Ok(());
         }
         for cf in Cf::ALL {
-            self.db.flush_cf(self.cf(cf)).map_err(|e| self.err(e))?;
+            self.db.flush_cf(self.cf(cf)?).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -374,7 +381,7 @@ impl Engine for RocksEngine {
         self.check_failed()?;
         // Every level, the bottommost included, with blob garbage collection over every blob
         // file for this one pass: live blobs move to new files, the old files go.
-        let chunks = self.cf(Cf::Chunks);
+        let chunks = self.cf(Cf::Chunks)?;
         let gc = |on: &str| {
             self.db.set_options_cf(
                 chunks,
@@ -389,7 +396,7 @@ impl Engine for RocksEngine {
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         for cf in Cf::ALL {
             self.db
-                .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &co);
+                .compact_range_cf_opt(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>, &co);
         }
         gc("false").map_err(|e| self.err(e))?;
         Ok(())
