@@ -123,9 +123,9 @@ impl RocksEngine {
         db_opts.set_bytes_per_sync(1 << 20);
         // Table and blob files written by flushes and compactions bypass the page cache: the
         // bulk of a large write is copied once into RocksDB's aligned buffer instead of into
-        // page-cache pages the kernel then allocates, tracks and writes back (on a sequential
-        // 1 GiB write: 35% less CPU in the kernel, 10-25% more throughput). Sealed bytes gain
-        // nothing from staying cached: reads keep verified plaintext in sealvol's own cache.
+        // page-cache pages the kernel then allocates, tracks and writes back (measured in
+        // docs/benchmarks.md). Sealed bytes gain nothing from staying cached: reads keep
+        // verified plaintext in sealvol's own cache.
         if tuning.direct_writes && create_dir_and_probe_direct_io(path, create) {
             db_opts.set_use_direct_io_for_flush_and_compaction(true);
             db_opts.set_compaction_readahead_size(2 << 20);
