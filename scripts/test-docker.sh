@@ -139,6 +139,11 @@ refuses "rm while in use is refused" "in use" docker volume rm appdata
 docker rm -f svt-a svt-b >/dev/null
 check "non-root container user can write" bash -c "docker run --rm --network none --label sealvol-test -v appdata:/data $img sh -c 'mkdir -p /data/u && chown 1000:1000 /data/u' && docker run --rm --network none --label sealvol-test --user 1000:1000 -v appdata:/data $img sh -c 'echo mine > /data/u/f && cat /data/u/f' | grep -q mine"
 refuses "non-root user cannot write root's directory" "Permission denied" run --user 1000:1000 -v appdata:/data "$img" sh -c 'echo x > /data/private-plans/nope'
+# A container cannot hang the volume with a huge sparse file: every step costs what the data
+# holds (1 PiB, the largest size sealvol accepts; bounded by a timeout, not timed).
+check "a 1 PiB sparse file: truncate, write at its end, read, empty, delete" timeout 120 \
+    docker run --rm --network none --label sealvol-test -v appdata:/data "$img" sh -c \
+    'truncate -s 1125899906842624 /data/huge && printf end | dd of=/data/huge bs=1 seek=1125899906842621 conv=notrunc 2>/dev/null && [ "$(dd if=/data/huge bs=1 skip=1125899906842621 count=3 2>/dev/null)" = end ] && truncate -s 0 /data/huge && truncate -s 1125899906842624 /data/huge && rm /data/huge && [ ! -e /data/huge ]'
 check "last container gone: volume unmounted" bash -c "! grep -q ' $state/mounts/appdata ' /proc/self/mountinfo"
 
 # 3. --mount creates on first use; copy-up from the image fills an empty volume ---------------
