@@ -136,11 +136,7 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
     Ok(line)
 }
 
-/// Internal framing (see `sealvol_crypto::secret_file::frame_secret`).
-pub fn write_framed(secret: &Secret, w: &mut impl Write) -> std::io::Result<()> {
-    w.write_all(&sealvol_crypto::secret_file::frame_secret(secret))
-}
-
+/// The secret `sealvol-mount` hands a mount process (`sealvol_crypto::secret_file::frame_secret`).
 fn read_framed(r: &mut impl Read) -> Result<Secret> {
     use sealvol_crypto::secret_file::MAX_FRAMED_SECRET;
     // Reserved up front and never grown (growing would leave copies of the secret in freed
@@ -169,8 +165,7 @@ mod tests {
     #[test]
     fn framed_secrets_round_trip_and_are_bounded() {
         let secret = sealvol_crypto::Secret::key_file(&[4; 32]);
-        let mut pipe = Vec::new();
-        write_framed(&secret, &mut pipe).unwrap();
+        let pipe = sealvol_crypto::secret_file::frame_secret(&secret).to_vec();
         match read_framed(&mut pipe.as_slice()).unwrap() {
             Secret::KeyFile(k) => assert_eq!(k.expose(), &[4; 32]),
             Secret::Passphrase(_) => panic!("kind changed"),

@@ -512,9 +512,7 @@ fn small_random_reads_return_the_right_bytes_and_log_no_damage() {
     f.umount();
     f.mount(); // an empty page cache: every read below reaches sealvol
                // Run as root (CAP_IPC_LOCK), the mount keeps its memory (keys, plaintext) out of swap.
-    let pid = std::fs::read_to_string(f.store.join("mount.pid")).unwrap();
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", pid.lines().next().unwrap())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", f.mount_pid())).unwrap();
     let locked = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
     if is_root() {
         assert_ne!(locked.split_whitespace().nth(1), Some("0"), "{locked}");

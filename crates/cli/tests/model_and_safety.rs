@@ -185,13 +185,7 @@ fn raw_bytes_flipped_in_the_store_files_never_read_back_wrong() {
 fn kill_9_loses_no_fsynced_write() {
     let f = Fixture::new();
     f.mount();
-    let pid: i32 = std::fs::read_to_string(f.store.join("mount.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = f.mount_pid();
     // The writer appends 1000-byte records to three files and creates small files, fsyncs each,
     // and prints the record number only after fsync returned. Every 40th record it also writes
     // a 10 MiB file (large enough for a bulk write: chunks staged around the write-ahead log,
@@ -250,7 +244,7 @@ while True:
         acked.len(),
         big.len()
     );
-    ok(&sh(&format!("fusermount3 -uz {}", f.mnt.display())));
+    f.detach();
     f.mount();
     let files: Vec<Vec<u8>> = (0..3)
         .map(|k| std::fs::read(f.m(&format!("f{k}"))).unwrap())

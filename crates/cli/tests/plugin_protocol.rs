@@ -82,6 +82,15 @@ fn call(s: &Server, endpoint: &str, body: &str) -> serde_json::Value {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
+/// How many mounts the mount table lists at `mp`.
+fn mounts_at(mp: &Path) -> usize {
+    sealvol_mount::mountinfo::read()
+        .unwrap()
+        .iter()
+        .filter(|e| e.mount_point == mp)
+        .count()
+}
+
 fn err(v: &serde_json::Value) -> String {
     v["Err"].as_str().unwrap_or("").to_string()
 }
@@ -195,13 +204,7 @@ fn protocol_as_the_daemon_speaks_it() {
     std::fs::write(mp.join("hello"), b"through the plugin").unwrap();
     let m2 = call(&s, "VolumeDriver.Mount", r#"{"Name":"v1","ID":"bbbb"}"#);
     assert_eq!(m2["Mountpoint"], m1["Mountpoint"]);
-    let mounts = || {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(mp.to_str().unwrap()))
-            .count()
-    };
+    let mounts = || mounts_at(&mp);
     assert_eq!(mounts(), 1);
     assert_eq!(
         call(&s, "VolumeDriver.Path", r#"{"Name":"v1"}"#)["Mountpoint"],
@@ -416,8 +419,8 @@ fn dead_mount_is_never_handed_out() {
     let m = call(&s, "VolumeDriver.Mount", r#"{"Name":"d","ID":"x1"}"#);
     let mp = m["Mountpoint"].as_str().unwrap().to_string();
     // Kill the volume's mount process: the FUSE mount is left dead.
-    let pid = std::fs::read_to_string(dir.path().join("state/volumes/d/store/mount.pid")).unwrap();
-    ok(&sh(&format!("kill -9 {}", pid.lines().next().unwrap())));
+    let pid = sealvol_mount::pidfile::read_pid(&dir.path().join("state/volumes/d/store")).unwrap();
+    ok(&sh(&format!("kill -9 {pid}")));
     std::thread::sleep(Duration::from_millis(300));
     let g = call(&s, "VolumeDriver.Get", r#"{"Name":"d"}"#);
     assert_eq!(err(&g), "", "Get never fails for a known volume");
@@ -432,14 +435,7 @@ fn dead_mount_is_never_handed_out() {
     let m2 = call(&s, "VolumeDriver.Mount", r#"{"Name":"d","ID":"x2"}"#);
     assert_eq!(err(&m2), "");
     std::fs::write(Path::new(&mp).join("f"), b"x").unwrap();
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert_eq!(
-        table
-            .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(mp.as_str()))
-            .count(),
-        1
-    );
+    assert_eq!(mounts_at(Path::new(&mp)), 1);
     call(&s, "VolumeDriver.Unmount", r#"{"Name":"d","ID":"x1"}"#);
     call(&s, "VolumeDriver.Unmount", r#"{"Name":"d","ID":"x2"}"#);
     assert!(

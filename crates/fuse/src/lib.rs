@@ -141,20 +141,6 @@ pub struct SealFs {
 
 impl SealFs {
     pub fn new(vol: Arc<Volume>, store_dir: &Path) -> Self {
-        let weak = Arc::downgrade(&vol);
-        let purger = std::thread::Builder::new()
-            .name("sealvol-purge".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(20));
-                let Some(vol) = weak.upgrade() else { break };
-                if let Err(e) = vol.purge_deferred() {
-                    tracing::error!(error = %e, "deleting unlinked files failed; retrying");
-                }
-            });
-        if let Err(e) = purger {
-            // Not fatal: queued deletions still happen at unmount (sync_all) and at the next open.
-            tracing::error!(error = %e, "cannot start the purger thread; unlinked files are deleted at unmount");
-        }
         SealFs {
             vol,
             store_dir: store_dir.to_path_buf(),

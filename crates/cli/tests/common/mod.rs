@@ -119,19 +119,37 @@ impl Fixture {
     }
 
     pub fn is_mounted(&self) -> bool {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let want = self.mnt.to_str().unwrap();
-        table.lines().any(|l| l.split(' ').nth(4) == Some(want))
+        sealvol_mount::mountinfo::entry_at(&self.mnt)
+            .unwrap()
+            .is_some()
+    }
+
+    /// The mount process's pid, from the store's pid file.
+    pub fn mount_pid(&self) -> u32 {
+        sealvol_mount::pidfile::read_pid(&self.store).expect("a pid file while mounted")
+    }
+
+    /// Detach the mount even if busy or dead (`fusermount3 -uz`), and wait for its process.
+    pub fn detach(&self) {
+        sealvol_mount::unmount_and_wait(
+            &self.mnt,
+            &self.store,
+            sealvol_mount::UnmountMode::Lazy,
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap();
     }
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
         if self.is_mounted() {
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(&self.mnt)
-                .output();
+            let _ = sealvol_mount::unmount_and_wait(
+                &self.mnt,
+                &self.store,
+                sealvol_mount::UnmountMode::Lazy,
+                std::time::Duration::from_secs(10),
+            );
         }
     }
 }
