@@ -31,10 +31,10 @@ pub enum Cmd {
         #[arg(long, value_name = "SIZE", default_value_t = ChunkSize::DEFAULT)]
         chunk_size: ChunkSize,
         /// Argon2id memory for the passphrase slot, MiB (at least 8).
-        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..))]
         kdf_memory_mib: u32,
-        /// Argon2id passes for the passphrase slot.
-        #[arg(long, value_name = "N", default_value_t = 3)]
+        /// Argon2id passes for the passphrase slot (at least 1).
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         kdf_iterations: u32,
     },
     /// Mount a store on MOUNTPOINT. Returns once the filesystem is ready, unless --foreground.
@@ -137,9 +137,9 @@ pub enum KeyCmd {
         new_passphrase_file: Option<PathBuf>,
         #[arg(long, value_name = "FILE")]
         new_keyfile: Option<PathBuf>,
-        #[arg(long, value_name = "MIB", default_value_t = 64)]
+        #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..))]
         kdf_memory_mib: u32,
-        #[arg(long, value_name = "N", default_value_t = 3)]
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         kdf_iterations: u32,
     },
     /// Remove key slot N. Authenticate with a key; the last slot cannot be removed.
@@ -181,14 +181,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             kdf_memory_mib,
             kdf_iterations,
         } => {
+            // Every argument is checked (by clap) and the secret read before anything is made;
+            // a failure after that removes what was made, so a retry starts clean.
             let secret = key.secret(true)?;
             let opts = CreateOptions {
                 chunk_size,
                 kdf: kdf(kdf_memory_mib, kdf_iterations),
                 ..CreateOptions::default()
             };
-            let v = Volume::create(&store, &secret, &opts, Arc::new(SystemClock))
-                .with_context(|| format!("creating a store in {}", store.display()))?;
+            let v = sealvol_mount::create_store(&store, &secret, &opts)?;
             println!(
                 "created sealvol store {} (volume {}, chunk size {})",
                 store.display(),
@@ -387,4 +388,65 @@ fn key_cmd(cmd: KeyCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The plugin and `mount` start mount processes through `sealvol_mount::MountCommand`:
+    /// its arguments must mean to this parser what it means by them.
+    #[test]
+    fn mount_command_args_parse_as_a_foreground_mount() {
+        let mut c = sealvol_mount::MountCommand::new(
+            "/usr/bin/sealvol".into(),
+            "/var/lib/sealvol/volumes/v/store".into(),
+            "/var/lib/sealvol/mounts/-v".into(),
+        );
+        c.threads = Some(3);
+        c.cache_size = Some(64 << 20);
+        c.stats_file = Some("/run/sealvol/stats/v.json".into());
+        let mut argv = vec![std::ffi::OsString::from("sealvol")];
+        argv.extend(c.args());
+        let cli = Cli::try_parse_from(argv).expect("the mount process's arguments parse");
+        let Cmd::Mount {
+            store,
+            key,
+            foreground,
+            threads,
+            cache_size,
+            log_file,
+            stats_file,
+            mountpoint,
+        } = cli.cmd
+        else {
+            panic!("not a mount command");
+        };
+        assert!(foreground && key.secret_stdin);
+        assert_eq!((key.keyfile, key.passphrase_file), (None, None));
+        assert_eq!(store, c.store);
+        assert_eq!((threads, cache_size), (3, 64 << 20));
+        assert_eq!(stats_file, c.stats_file);
+        assert_eq!(log_file, None);
+        assert_eq!(mountpoint, c.mountpoint);
+
+        // Without the optional ones, the binary's defaults apply.
+        let bare = sealvol_mount::MountCommand::new("x".into(), "/s".into(), "/m".into());
+        let mut argv = vec![std::ffi::OsString::from("sealvol")];
+        argv.extend(bare.args());
+        let Cmd::Mount {
+            threads,
+            cache_size,
+            stats_file,
+            ..
+        } = Cli::try_parse_from(argv).expect("parses").cmd
+        else {
+            panic!("not a mount command");
+        };
+        assert_eq!(
+            (threads, cache_size as u64, stats_file),
+            (8, sealvol_volume::DEFAULT_CACHE_SIZE as u64, None)
+        );
+    }
 }

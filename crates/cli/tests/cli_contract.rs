@@ -212,3 +212,139 @@ print("ok")
         .unwrap();
     assert_eq!(ok(&o).trim(), "ok");
 }
+
+/// A key file with `mode` in `dir`.
+fn key_file(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
+    let p = dir.join(format!("key-{mode:o}"));
+    std::fs::write(&p, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+#[test]
+fn init_refuses_bad_arguments_before_making_anything() {
+    let d = tempfile::tempdir().unwrap();
+    let good = key_file(d.path(), 0o600);
+    let open = key_file(d.path(), 0o644);
+    // The store's parent does not exist either: neither may be left behind.
+    let parent = d.path().join("parent");
+    let store = parent.join("store");
+    let cases: [(&[&str], &std::path::Path, &str); 4] = [
+        (&["--chunk-size", "100K"], &good, "power of two"),
+        (&["--kdf-memory-mib", "1"], &good, "--kdf-memory-mib"),
+        (&["--kdf-iterations", "0"], &good, "--kdf-iterations"),
+        (&[], &open, "chmod 600"),
+    ];
+    for (extra, key, expect) in cases {
+        let mut args = vec![
+            "init",
+            "--store",
+            store.to_str().unwrap(),
+            "--keyfile",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = sealvol(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(
+            !parent.exists(),
+            "{args:?} left {} behind",
+            parent.display()
+        );
+    }
+    // The same store, with good arguments: the retry works.
+    ok(&sealvol(&[
+        "init",
+        "--store",
+        store.to_str().unwrap(),
+        "--keyfile",
+        good.to_str().unwrap(),
+        "--chunk-size",
+        "64K",
+    ]));
+    assert!(store.join("keys.json").is_file());
+}
+
+/// A small tmpfs mounted for one test (as root), unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn new(at: std::path::PathBuf, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        ok(&sh(&format!(
+            "mount -t tmpfs -o size={size} sealvol-test {}",
+            at.display()
+        )));
+        SmallDisk(at)
+    }
+
+    fn resize(&self, size: &str) {
+        ok(&sh(&format!(
+            "mount -o remount,size={size} {}",
+            self.0.display()
+        )));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = sh(&format!("umount -l {}", self.0.display()));
+    }
+}
+
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn init_failing_while_making_the_store_removes_only_what_it_made() {
+    let d = tempfile::Builder::new()
+        .prefix("sealvol-init")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let key = key_file(d.path(), 0o600);
+    // 4 MiB: room for RocksDB's first files, but under the free space a store insists on
+    // even for its first small writes (8 MiB), so the store creation itself fails once its
+    // directories exist.
+    let disk = SmallDisk::new(d.path().join("disk"), "4m");
+    let init = |store: &std::path::Path| {
+        sealvol(&[
+            "init",
+            "--store",
+            store.to_str().unwrap(),
+            "--keyfile",
+            key.to_str().unwrap(),
+        ])
+    };
+    let store = disk.0.join("a/b/store");
+    let o = init(&store);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("disk is full") && err.contains("nothing was left behind"),
+        "{err}"
+    );
+    assert_eq!(entries(&disk.0), Vec::<String>::new(), "a/b/store removed");
+
+    // In a directory that was there, what was there stays and only what init made goes.
+    let pre = disk.0.join("pre");
+    std::fs::create_dir_all(pre.join("mine")).unwrap();
+    std::fs::write(pre.join("notes.txt"), b"keep me").unwrap();
+    assert!(!init(&pre).status.success());
+    assert_eq!(entries(&pre), ["mine", "notes.txt"]);
+    assert_eq!(std::fs::read(pre.join("notes.txt")).unwrap(), b"keep me");
+
+    // With room, the same commands succeed: nothing half-made is in the way.
+    disk.resize("256m");
+    ok(&init(&store));
+    ok(&init(&pre));
+    assert!(store.join("keys.json").is_file() && pre.join("keys.json").is_file());
+    assert!(pre.join("notes.txt").is_file());
+}

@@ -24,9 +24,9 @@ pub fn create_store(
         Ok::<_, FsError>(v)
     })
     .map_err(|e| match e {
-        Cleanup::Failed(source) => MountError::Create {
+        Cleanup::Failed(cause) => MountError::Create {
             dir: dir.to_path_buf(),
-            source,
+            cause,
         },
         Cleanup::Incomplete {
             cause,
@@ -34,9 +34,9 @@ pub fn create_store(
             source,
         } => MountError::Cleanup {
             dir: dir.to_path_buf(),
-            cause: cause.to_string(),
+            first: cause.to_string(),
             leftover,
-            source,
+            cause: source,
         },
     })
 }

@@ -1,33 +1,29 @@
 //! What can go wrong in a mount's lifecycle, each with what failed and what to do. The command
-//! line and the plugin map these onto their own errors at their edges.
+//! line and the plugin map these onto their own errors at their edges. Each message carries its
+//! cause in full (the plugin hands messages to Docker as one string), so none is also chained
+//! as a `source`, which would print it twice.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("reading the mount table {path}: {source}")]
+    #[error("reading the mount table {path}: {cause}")]
     MountTable {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
-        "opening the mount log {path}: {source}; check that its directory exists and is writable"
+        "opening the mount log {path}: {cause}; check that its directory exists and is writable"
     )]
     Log {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("starting the mount process {exe}: {source}; check that the sealvol binary is there and executable")]
-    Spawn {
-        exe: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("starting the mount process {exe}: {cause}; check that the sealvol binary is there and executable")]
+    Spawn { exe: PathBuf, cause: std::io::Error },
     #[error("handing the key to the mount process: {0}")]
-    Handover(#[source] std::io::Error),
+    Handover(std::io::Error),
     /// The mount process said `ERROR <message>`: its own words, which name the cause.
     #[error("{0}")]
     Reported(String),
@@ -37,14 +33,13 @@ pub enum MountError {
     Timeout { waited: Duration, hint: String },
     #[error("the mount process said {0:?} instead of READY or ERROR; is the sealvol binary the same version as this one?")]
     Protocol(String),
-    #[error("writing the pid file {path}: {source}")]
+    #[error("writing the pid file {path}: {cause}")]
     PidFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("running fusermount3: {0}; install the fuse3 package")]
-    Fusermount(#[source] std::io::Error),
+    Fusermount(std::io::Error),
     #[error("{} is busy: a process still uses files there; close them (`fuser -vm {}` lists them) and try again", .mountpoint.display(), .mountpoint.display())]
     Busy { mountpoint: PathBuf },
     #[error("fusermount3 {flag} {} failed: {stderr}", .mountpoint.display())]
@@ -59,27 +54,21 @@ pub enum MountError {
         pid: u32,
         waited: Duration,
     },
-    #[error("starting the housekeeping thread {name}: {source}")]
-    Thread {
-        name: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("creating a store in {}: {source}; nothing was left behind, so fix the cause and run it again", .dir.display())]
+    #[error("starting the housekeeping thread {name}: {cause}")]
+    Thread { name: String, cause: std::io::Error },
+    #[error("creating a store in {}: {cause}; nothing was left behind, so fix the cause and run it again", .dir.display())]
     Create {
         dir: PathBuf,
-        #[source]
-        source: sealvol_volume::FsError,
+        cause: sealvol_volume::FsError,
     },
     #[error(
-        "creating a store in {} failed ({cause}), and removing what it had made there failed too: {source}; \
+        "creating a store in {} failed ({first}), and removing what it had made there failed too: {cause}; \
          remove {} by hand before trying again", .dir.display(), .leftover.display()
     )]
     Cleanup {
         dir: PathBuf,
-        cause: String,
+        first: String,
         leftover: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }

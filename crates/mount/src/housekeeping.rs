@@ -128,9 +128,9 @@ impl Housekeeping {
                     }
                 }
             })
-            .map_err(|source| MountError::Thread {
+            .map_err(|cause| MountError::Thread {
                 name: name.to_string(),
-                source,
+                cause,
             })?;
         self.threads.push((name.to_string(), handle));
         Ok(())

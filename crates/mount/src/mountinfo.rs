@@ -96,9 +96,9 @@ pub fn parse(table: &str) -> Vec<MountEntry> {
 
 /// This process's mount table.
 pub fn read() -> Result<Vec<MountEntry>, MountError> {
-    let text = std::fs::read_to_string(MOUNTINFO).map_err(|source| MountError::MountTable {
+    let text = std::fs::read_to_string(MOUNTINFO).map_err(|cause| MountError::MountTable {
         path: MOUNTINFO.into(),
-        source,
+        cause,
     })?;
     Ok(parse(&text))
 }

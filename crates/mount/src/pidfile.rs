@@ -22,9 +22,9 @@ impl PidFile {
             &path,
             format!("{}\n{}\n", std::process::id(), mountpoint.display()),
         )
-        .map_err(|source| MountError::PidFile {
+        .map_err(|cause| MountError::PidFile {
             path: path.clone(),
-            source,
+            cause,
         })?;
         Ok(PidFile { path })
     }

@@ -106,9 +106,9 @@ impl MountCommand {
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|source| MountError::Log {
+                    .map_err(|cause| MountError::Log {
                         path: p.clone(),
-                        source,
+                        cause,
                     })?,
             ),
             None => Stdio::null(),
@@ -120,9 +120,9 @@ impl MountCommand {
             .stderr(stderr)
             .process_group(0)
             .spawn()
-            .map_err(|source| MountError::Spawn {
+            .map_err(|cause| MountError::Spawn {
                 exe: self.exe.clone(),
-                source,
+                cause,
             })?;
         let pid = child.id();
         let handed = match child.stdin.take() {
