@@ -13,14 +13,16 @@
 //! mount process publishes, and `logs/NAME.log`, its log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sealvol_volume::{BadChunkSize, ChunkSize, CreateOptions, SystemClock, Volume};
+use sealvol_mount::{
+    create_store, mount_state, mountinfo, unmount_and_wait, MountCommand, MountError, MountState,
+    UnmountMode,
+};
+use sealvol_volume::{BadChunkSize, ChunkSize, CreateOptions};
 
 use crate::protocol::VolumeInfo;
 use crate::table::{KeySource, Table, VolumeRecord};
@@ -68,6 +70,22 @@ pub enum DriverError {
     BadCacheSize(String),
     #[error("key for volume {name:?}: {detail}")]
     Key { name: String, detail: String },
+    #[error("option {option}={}: {detail}", .path.display())]
+    KeyOption {
+        option: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "option {option}={}: not an absolute path; give the file's full path on the host, \
+         for example -o {option}=/etc/sealvol/NAME.key", .path.display()
+    )]
+    RelativeKeyPath { option: &'static str, path: PathBuf },
+    #[error("volume {name:?}: {cause}")]
+    Store {
+        name: String,
+        cause: Box<MountError>,
+    },
     #[error("volume {0:?} exists with a different key; use the key it was created with, or remove it first")]
     WrongKey(String),
     #[error("volume {name:?} is in use ({count} mount(s)); stop the containers using it first")]
@@ -92,12 +110,12 @@ pub struct Driver {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum MountState {
-    Live,
-    Dead,
-    Absent,
-}
+/// How long a mount may take to answer `statfs` before it counts as dead.
+const LIVE_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long Unmount waits for the mount process to write out and exit; it finishes on its own
+/// if slower.
+const EXIT_WITHIN: Duration = Duration::from_secs(10);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -117,52 +135,6 @@ fn valid_name(name: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && name.len() <= 200
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// The mount table entry for `mountpoint`, if a sealvol FUSE mount is there.
-fn listed_in_mountinfo(mountpoint: &Path) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = mountpoint.to_string_lossy().replace(' ', "\\040");
-    table.lines().any(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let sep = f.iter().position(|x| *x == "-");
-        f.get(4) == Some(&want.as_str())
-            && sep.is_some_and(|s| {
-                f.get(s + 1).is_some_and(|t| t.starts_with("fuse"))
-                    && f.get(s + 2).is_some_and(|src| src.starts_with("sealvol:"))
-            })
-    })
-}
-
-/// statfs(2) with a deadline: it always reaches the FUSE server (stat may be answered from the
-/// kernel's attribute cache even after the server died), and a hung server must not hang us.
-fn responsive(path: &Path, within: Duration) -> bool {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_path_buf();
-    std::thread::spawn(move || {
-        let _ = tx.send(rustix::fs::statvfs(&p).is_ok());
-    });
-    rx.recv_timeout(within).unwrap_or(false)
-}
-
-/// Is the process in `STORE/mount.pid` alive (not a zombie)?
-fn mount_process_alive(store: &Path) -> bool {
-    let Some(pid) = std::fs::read_to_string(store.join("mount.pid"))
-        .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.parse::<u32>().ok()))
-    else {
-        return false;
-    };
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the field after the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .map(|(_, rest)| !rest.starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
 }
 
 impl Driver {
@@ -227,15 +199,11 @@ impl Driver {
     }
 
     fn mount_state(&self, name: &str) -> MountState {
-        let mp = self.mountpoint(name);
-        if !listed_in_mountinfo(&mp) {
-            return MountState::Absent;
-        }
-        if mount_process_alive(&self.store_dir(name)) && responsive(&mp, Duration::from_secs(1)) {
-            MountState::Live
-        } else {
-            MountState::Dead
-        }
+        mount_state(&self.mountpoint(name), &self.store_dir(name), LIVE_WITHIN)
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.cfg.run_dir.join("logs").join(format!("{name}.log"))
     }
 
     /// At start: keep live mounts that containers use, unmount dead or unused ones.
@@ -278,10 +246,22 @@ impl Driver {
     }
 
     fn key_source(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<KeySource> {
+        let absolute = |option: &'static str, p: &String| {
+            let path = PathBuf::from(p);
+            if path.is_absolute() {
+                Ok(path)
+            } else {
+                Err(DriverError::RelativeKeyPath { option, path })
+            }
+        };
         match (opts.get("passphrase-file"), opts.get("keyfile")) {
             (Some(_), Some(_)) => Err(DriverError::BothKeys),
-            (Some(p), None) => Ok(KeySource::PassphraseFile { path: p.into() }),
-            (None, Some(k)) => Ok(KeySource::Keyfile { path: k.into() }),
+            (Some(p), None) => Ok(KeySource::PassphraseFile {
+                path: absolute("passphrase-file", p)?,
+            }),
+            (None, Some(k)) => Ok(KeySource::Keyfile {
+                path: absolute("keyfile", k)?,
+            }),
             (None, None) => match &self.cfg.default_keyfile {
                 Some(k) => Ok(KeySource::Keyfile { path: k.clone() }),
                 None => Err(DriverError::NoKey(name.to_string())),
@@ -289,6 +269,8 @@ impl Driver {
         }
     }
 
+    /// Every option is checked, and the key read, before anything is made on disk; a failure
+    /// while making the store removes what was made, so the create can be retried.
     pub fn create(&self, name: &str, opts: BTreeMap<String, String>) -> Result<()> {
         if !valid_name(name) {
             return Err(DriverError::InvalidName(name.to_string()));
@@ -309,9 +291,17 @@ impl Driver {
             sealvol_volume::parse_size(s).ok_or_else(|| DriverError::BadCacheSize(s.clone()))?;
         }
         let key = self.key_source(name, &opts)?;
-        let secret = key.read().map_err(|e| DriverError::Key {
-            name: name.into(),
-            detail: e.to_string(),
+        let secret = key.read().map_err(|e| match &key {
+            KeySource::Keyfile { path } => DriverError::KeyOption {
+                option: "keyfile",
+                path: path.clone(),
+                detail: e.to_string(),
+            },
+            KeySource::PassphraseFile { path } => DriverError::KeyOption {
+                option: "passphrase-file",
+                path: path.clone(),
+                detail: e.to_string(),
+            },
         })?;
         let l = self.op_lock(name);
         let _g = lock(&l);
@@ -333,9 +323,10 @@ impl Driver {
             chunk_size,
             ..CreateOptions::default()
         };
-        let v = Volume::create(&store, &secret, &copts, Arc::new(SystemClock))
-            .map_err(|e| DriverError::Io(format!("creating the store of {name:?}: {e}")))?;
-        v.close().map_err(|e| DriverError::Io(e.to_string()))?;
+        let v = create_store(&store, &secret, &copts).map_err(|cause| DriverError::Store {
+            name: name.to_string(),
+            cause: Box::new(cause),
+        })?;
         drop(v);
         let mut t = lock(&self.table);
         t.volumes.insert(
@@ -428,107 +419,49 @@ impl Driver {
             name: name.clone(),
             detail: e.to_string(),
         })?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.cfg.run_dir.join("logs").join(format!("{name}.log")))
-            .map_err(|e| fail(format!("opening the mount log: {e}")))?;
-        let mut child = Command::new(&self.cfg.exe)
-            .arg("mount")
-            .arg("--foreground")
-            .arg("--secret-stdin")
-            .arg("--store")
-            .arg(self.store_dir(name))
-            .arg("--stats-file")
-            .arg(self.stats_path(name))
-            .args(
-                rec.options
-                    .get("cache-size")
-                    .map(|c| ["--cache-size", c.as_str()])
-                    .into_iter()
-                    .flatten(),
-            )
-            .arg(&mp)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            // Its own process group: a signal to the server does not reach the mounts.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| fail(format!("starting {}: {e}", self.cfg.exe.display())))?;
-        {
-            let mut stdin = child
-                .stdin
-                .take()
-                .ok_or_else(|| fail("no pipe to the mount process".into()))?;
-            stdin
-                .write_all(&sealvol_crypto::secret_file::frame_secret(&secret))
-                .map_err(|e| fail(format!("handing over the key: {e}")))?;
-        }
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| fail("no pipe from the mount process".into()))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(self.cfg.mount_timeout).unwrap_or_default();
-        // Reap the process whenever it ends; it outlives a restart of this server.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
-        match line.trim_end() {
-            "READY" => Ok(()),
-            l => match l.strip_prefix("ERROR ") {
-                Some(msg) => Err(fail(msg.to_string())),
-                None => Err(fail(format!(
-                    "the mount process did not report ready within {} s; see {}",
-                    self.cfg.mount_timeout.as_secs(),
-                    self.cfg
-                        .run_dir
-                        .join("logs")
-                        .join(format!("{name}.log"))
-                        .display()
-                ))),
-            },
-        }
+        let cache_size = match rec.options.get("cache-size") {
+            // Checked at create; a table edited by hand since is refused here.
+            Some(c) => Some(
+                sealvol_volume::parse_size(c)
+                    .ok_or_else(|| DriverError::BadCacheSize(c.clone()))?,
+            ),
+            None => None,
+        };
+        let cmd = MountCommand {
+            cache_size,
+            stats_file: Some(self.stats_path(name)),
+            log_file: Some(self.log_path(name)),
+            ..MountCommand::new(self.cfg.exe.clone(), self.store_dir(name), mp)
+        };
+        cmd.spawn(&secret, self.cfg.mount_timeout)
+            .map(drop)
+            .map_err(|e| fail(e.to_string()))
     }
 
-    /// Unmount; with `lazy`, detach even if busy (for dead mounts).
+    /// Unmount; with `lazy`, detach even if busy (for dead mounts). Waits a while for the mount
+    /// process to write out and exit.
     fn fuse_unmount(&self, name: &str, lazy: bool) -> Result<()> {
-        let mp = self.mountpoint(name);
-        let pid: Option<u32> = std::fs::read_to_string(self.store_dir(name).join("mount.pid"))
-            .ok()
-            .and_then(|s| s.lines().next().and_then(|l| l.parse().ok()));
-        let out = Command::new("fusermount3")
-            .arg(if lazy { "-uz" } else { "-u" })
-            .arg(&mp)
-            .output()
-            .map_err(|e| DriverError::Unmount {
-                name: name.into(),
-                detail: format!("running fusermount3: {e}"),
-            })?;
-        if !out.status.success() {
-            return Err(DriverError::Unmount {
-                name: name.into(),
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        // Give the mount process a moment to write out and exit; it finishes on its own if slower.
-        if let Some(pid) = pid {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                if stat.split(' ').nth(2) == Some("Z") {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        let mode = if lazy {
+            UnmountMode::Lazy
+        } else {
+            UnmountMode::Clean
+        };
+        match unmount_and_wait(
+            &self.mountpoint(name),
+            &self.store_dir(name),
+            mode,
+            EXIT_WITHIN,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e @ MountError::StillWriting { .. }) => {
+                tracing::warn!(volume = %name, "{e}");
+                Ok(())
             }
+            Err(e) => Err(DriverError::Unmount {
+                name: name.into(),
+                detail: e.to_string(),
+            }),
         }
-        Ok(())
     }
 
     pub fn unmount(&self, name: &str, id: &str) -> Result<()> {
@@ -560,10 +493,11 @@ impl Driver {
         let name = &rec.name;
         let state = if check_live {
             self.mount_state(name)
-        } else if listed_in_mountinfo(&self.mountpoint(name)) {
-            MountState::Live
         } else {
-            MountState::Absent
+            match mountinfo::sealvol_at(&self.mountpoint(name)) {
+                Ok(Some(_)) => MountState::Live,
+                _ => MountState::Absent,
+            }
         };
         let mounted = state == MountState::Live && !rec.mount_ids.is_empty();
         let mut s = serde_json::Map::new();
