@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use sealvol_crypto::secret_file::passphrase_from_bytes;
-#[cfg(test)]
-use sealvol_crypto::secret_file::MAX_SECRET_FILE;
 use sealvol_crypto::{read_key_file, read_passphrase_file, Secret};
 use zeroize::Zeroizing;
 
@@ -40,7 +38,7 @@ impl KeyArgs {
             return Ok(read_key_file(k)?);
         }
         if self.secret_stdin {
-            return read_framed(&mut std::io::stdin());
+            return Ok(sealvol_mount::receive_secret(&mut std::io::stdin())?);
         }
         if !std::io::stdin().is_terminal() {
             bail!(
@@ -134,50 +132,4 @@ fn prompt_hidden(prompt: &str) -> std::io::Result<Zeroizing<Vec<u8>>> {
     drop(restore);
     (&tty).write_all(b"\n")?;
     Ok(line)
-}
-
-/// The secret `sealvol-mount` hands a mount process (`sealvol_crypto::secret_file::frame_secret`).
-fn read_framed(r: &mut impl Read) -> Result<Secret> {
-    use sealvol_crypto::secret_file::MAX_FRAMED_SECRET;
-    // Reserved up front and never grown (growing would leave copies of the secret in freed
-    // memory); one byte more than the largest frame, to notice a longer one.
-    let mut buf = Zeroizing::new(vec![0u8; MAX_FRAMED_SECRET + 1]);
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading the secret from the parent process"),
-        }
-    }
-    if filled > MAX_FRAMED_SECRET {
-        bail!("the secret from the parent process is longer than {MAX_FRAMED_SECRET} bytes");
-    }
-    sealvol_crypto::secret_file::unframe_secret(&buf[..filled])
-        .context("no valid secret arrived from the parent process")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn framed_secrets_round_trip_and_are_bounded() {
-        let secret = sealvol_crypto::Secret::key_file(&[4; 32]);
-        let pipe = sealvol_crypto::secret_file::frame_secret(&secret).to_vec();
-        match read_framed(&mut pipe.as_slice()).unwrap() {
-            Secret::KeyFile(k) => assert_eq!(k.expose(), &[4; 32]),
-            Secret::Passphrase(_) => panic!("kind changed"),
-        }
-        let longest = [b"P".as_slice(), &[b'x'; MAX_SECRET_FILE]].concat();
-        match read_framed(&mut longest.as_slice()).unwrap() {
-            Secret::Passphrase(p) => assert_eq!(p.len(), MAX_SECRET_FILE),
-            Secret::KeyFile(_) => panic!("kind changed"),
-        }
-        let too_long = [longest.as_slice(), b"x"].concat();
-        let err = read_framed(&mut too_long.as_slice()).err().unwrap();
-        assert!(err.to_string().contains("longer than"), "{err}");
-        assert!(read_framed(&mut b"K123".as_slice()).is_err());
-    }
 }

@@ -24,6 +24,12 @@ pub enum MountError {
     Spawn { exe: PathBuf, cause: std::io::Error },
     #[error("handing the key to the mount process: {0}")]
     Handover(std::io::Error),
+    #[error("reading the secret from the parent process: {0}")]
+    ReceiveSecret(std::io::Error),
+    #[error("the secret from the parent process is longer than {0} bytes; the mount process takes it only from `sealvol mount` or `sealvol serve`")]
+    SecretTooLong(usize),
+    #[error("no valid secret arrived from the parent process; the mount process takes it only from `sealvol mount` or `sealvol serve`")]
+    BadSecret,
     /// The mount process said `ERROR <message>`: its own words, which name the cause.
     #[error("{0}")]
     Reported(String),

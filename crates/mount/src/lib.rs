@@ -34,5 +34,5 @@ pub use create::{create_store, remove_on_failure, Cleanup};
 pub use error::MountError;
 pub use housekeeping::{publish_stats, Housekeeping, HousekeepingConfig};
 pub use live::{mount_state, process_alive, MountState};
-pub use spawn::{MountCommand, MountProcess};
+pub use spawn::{receive_secret, MountCommand, MountProcess};
 pub use unmount::{unmount_and_wait, UnmountMode};

@@ -3,14 +3,15 @@
 //! standard input, and a bounded wait for its [`handshake`](crate::handshake) reply.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sealvol_crypto::secret_file::frame_secret;
+use sealvol_crypto::secret_file::{frame_secret, unframe_secret, MAX_FRAMED_SECRET};
 use sealvol_crypto::Secret;
+use zeroize::Zeroizing;
 
 use crate::handshake::{wait_for_reply, Reply};
 use crate::MountError;
@@ -177,6 +178,27 @@ impl MountCommand {
     }
 }
 
+/// The mount process's half of the hand-over: the secret its parent framed onto its standard
+/// input, read to the end into one buffer reserved up front and never grown (growing would
+/// leave copies of the secret in freed memory), bounded by the longest frame.
+pub fn receive_secret(from: &mut impl Read) -> Result<Secret, MountError> {
+    // One byte more than the largest frame, to notice a longer one.
+    let mut buf = Zeroizing::new(vec![0u8; MAX_FRAMED_SECRET + 1]);
+    let mut filled = 0;
+    while filled < buf.len() {
+        match from.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(MountError::ReceiveSecret(e)),
+        }
+    }
+    if filled > MAX_FRAMED_SECRET {
+        return Err(MountError::SecretTooLong(MAX_FRAMED_SECRET));
+    }
+    unframe_secret(&buf[..filled]).ok_or(MountError::BadSecret)
+}
+
 /// Ask the process to stop (SIGTERM: before it mounts, that ends it; once mounted, it unmounts).
 fn stop(child: &mut Child) {
     let sent = i32::try_from(child.id())
@@ -262,6 +284,35 @@ mod tests {
             ]
             .map(OsString::from)
         );
+    }
+
+    #[test]
+    fn framed_secrets_round_trip_and_are_bounded() {
+        use sealvol_crypto::secret_file::MAX_SECRET_FILE;
+        let secret = Secret::key_file(&[4; 32]);
+        let pipe = frame_secret(&secret).to_vec();
+        match receive_secret(&mut pipe.as_slice()).expect("a key") {
+            Secret::KeyFile(k) => assert_eq!(k.expose(), &[4; 32]),
+            Secret::Passphrase(_) => panic!("kind changed"),
+        }
+        let longest = [b"P".as_slice(), &[b'x'; MAX_SECRET_FILE]].concat();
+        match receive_secret(&mut longest.as_slice()).expect("the longest passphrase") {
+            Secret::Passphrase(p) => assert_eq!(p.len(), MAX_SECRET_FILE),
+            Secret::KeyFile(_) => panic!("kind changed"),
+        }
+        let too_long = [longest.as_slice(), b"x"].concat();
+        let err = receive_secret(&mut too_long.as_slice())
+            .err()
+            .expect("too long");
+        assert!(err.to_string().contains("longer than"), "{err}");
+        assert!(matches!(
+            receive_secret(&mut b"K123".as_slice()),
+            Err(MountError::BadSecret)
+        ));
+        assert!(matches!(
+            receive_secret(&mut b"".as_slice()),
+            Err(MountError::BadSecret)
+        ));
     }
 
     #[test]
