@@ -31,7 +31,9 @@ fn a_petabyte_sparse_file_through_the_mount() {
     )));
     assert_eq!(zeros.trim(), "0");
     // Emptied, grown again, deleted; then a second one deleted straight away.
-    ok(&sh(&format!("truncate -s 0 {m}/huge && truncate -s 1P {m}/huge && rm {m}/huge")));
+    ok(&sh(&format!(
+        "truncate -s 0 {m}/huge && truncate -s 1P {m}/huge && rm {m}/huge"
+    )));
     ok(&sh(&format!("truncate -s 1P {m}/again && rm {m}/again")));
     assert!(!p.exists());
     f.umount();
