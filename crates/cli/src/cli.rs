@@ -14,13 +14,13 @@ use crate::keys::KeyArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "sealvol", version, about = "Encrypted, deduplicated volumes, mounted with FUSE", long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub cmd: Cmd,
+    pub(crate) cmd: Cmd,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Create a new encrypted store.
     Init {
         #[arg(long, value_name = "DIR")]
@@ -125,7 +125,7 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum KeyCmd {
+pub(crate) enum KeyCmd {
     /// Add a key slot. Authenticate with an existing key; the new one comes from
     /// --new-passphrase-file or --new-keyfile.
     Add {
@@ -172,7 +172,7 @@ fn kdf(memory_mib: u32, iterations: u32) -> KdfParams {
     }
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode> {
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Init {
             store,
@@ -325,7 +325,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-pub fn open(store: &std::path::Path, key: &KeyArgs) -> Result<Volume> {
+pub(crate) fn open(store: &std::path::Path, key: &KeyArgs) -> Result<Volume> {
     let secret = key.secret(false)?;
     Volume::open(store, &secret, Arc::new(SystemClock))
         .with_context(|| format!("opening the store {}", store.display()))

@@ -11,26 +11,26 @@ use sealvol_crypto::{read_key_file, read_passphrase_file, Secret};
 use zeroize::Zeroizing;
 
 #[derive(Args, Debug, Clone, Default)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// File holding the passphrase (mode 0600; one trailing newline is ignored).
     #[arg(long, value_name = "FILE", conflicts_with = "keyfile")]
-    pub passphrase_file: Option<PathBuf>,
+    pub(crate) passphrase_file: Option<PathBuf>,
     /// File holding exactly 32 random bytes (mode 0600).
     #[arg(long, value_name = "FILE")]
-    pub keyfile: Option<PathBuf>,
+    pub(crate) keyfile: Option<PathBuf>,
     /// Read the secret from standard input in sealvol's internal framing (used by `mount` to
     /// hand the secret to its background process).
     #[arg(long, hide = true)]
-    pub secret_stdin: bool,
+    pub(crate) secret_stdin: bool,
 }
 
 impl KeyArgs {
-    pub fn given(&self) -> bool {
+    pub(crate) fn given(&self) -> bool {
         self.passphrase_file.is_some() || self.keyfile.is_some() || self.secret_stdin
     }
 
     /// The secret, from a file, the internal pipe or a terminal prompt.
-    pub fn secret(&self, confirm: bool) -> Result<Secret> {
+    pub(crate) fn secret(&self, confirm: bool) -> Result<Secret> {
         if let Some(p) = &self.passphrase_file {
             return Ok(read_passphrase_file(p)?);
         }

@@ -26,16 +26,16 @@ use crate::keys::KeyArgs;
 /// passphrase runs Argon2id; a store left by a crash replays its log first).
 const READY_WITHIN: Duration = Duration::from_secs(300);
 
-pub struct MountOpts<'a> {
-    pub foreground: bool,
-    pub threads: usize,
+pub(crate) struct MountOpts<'a> {
+    pub(crate) foreground: bool,
+    pub(crate) threads: usize,
     /// The plaintext cache's budget in bytes.
-    pub cache_size: usize,
-    pub log_file: Option<&'a Path>,
-    pub stats_file: Option<&'a Path>,
+    pub(crate) cache_size: usize,
+    pub(crate) log_file: Option<&'a Path>,
+    pub(crate) stats_file: Option<&'a Path>,
 }
 
-pub fn mount(
+pub(crate) fn mount(
     store: &Path,
     key: &KeyArgs,
     opts: &MountOpts<'_>,
@@ -154,7 +154,7 @@ fn serve(
 /// (nothing is reserved up front), only where locking cannot later starve the process
 /// (CAP_IPC_LOCK, or no memlock limit: with a limit, allocations past it would fail); elsewhere
 /// a warning says what may reach swap.
-pub fn protect_memory() {
+pub(crate) fn protect_memory() {
     use rustix::mm::{mlockall, MlockAllFlags};
     use rustix::process::{set_dumpable_behavior, DumpableBehavior};
     if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
@@ -205,7 +205,7 @@ fn set_readahead(mountpoint: &Path) {
     }
 }
 
-pub fn umount(mountpoint: &Path, timeout: u64) -> Result<ExitCode> {
+pub(crate) fn umount(mountpoint: &Path, timeout: u64) -> Result<ExitCode> {
     let mp = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
     let Some(store) = mountinfo::sealvol_at(&mp)?.and_then(|e| e.store()) else {
         bail!("{} is not a sealvol mount", mp.display());

@@ -106,6 +106,10 @@ impl SealKey {
     /// The IETF ChaCha20-Poly1305 key and nonce that make XChaCha20-Poly1305 for `nonce`.
     pub(crate) fn subkey(&self, nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
         let mut sub = chacha20::hchacha::<U10>(self.expose().into(), nonce[..16].into());
+        #[allow(
+            clippy::expect_used,
+            reason = "ring refuses only a key of the wrong length, and HChaCha20 gives 32 bytes"
+        )]
         let key = LessSafeKey::new(
             UnboundKey::new(&CHACHA20_POLY1305, sub.as_slice()).expect("a 32-byte key"),
         );
@@ -143,6 +147,11 @@ impl SealKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
         let (key, n) = self.subkey(&nonce);
+        #[allow(
+            clippy::expect_used,
+            reason = "ring refuses only inputs over 256 GiB; sealvol seals records of at most \
+                      16 MiB and chunks of at most 4 MiB"
+        )]
         let tag = key
             .seal_in_place_separate_tag(
                 n,
@@ -171,7 +180,8 @@ impl SealKey {
             return Err(CryptoError::UnknownVersion(sealed[0]));
         }
         let epoch = sealed_epoch(sealed)?;
-        let nonce: [u8; 24] = sealed[5..HEADER_LEN].try_into().expect("24 bytes");
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&sealed[5..HEADER_LEN]);
         // Ciphertext and tag, opened in place: `open_in_place` returns the plaintext only if
         // the tag authenticates.
         let mut buf = sealed[HEADER_LEN..].to_vec();

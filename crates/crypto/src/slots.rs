@@ -205,6 +205,10 @@ impl KeyHeader {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
+        #[allow(
+            clippy::expect_used,
+            reason = "strings, numbers and byte fields as hex: nothing serde_json can refuse"
+        )]
         serde_json::to_vec_pretty(self).expect("key header serializes")
     }
 
@@ -460,7 +464,7 @@ mod hex_bytes {
 
     use super::MAX_HEX_FIELD;
 
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         let mut out = String::with_capacity(v.len() * 2);
         for b in v {
             out.push_str(&format!("{b:02x}"));
@@ -470,7 +474,7 @@ mod hex_bytes {
 
     /// Lower- or upper-case hex of at most [`MAX_HEX_FIELD`] bytes. Works on the string's bytes,
     /// so a non-ASCII character is an error, never a slice through a character (a panic).
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         use serde::de::Error;
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let s = s.as_bytes();
