@@ -47,8 +47,7 @@ pub(crate) enum Cmd {
         #[arg(long)]
         foreground: bool,
         /// FUSE worker threads. More than cores pays: a request waiting on the store, or a
-        /// write-out, does not hold up the next one (8 against 4: small-file workloads 8-10%
-        /// faster on 2 cores).
+        /// write-out, does not hold up the next one (docs/benchmarks.md).
         #[arg(long, default_value_t = 8)]
         threads: usize,
         /// Memory for verified plaintext, so that repeated reads skip the store and the

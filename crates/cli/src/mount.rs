@@ -185,14 +185,7 @@ fn has_cap_ipc_lock() -> bool {
         .is_some_and(|caps| caps & (1 << 14) != 0)
 }
 
-/// Kernel readahead for the mount, in KiB. The kernel's default for FUSE is 128 KiB, one chunk:
-/// sequential reads then come as one 128 KiB request at a time. A larger window lets the kernel
-/// keep several 1 MiB requests in flight, opened in parallel while the store waits for the
-/// disk (cold 1 GiB read: 128 KiB 389 MB/s, 1 MiB 530-593; then 4 MiB against 1 MiB, 8
-/// alternating rounds: 572-645 against 505-620 MB/s; docs/benchmarks.md).
-const READAHEAD_KB: u32 = 4096;
-
-/// Set the mount's readahead (as `blockdev --setra` does for a disk) through its backing
+/// Set the mount's readahead window ([`sealvol_fuse::READAHEAD_KB`], as `blockdev --setra` does for a disk) through its backing
 /// device in sysfs. Needs root; without it the kernel default stays, which only costs speed.
 fn set_readahead(mountpoint: &Path) {
     let dev = match mountinfo::entry_at(mountpoint) {
@@ -200,7 +193,7 @@ fn set_readahead(mountpoint: &Path) {
         _ => return,
     };
     let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&path, READAHEAD_KB.to_string()) {
+    if let Err(e) = std::fs::write(&path, sealvol_fuse::READAHEAD_KB.to_string()) {
         tracing::info!(path, error = %e, "could not raise the readahead; sequential reads stay at the kernel default");
     }
 }

@@ -16,6 +16,15 @@ use fuser::{
 use sealvol_store::StoreError;
 use sealvol_volume::{Caller, FsError, Inode, Kind, SetAttr, Ts, Volume, ROOT_INO};
 
+/// The largest read or write request the kernel sends (and readahead request it makes): 1 MiB.
+pub const MAX_REQUEST: u32 = 1 << 20;
+
+/// The mount's readahead window in KiB, set through the mount's backing device in sysfs (the
+/// mount process does it; FUSE's default is 128 KiB, one request at a time). A window of several
+/// requests keeps them in flight, opened in parallel while the store waits for the disk
+/// (measured in docs/benchmarks.md).
+pub const READAHEAD_KB: u32 = 4096;
+
 /// How long the kernel may cache names and attributes. This mount is the only writer of its
 /// store, so caching is safe; it stays short so that a future sync layer's changes show soon.
 const TTL: Duration = Duration::from_secs(1);
@@ -219,8 +228,8 @@ impl SealFs {
 
 impl Filesystem for SealFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(MAX_REQUEST);
+        let _ = config.set_max_readahead(MAX_REQUEST);
         // The kernel's writeback cache: small and random writes land in the page cache and
         // reach us as large writes at write-back, close or fsync. The kernel then owns the
         // file's size and mtime while pages are dirty, handles O_APPEND itself, and sends the
