@@ -7,6 +7,7 @@ use common::*;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -221,20 +222,35 @@ while True:
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // The crash comes once the writer has acknowledged enough (not after a fixed time: on a
+    // loaded machine 2.5 s was sometimes too little), or after a minute at most.
+    let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let seen = progress.clone();
     let reader = std::thread::spawn(move || {
         let (mut acked, mut big) = (Vec::new(), Vec::new());
         for line in BufReader::new(stdout).lines() {
             match line {
                 Ok(l) => match l.trim().strip_prefix("big ") {
-                    Some(n) => big.push(n.parse::<u64>().unwrap()),
-                    None => acked.push(l.trim().parse::<u64>().unwrap()),
+                    Some(n) => {
+                        big.push(n.parse::<u64>().unwrap());
+                        seen.1.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        acked.push(l.trim().parse::<u64>().unwrap());
+                        seen.0.fetch_add(1, Ordering::Relaxed);
+                    }
                 },
                 Err(_) => break,
             }
         }
         (acked, big)
     });
-    std::thread::sleep(Duration::from_millis(2500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (progress.0.load(Ordering::Relaxed) < 100 || progress.1.load(Ordering::Relaxed) < 3)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ok(&sh(&format!("kill -9 {pid}")));
     let _ = child.wait();
     let (acked, big) = reader.join().unwrap();
