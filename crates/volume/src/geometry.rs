@@ -135,8 +135,12 @@ impl FromStr for ChunkSize {
 
     /// A size as users write it: `131072`, `128K`, `1M`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // At most 64 characters of what was given: the message goes back to clients.
         let bad = || BadChunkSize {
-            given: format!("{s:?}"),
+            given: match s.char_indices().nth(64) {
+                Some((cut, _)) => format!("{:?}...", &s[..cut]),
+                None => format!("{s:?}"),
+            },
         };
         let n = parse_size(s).ok_or_else(bad)?;
         ChunkSize::new(n).map_err(|_| bad())
