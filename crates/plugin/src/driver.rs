@@ -133,7 +133,7 @@ fn now_unix() -> u64 {
 /// A client's string as an error message quotes it: at most 64 characters of it, so a reply
 /// stays small whatever the request held (found by fuzzing the router: a name of DEL bytes
 /// came back six times its size, each escaped as `\u{7f}`).
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     const MAX: usize = 64;
     match s.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}...", &s[..cut]),

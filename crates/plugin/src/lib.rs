@@ -89,8 +89,16 @@ pub fn app(driver: Arc<Driver>) -> Router {
                 let d = d.clone();
                 move |body: Bytes| async move {
                     let r = call(body, move |q: CreateRequest| {
-                        let keys: Vec<&String> = q.opts.iter().flat_map(|o| o.keys()).collect();
-                        tracing::info!(volume = %q.name, options = ?keys, "create requested");
+                        // Logged before validation: bounded, whatever a client sends (option
+                        // names only, never values: a value could be a secret).
+                        let keys: Vec<String> = q
+                            .opts
+                            .iter()
+                            .flat_map(|o| o.keys())
+                            .take(16)
+                            .map(|k| driver::shown(k))
+                            .collect();
+                        tracing::info!(volume = %driver::shown(&q.name), options = ?keys, "create requested");
                         d.create(&q.name, q.opts.unwrap_or_default()).map_err(text)
                     });
                     reply(&ErrResponse::from(r.await))
