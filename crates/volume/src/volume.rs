@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use sealvol_crypto::{
-    ChunkAddr, ChunkTree, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys, SEGMENT,
+    ChunkAddr, ChunkTree, Domain, KdfParams, KeyHeader, MasterKey, Secret, Verify, VolumeKeys,
+    SEGMENT,
 };
 use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
 
@@ -604,7 +605,8 @@ impl Volume {
         sealed: &[u8],
     ) -> std::result::Result<Vec<u8>, sealvol_crypto::CryptoError> {
         let b = self.binding(&[&addr.0]);
-        (self.keys.chunk_seal).open_chunk(&self.keys.chunk_addr, &b, addr, sealed)
+        let verify = Verify::Address(&self.keys.chunk_addr);
+        (self.keys.chunk_seal).open_chunk(verify, &b, addr, sealed)
     }
 
     /// Authenticate, decrypt and verify only the segments of a stored chunk that `range`
@@ -617,7 +619,7 @@ impl Volume {
     ) -> std::result::Result<sealvol_crypto::Segments, sealvol_crypto::CryptoError> {
         let b = self.binding(&[&addr.0]);
         let (k, h) = (&self.keys.chunk_seal, &self.keys.chunk_addr);
-        k.open_chunk_segments(h, &b, addr, sealed, range)
+        k.open_chunk_segments(Verify::Address(h), &b, addr, sealed, range)
     }
 
     /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
@@ -664,7 +666,13 @@ impl Volume {
             opened = sealed.map(|sealed| {
                 let b = self.binding(&[&addr.0]);
                 (self.keys.chunk_seal)
-                    .open_chunk_append(&self.keys.chunk_addr, &b, addr, sealed, out)
+                    .open_chunk_append(
+                        Verify::Address(&self.keys.chunk_addr),
+                        &b,
+                        addr,
+                        sealed,
+                        out,
+                    )
                     .map(|_| ())
                     .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
             });
