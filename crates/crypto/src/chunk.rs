@@ -9,7 +9,8 @@
 //! values in a sealed trailer. Reading a few KiB of a chunk therefore opens one segment and the
 //! trailer, checks that the segment's chaining value is in the trailer and that the trailer's
 //! values merge to the address, and returns bytes as verified as a whole-chunk read, which
-//! re-hashes everything.
+//! re-hashes everything. Whether an open makes these address checks or authenticates only is
+//! the caller's explicit choice at every call ([`Verify`]).
 //!
 //! The plaintext of length L is sealed padded with zeros to P = [`padded_len`]`(L)` (Padmé, at
 //! least [`MIN_PADDED`] bytes): P is in the clear, L only inside the sealed trailer. A file of
@@ -222,11 +223,12 @@ pub struct Segments {
 /// What opening a chunk checks beyond its AEAD tags, chosen by the caller at every open.
 ///
 /// Both choices authenticate and decrypt every part they return (each segment's tag, with the
-/// volume id, address, padded length and position in its associated data), open and
-/// authenticate the trailer, and check the length against the padded length and that the
-/// padding is zeros. They differ in exactly one step: [`Verify::Address`] also re-hashes the
-/// plaintext (a whole chunk) or checks the segments' chaining values and their root (a partial
-/// read) against the address; [`Verify::LocalStore`] does not.
+/// caller's binding, for the volume layer its volume id and the address, the padded length and
+/// the part's position in its associated data), open and authenticate the trailer, and check
+/// the length against the padded length and that the padding is zeros. They differ in one step:
+/// [`Verify::Address`] also re-hashes the plaintext (a whole chunk) or checks the segments'
+/// chaining values and their root (a partial read) against the address; [`Verify::LocalStore`]
+/// does not, and in exchange insists that the binding names the address.
 ///
 /// Against anyone without the volume's chunk key the tags alone already give integrity and
 /// authenticity: nobody else can make a part that opens under this address at this position.
@@ -244,9 +246,8 @@ pub enum Verify<'a> {
     /// the address it was sealed for, on the ordinary read path: the bytes were hashed when this
     /// volume's key sealed them, and the tags prove they are those bytes. The binding must end
     /// with the address (it is what ties the tags to it); an open whose binding does not is
-    /// refused. A chunk sealed with a
-    /// valid tag but with other content under an address opens this way (only a key holder can
-    /// make one); `check` finds it.
+    /// refused. A chunk sealed with a valid tag but with other content under an address opens
+    /// this way (only a key holder can make one); `check` finds it.
     LocalStore,
 }
 
