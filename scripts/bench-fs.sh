@@ -6,6 +6,12 @@
 #
 #   scripts/bench-fs.sh [WORKDIR]        (default /var/tmp/sealvol-bench; must be on the disk)
 #   SIZE=1G RAND_SIZE=128M RUNTIME=20 SMALL_FILES=3000 scripts/bench-fs.sh
+#
+# Old against new, in one run: SEALVOL_BASELINE=/path/to/old/sealvol ROUNDS=3 scripts/bench-fs.sh
+# also runs every workload on a mount served by that binary (its own store), alternating which
+# sealvol goes first round by round, and prints min/median/max per row for every filesystem with
+# the ratios of medians (this tree's build / the baseline, and / gocryptfs), and the load
+# (`uptime`) before and after each round. ROUNDS alone repeats the run as well.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu
@@ -16,6 +22,13 @@ rand_size=${RAND_SIZE:-128M}
 runtime=${RUNTIME:-20}
 nsmall=${SMALL_FILES:-3000}
 chunk=${CHUNK:-128K}
+baseline=${SEALVOL_BASELINE:-}
+rounds=${ROUNDS:-1}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-fs: ROUNDS must be a positive number" >&2; exit 1; }
+if [ -n "$baseline" ] && [ ! -x "$baseline" ]; then
+    echo "bench-fs: SEALVOL_BASELINE=$baseline is not an executable" >&2
+    exit 1
+fi
 
 for p in fio gocryptfs python3; do
     command -v $p >/dev/null || { echo "bench-fs: $p is missing: run scripts/setup.sh --bench" >&2; exit 1; }
@@ -28,18 +41,29 @@ fi
 cargo build --release --quiet -p sealvol
 bin=${CARGO_TARGET_DIR:-$(pwd)/target}/release/sealvol
 
+# The sealvol mounts: sv (this tree's build) and, with SEALVOL_BASELINE, sv0 (that binary).
+svs=(sv)
+[ -n "$baseline" ] && svs+=(sv0)
+svbin() { if [ "$1" = sv0 ]; then echo "$baseline"; else echo "$bin"; fi; }
+svmount() { "$(svbin "$1")" mount --store "$work/$1-store" --keyfile "$work/key" "$work/$1-mnt" >/dev/null; }
+
 cleanup() {
-    "$bin" umount "$work/sv-mnt" >/dev/null 2>&1 || fusermount3 -uz "$work/sv-mnt" 2>/dev/null || true
+    for s in "${svs[@]}"; do
+        "$(svbin "$s")" umount "$work/$s-mnt" >/dev/null 2>&1 || fusermount3 -uz "$work/$s-mnt" 2>/dev/null || true
+    done
     fusermount3 -u "$work/gc-mnt" 2>/dev/null || true
 }
 trap cleanup EXIT
 cleanup
 rm -rf "$work"
-mkdir -p "$work"/{ext4,sv-mnt,gc-mnt,gc-cipher}
+mkdir -p "$work"/{ext4,gc-mnt,gc-cipher}
 touch "$work/.sealvol-bench"
 (umask 077; head -c 32 /dev/urandom > "$work/key"; echo "bench passphrase" > "$work/pass")
-"$bin" init --store "$work/sv-store" --keyfile "$work/key" --chunk-size "$chunk" >/dev/null
-"$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null
+for s in "${svs[@]}"; do
+    mkdir -p "$work/$s-mnt"
+    "$(svbin "$s")" init --store "$work/$s-store" --keyfile "$work/key" --chunk-size "$chunk" >/dev/null
+    svmount "$s"
+done
 gocryptfs -q -init -passfile "$work/pass" "$work/gc-cipher"
 gocryptfs -q -nosyslog -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt"
 
@@ -50,8 +74,8 @@ drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 # mounted again before each step that reads.
 cold() { # target
     case $1 in
-    sv) "$bin" umount "$work/sv-mnt" >/dev/null
-        "$bin" mount --store "$work/sv-store" --keyfile "$work/key" "$work/sv-mnt" >/dev/null ;;
+    sv | sv0) "$(svbin "$1")" umount "$work/$1-mnt" >/dev/null
+        svmount "$1" ;;
     gc) fusermount3 -u "$work/gc-mnt"
         gocryptfs -q -nosyslog -passfile "$work/pass" "$work/gc-cipher" "$work/gc-mnt" ;;
     esac
@@ -89,24 +113,39 @@ for i in range(n):
 PY
 tar -C "$work/small-src" -cf "$work/small.tar" .
 
+multi=
+if [ -n "$baseline" ] || [ "$rounds" -gt 1 ]; then multi=1; fi
 declare -A R
-for t in ext4 sv gc; do
-    case $t in ext4) d=$work/ext4;; sv) d=$work/sv-mnt;; gc) d=$work/gc-mnt;; esac
-    R[$t,seqw]=$(fio_run "$d" write 1M "$size" --end_fsync=1)
-    cold $t
-    R[$t,seqr]=$(fio_run "$d" read 1M "$size")
-    rm -f "$d/bench.dat"
-    R[$t,randw]=$(fio_run "$d" randwrite 4k "$rand_size" --time_based --runtime="$runtime" --end_fsync=1)
-    cold $t
-    R[$t,randr]=$(fio_run "$d" randread 4k "$rand_size" --time_based --runtime="$runtime")
-    rm -f "$d/bench.dat"
-    drop
-    R[$t,untar]=$(secs bash -c "tar -C '$d' -xf '$work/small.tar' && sync")
-    cold $t
-    R[$t,lsR]=$(secs ls -lR "$d")
-    cold $t
-    R[$t,readall]=$(secs bash -c "find '$d' -type f -exec cat {} + > /dev/null")
-    R[$t,rm]=$(secs bash -c "rm -rf '$d'/dir* && sync")
+: > "$work/results"
+for ((round = 1; round <= rounds; round++)); do
+    # The two sealvol builds take turns going first.
+    order=(ext4 sv gc)
+    if [ -n "$baseline" ]; then
+        if ((round % 2)); then order=(ext4 sv sv0 gc); else order=(ext4 sv0 sv gc); fi
+    fi
+    if [ -n "$multi" ]; then echo "round $round (${order[*]}), load before: $(uptime)"; fi
+    for t in "${order[@]}"; do
+        case $t in ext4) d=$work/ext4;; sv | sv0) d=$work/$t-mnt;; gc) d=$work/gc-mnt;; esac
+        R[$t,seqw]=$(fio_run "$d" write 1M "$size" --end_fsync=1)
+        cold $t
+        R[$t,seqr]=$(fio_run "$d" read 1M "$size")
+        rm -f "$d/bench.dat"
+        R[$t,randw]=$(fio_run "$d" randwrite 4k "$rand_size" --time_based --runtime="$runtime" --end_fsync=1)
+        cold $t
+        R[$t,randr]=$(fio_run "$d" randread 4k "$rand_size" --time_based --runtime="$runtime")
+        rm -f "$d/bench.dat"
+        drop
+        R[$t,untar]=$(secs bash -c "tar -C '$d' -xf '$work/small.tar' && sync")
+        cold $t
+        R[$t,lsR]=$(secs ls -lR "$d")
+        cold $t
+        R[$t,readall]=$(secs bash -c "find '$d' -type f -exec cat {} + > /dev/null")
+        R[$t,rm]=$(secs bash -c "rm -rf '$d'/dir* && sync")
+        for k in seqw seqr randw randr untar lsR readall rm; do
+            echo "$t $k $round ${R[$t,$k]}" >> "$work/results"
+        done
+    done
+    if [ -n "$multi" ]; then echo "round $round, load after: $(uptime)"; fi
 done
 
 ratio() { python3 -c "a,b=$1,$2; print(f'{(a/b):.2f}x' if b else 'n/a')"; }
@@ -124,3 +163,36 @@ for k in untar lsR readall rm; do
 done
 echo
 echo "ratios: higher is better for sealvol (throughput ratio, or inverse time ratio)"
+
+if [ -n "$multi" ]; then
+    echo
+    echo "(the table above is the last round; over all $rounds rounds:)"
+    python3 - "$work/results" "$nsmall" "$baseline" <<'PY'
+import statistics, sys
+path, nsmall, baseline = sys.argv[1], sys.argv[2], sys.argv[3]
+vals = {}
+for line in open(path):
+    t, k, _, v = line.split()
+    vals.setdefault((t, k), []).append(float(v))
+names = [("sv", "sealvol")] + ([("sv0", "baseline")] if baseline else []) + [("gc", "gocryptfs"), ("ext4", "ext4")]
+med = lambda t, k: statistics.median(vals[(t, k)])
+def cell(t, k):
+    v = vals[(t, k)]
+    return f"{min(v):g} / {statistics.median(v):g} / {max(v):g}"
+def ratio(k, a, b):
+    x, y = med(a, k), med(b, k)
+    r = (x / y if y else 0) if k in ("seqw", "seqr", "randw", "randr") else (y / x if x else 0)
+    return f"{r:.2f}x"
+cols = [n for _, n in names]
+extra = (["sealvol/baseline"] if baseline else []) + ["sealvol/gocryptfs"]
+print("| workload (min / median / max) | " + " | ".join(cols + extra) + " |")
+print("|---" * (1 + len(cols) + len(extra)) + "|")
+for k in ["seqw", "seqr", "randw", "randr", "untar", "lsR", "readall", "rm"]:
+    unit = "IOPS" if k.startswith("rand") else "MB/s" if k.startswith("seq") else f"s, {nsmall} files"
+    row = [cell(t, k) for t, _ in names]
+    row += ([ratio(k, "sv", "sv0")] if baseline else []) + [ratio(k, "sv", "gc")]
+    print(f"| {k} ({unit}) | " + " | ".join(row) + " |")
+print()
+print("ratios of medians: higher is better for this tree's sealvol")
+PY
+fi

@@ -1,5 +1,6 @@
 //! The chunk pipeline per core: hash + seal (write), open + verify (read), and a 4 KiB read of
-//! a chunk (one segment opened and verified against the address), next to raw
+//! a chunk (one segment opened and verified against the address), each also as a local read
+//! does it (authenticate only, `Verify::LocalStore`), next to raw
 //! XChaCha20-Poly1305 (RustCrypto, the reference implementation) and raw keyed BLAKE3 on the
 //! same buffers, so the ratios show what sealvol adds or saves.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -7,7 +8,7 @@
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sealvol_crypto::{HashKey, SealKey};
+use sealvol_crypto::{HashKey, SealKey, Verify};
 
 fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunk");
@@ -48,7 +49,25 @@ fn pipeline(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("sealvol_open_verify", size),
             &sealed,
-            |b, s| b.iter(|| seal_key.open_chunk(&addr_key, &a.0, &a, s).unwrap()),
+            |b, s| {
+                b.iter(|| {
+                    seal_key
+                        .open_chunk(Verify::Address(&addr_key), &a.0, &a, s)
+                        .unwrap()
+                })
+            },
+        );
+        // What a local read does: authenticate only (no re-hash against the address).
+        g.bench_with_input(
+            BenchmarkId::new("sealvol_open_local", size),
+            &sealed,
+            |b, s| {
+                b.iter(|| {
+                    seal_key
+                        .open_chunk(Verify::LocalStore, &a.0, &a, s)
+                        .unwrap()
+                })
+            },
         );
         // A 4 KiB read from the middle of the chunk; throughput counts the whole chunk, so
         // this row reads as "chunk bytes served per second by 4 KiB reads".
@@ -59,7 +78,18 @@ fn pipeline(c: &mut Criterion) {
             |b, s| {
                 b.iter(|| {
                     seal_key
-                        .open_chunk_range(&addr_key, &a.0, &a, s, mid..mid + 4096)
+                        .open_chunk_range(Verify::Address(&addr_key), &a.0, &a, s, mid..mid + 4096)
+                        .unwrap()
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("sealvol_open_4k_local", size),
+            &sealed,
+            |b, s| {
+                b.iter(|| {
+                    seal_key
+                        .open_chunk_range(Verify::LocalStore, &a.0, &a, s, mid..mid + 4096)
                         .unwrap()
                 })
             },

@@ -5,7 +5,8 @@
 //! which runs it over the committed seeds in `fuzz/seeds/key_header` and `fuzz/seeds/sealed`.
 
 use sealvol_crypto::{
-    sealed_chunk_len, ChunkAddr, Domain, HashKey, KdfParams, KeyHeader, SealKey, Secret, SEGMENT,
+    sealed_chunk_len, ChunkAddr, Domain, HashKey, KdfParams, KeyHeader, SealKey, Secret, Verify,
+    SEGMENT,
 };
 
 /// Key header: arbitrary bytes decode or fail, never panic, never run a KDF (`from_json`
@@ -104,8 +105,9 @@ pub fn sealed(data: &[u8]) {
             let addr = ChunkAddr(rest[..32].try_into().expect("32 bytes"));
             let (start, end) = (u32_at(rest, 32), u32_at(rest, 36));
             let sealed = &rest[40..];
-            let whole = seal.open_chunk(&hash, BINDING, &addr, sealed);
-            let part = seal.open_chunk_range(&hash, BINDING, &addr, sealed, start..end);
+            let whole = seal.open_chunk(Verify::Address(&hash), BINDING, &addr, sealed);
+            let part =
+                seal.open_chunk_range(Verify::Address(&hash), BINDING, &addr, sealed, start..end);
             if let Ok(plain) = &whole {
                 assert_eq!(hash.chunk_addr(plain), addr);
                 assert_eq!(sealed.len(), sealed_chunk_len(plain.len()));
@@ -168,9 +170,21 @@ fn tamper(seal: &SealKey, hash: &HashKey, rest: &[u8]) {
             true
         }
     };
-    let whole = seal.open_chunk(hash, &binding, &addr_used, &sealed);
-    let part = seal.open_chunk_range(hash, &binding, &addr_used, &sealed, start..end);
-    let segs = seal.open_chunk_segments(hash, &binding, &addr_used, &sealed, start..end);
+    let whole = seal.open_chunk(Verify::Address(hash), &binding, &addr_used, &sealed);
+    let part = seal.open_chunk_range(
+        Verify::Address(hash),
+        &binding,
+        &addr_used,
+        &sealed,
+        start..end,
+    );
+    let segs = seal.open_chunk_segments(
+        Verify::Address(hash),
+        &binding,
+        &addr_used,
+        &sealed,
+        start..end,
+    );
     if !tampered {
         assert_eq!(whole.expect("an untampered chunk opens"), plain);
         assert_eq!(part.expect("and opens by range"), clamp(&plain, start, end));

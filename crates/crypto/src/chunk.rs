@@ -9,7 +9,8 @@
 //! values in a sealed trailer. Reading a few KiB of a chunk therefore opens one segment and the
 //! trailer, checks that the segment's chaining value is in the trailer and that the trailer's
 //! values merge to the address, and returns bytes as verified as a whole-chunk read, which
-//! re-hashes everything.
+//! re-hashes everything. Whether an open makes these address checks or authenticates only is
+//! the caller's explicit choice at every call ([`Verify`]).
 //!
 //! The plaintext of length L is sealed padded with zeros to P = [`padded_len`]`(L)` (Padmé, at
 //! least [`MIN_PADDED`] bytes): P is in the clear, L only inside the sealed trailer. A file of
@@ -219,6 +220,50 @@ pub struct Segments {
     pub plain: Vec<u8>,
 }
 
+/// What opening a chunk checks beyond its AEAD tags, chosen by the caller at every open.
+///
+/// Both choices authenticate and decrypt every part they return (each segment's tag, with the
+/// caller's binding, for the volume layer its volume id and the address, the padded length and
+/// the part's position in its associated data), open and authenticate the trailer, and check
+/// the length against the padded length and that the padding is zeros. They differ in one step:
+/// [`Verify::Address`] also re-hashes the plaintext (a whole chunk) or checks the segments'
+/// chaining values and their root (a partial read) against the address; [`Verify::LocalStore`]
+/// does not, and in exchange insists that the binding names the address.
+///
+/// Against anyone without the volume's chunk key the tags alone already give integrity and
+/// authenticity: nobody else can make a part that opens under this address at this position.
+/// The re-hash adds one thing: that a holder of the key did not seal other bytes under the
+/// address (by mistake or on purpose). That matters for bytes that come from elsewhere, not for
+/// bytes this volume sealed into its own store (see docs/security.md, "Constructions").
+#[derive(Clone, Copy)]
+pub enum Verify<'a> {
+    /// Authenticate, and verify the plaintext against the address with the volume's address
+    /// key. Required for every chunk whose bytes did not come from this volume's own store:
+    /// received by sync, imported from a backup or another store, and in `check`, whose job is
+    /// to find whatever is wrong, including a chunk sealed under the wrong address.
+    Address(&'a HashKey),
+    /// Authenticate only. Allowed only for a chunk read back from the volume's own store, under
+    /// the address it was sealed for, on the ordinary read path: the bytes were hashed when this
+    /// volume's key sealed them, and the tags prove they are those bytes. The binding must end
+    /// with the address (it is what ties the tags to it); an open whose binding does not is
+    /// refused. A chunk sealed with a valid tag but with other content under an address opens
+    /// this way (only a key holder can make one); `check` finds it.
+    LocalStore,
+}
+
+impl Verify<'_> {
+    /// Without the re-hash, only the associated data ties the bytes to `addr`: the binding must
+    /// name it (the volume layer's binding is volume id ‖ address), or nothing opens.
+    fn check_binding(&self, binding: &[u8], addr: &ChunkAddr) -> Result<(), CryptoError> {
+        match self {
+            Verify::LocalStore if !binding.ends_with(&addr.0) => Err(CryptoError::Malformed(
+                "an authenticate-only open needs the address in the binding",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl SealKey {
     /// Seal a chunk whose address and chaining values are `tree` (from
     /// [`HashKey::chunk_tree`] over the same plaintext), with a fresh random nonce.
@@ -333,17 +378,18 @@ impl SealKey {
         Ok(Index { len, cvs })
     }
 
-    /// Open a whole chunk: authenticate and decrypt every segment, then re-hash the plaintext
-    /// and compare with `addr`. Never returns unverified bytes.
+    /// Open a whole chunk: authenticate and decrypt every segment, then (with
+    /// [`Verify::Address`]) re-hash the plaintext and compare with `addr`. Never returns bytes
+    /// that failed a check.
     pub fn open_chunk(
         &self,
-        hash: &HashKey,
+        verify: Verify<'_>,
         binding: &[u8],
         addr: &ChunkAddr,
         sealed: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let mut out = Vec::new();
-        self.open_chunk_append(hash, binding, addr, sealed, &mut out)?;
+        self.open_chunk_append(verify, binding, addr, sealed, &mut out)?;
         Ok(out)
     }
 
@@ -353,12 +399,13 @@ impl SealKey {
     /// and nothing unverified remains in it. Returns the chunk's length.
     pub fn open_chunk_append(
         &self,
-        hash: &HashKey,
+        verify: Verify<'_>,
         binding: &[u8],
         addr: &ChunkAddr,
         sealed: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<usize, CryptoError> {
+        verify.check_binding(binding, addr)?;
         let p = parse(sealed)?;
         let (key, _) = self.subkey(&p.nonce);
         let start = out.len();
@@ -368,8 +415,10 @@ impl SealKey {
                 Self::open_part(&key, &p, binding, p.segment(i), i, false, out)?;
             }
             strip_padding(out, start + index.len)?;
-            if hash.chunk_addr(&out[start..]) != *addr {
-                return Err(CryptoError::AddressMismatch);
+            if let Verify::Address(hash) = verify {
+                if hash.chunk_addr(&out[start..]) != *addr {
+                    return Err(CryptoError::AddressMismatch);
+                }
             }
             Ok(index.len)
         });
@@ -382,17 +431,17 @@ impl SealKey {
     }
 
     /// Open bytes `range` of a chunk (clamped to its length): authenticate and decrypt only the
-    /// segments it touches, and verify them against `addr` through the sealed chaining values.
-    /// Never returns unverified bytes.
+    /// segments it touches and (with [`Verify::Address`]) verify them against `addr` through the
+    /// sealed chaining values. Never returns bytes that failed a check.
     pub fn open_chunk_range(
         &self,
-        hash: &HashKey,
+        verify: Verify<'_>,
         binding: &[u8],
         addr: &ChunkAddr,
         sealed: &[u8],
         range: Range<usize>,
     ) -> Result<Vec<u8>, CryptoError> {
-        let s = self.open_chunk_segments(hash, binding, addr, sealed, range.clone())?;
+        let s = self.open_chunk_segments(verify, binding, addr, sealed, range.clone())?;
         let off = s.first * SEGMENT;
         let (start, end) = (range.start.max(off), range.end.min(off + s.plain.len()));
         if start >= end {
@@ -404,15 +453,18 @@ impl SealKey {
     /// The whole segments that bytes `range` of a chunk touch (clamped to its length), verified
     /// as [`open_chunk_range`](Self::open_chunk_range) does, with the chunk's length: each
     /// segment `SEGMENT` bytes, the chunk's last one shorter. An empty range gives no segment.
-    /// Never returns unverified bytes.
+    /// Never returns bytes that failed a check. The trailer is opened and its length checked
+    /// with either [`Verify`]; only [`Verify::Address`] merges its chaining values to `addr` and
+    /// hashes the opened segments.
     pub fn open_chunk_segments(
         &self,
-        hash: &HashKey,
+        verify: Verify<'_>,
         binding: &[u8],
         addr: &ChunkAddr,
         sealed: &[u8],
         range: Range<usize>,
     ) -> Result<Segments, CryptoError> {
+        verify.check_binding(binding, addr)?;
         let p = parse(sealed)?;
         let (key, _) = self.subkey(&p.nonce);
         let index = Self::open_index(&key, &p, binding)?;
@@ -432,8 +484,10 @@ impl SealKey {
             let mut plain = Vec::with_capacity(p.padded);
             Self::open_part(&key, &p, binding, p.segment(0), 0, false, &mut plain)?;
             strip_padding(&mut plain, len)?;
-            if hash.chunk_addr(&plain) != *addr {
-                return Err(CryptoError::AddressMismatch);
+            if let Verify::Address(hash) = verify {
+                if hash.chunk_addr(&plain) != *addr {
+                    return Err(CryptoError::AddressMismatch);
+                }
             }
             return Ok(Segments {
                 first: 0,
@@ -441,8 +495,10 @@ impl SealKey {
                 plain,
             });
         }
-        if hash.root(&index.cvs, len as u64) != addr.0 {
-            return Err(CryptoError::AddressMismatch);
+        if let Verify::Address(hash) = verify {
+            if hash.root(&index.cvs, len as u64) != addr.0 {
+                return Err(CryptoError::AddressMismatch);
+            }
         }
         let (first, last) = (range.start / SEGMENT, (end - 1) / SEGMENT);
         let mut plain = Vec::with_capacity((last - first + 1) * SEGMENT);
@@ -452,8 +508,10 @@ impl SealKey {
             if i == n - 1 {
                 strip_padding(&mut plain, start + (len - i * SEGMENT))?;
             }
-            if hash.segment_cv(i, &plain[start..]) != *cv {
-                return Err(CryptoError::AddressMismatch);
+            if let Verify::Address(hash) = verify {
+                if hash.segment_cv(i, &plain[start..]) != *cv {
+                    return Err(CryptoError::AddressMismatch);
+                }
             }
         }
         Ok(Segments {
@@ -532,7 +590,11 @@ mod tests {
         assert_eq!(&sealed[HEADER..HEADER + 1024], &buf[..]);
         assert_eq!(&sealed[HEADER + 1024..HEADER + 1024 + TAG], tag.as_slice());
         assert_eq!(sealed.len(), HEADER + 1024 + TAG + LEN + TAG);
-        assert_eq!(s.open_chunk(&h, b"bind", &tree.addr, &sealed).unwrap(), d);
+        assert_eq!(
+            s.open_chunk(Verify::Address(&h), b"bind", &tree.addr, &sealed)
+                .unwrap(),
+            d
+        );
     }
 
     #[test]
@@ -568,6 +630,7 @@ mod tests {
         let (s, h) = keys();
         let d = data(3 * SEGMENT + 100, 8);
         let tree = h.chunk_tree(&d);
+        let bv = [b"v".as_slice(), &tree.addr.0].concat();
         let padded = padded_len(d.len());
         let nonce = [9u8; 24];
         let (key, _) = s.subkey(&nonce);
@@ -584,27 +647,46 @@ mod tests {
                     off..off + sp.len()
                 };
                 let mut plain = Vec::new();
-                SealKey::open_part(&key, &p, b"v", sp, part, trailer, &mut plain).unwrap();
+                SealKey::open_part(&key, &p, &bv, sp, part, trailer, &mut plain).unwrap();
                 edit(&mut plain);
                 let tag = key
                     .seal_in_place_separate_tag(
                         part_nonce(&nonce, part),
-                        Aad::from(part_aad(0, b"v", padded, part, trailer)),
+                        Aad::from(part_aad(0, &bv, padded, part, trailer)),
                         &mut plain,
                     )
                     .unwrap();
                 plain.extend_from_slice(tag.as_ref());
                 sealed.splice(range, plain);
             };
-        let good = s.seal_chunk_with_nonce(0, b"v", &tree, &d, nonce).unwrap();
-        assert_eq!(s.open_chunk(&h, b"v", &tree.addr, &good).unwrap(), d);
+        let good = s.seal_chunk_with_nonce(0, &bv, &tree, &d, nonce).unwrap();
+        assert_eq!(
+            s.open_chunk(Verify::Address(&h), &bv, &tree.addr, &good)
+                .unwrap(),
+            d
+        );
         let mut bad_pad = good.clone();
         reseal(&mut bad_pad, 3, false, &|p: &mut Vec<u8>| {
             *p.last_mut().unwrap() = 1
         });
-        assert!(s.open_chunk(&h, b"v", &tree.addr, &bad_pad).is_err());
         assert!(s
-            .open_chunk_range(&h, b"v", &tree.addr, &bad_pad, 3 * SEGMENT..3 * SEGMENT + 1)
+            .open_chunk(Verify::Address(&h), &bv, &tree.addr, &bad_pad)
+            .is_err());
+        assert!(s
+            .open_chunk_range(
+                Verify::Address(&h),
+                &bv,
+                &tree.addr,
+                &bad_pad,
+                3 * SEGMENT..3 * SEGMENT + 1
+            )
+            .is_err());
+        // These are not hashing checks: authenticate-only opens make them too.
+        let v = Verify::LocalStore;
+        assert!(s.open_chunk(v, &bv, &tree.addr, &bad_pad).is_err());
+        let last = 3 * SEGMENT..3 * SEGMENT + 1;
+        assert!(s
+            .open_chunk_range(v, &bv, &tree.addr, &bad_pad, last)
             .is_err());
         // A length of another class contradicts the header: nothing opens.
         let with_len = |len: usize| {
@@ -615,25 +697,36 @@ mod tests {
             bad
         };
         let bad = with_len(5 * SEGMENT);
-        assert!(s.open_chunk(&h, b"v", &tree.addr, &bad).is_err());
-        assert!(s
-            .open_chunk_range(&h, b"v", &tree.addr, &bad, 0..10)
-            .is_err());
+        for v in [Verify::Address(&h), Verify::LocalStore] {
+            assert!(s.open_chunk(v, &bv, &tree.addr, &bad).is_err());
+            assert!(s.open_chunk_range(v, &bv, &tree.addr, &bad, 0..10).is_err());
+        }
         // A length one byte shorter is in the same class, and BLAKE3's root does not encode
         // the length: segments before the last still verify (their bytes are the address's),
         // with the claimed length reported for the caller to compare with the file's extent.
         // The whole chunk and its last segment do not verify.
         let bad = with_len(d.len() - 1);
-        assert!(s.open_chunk(&h, b"v", &tree.addr, &bad).is_err());
+        assert!(s
+            .open_chunk(Verify::Address(&h), &bv, &tree.addr, &bad)
+            .is_err());
         let last = 3 * SEGMENT..3 * SEGMENT + 1;
         assert!(s
-            .open_chunk_range(&h, b"v", &tree.addr, &bad, last)
+            .open_chunk_range(Verify::Address(&h), &bv, &tree.addr, &bad, last)
             .is_err());
         let head = s
-            .open_chunk_segments(&h, b"v", &tree.addr, &bad, 0..10)
+            .open_chunk_segments(Verify::Address(&h), &bv, &tree.addr, &bad, 0..10)
             .unwrap();
         assert_eq!(head.chunk_len, d.len() - 1);
         assert_eq!(head.plain, &d[..SEGMENT]);
+        // Authenticate-only, the shorter length is caught where the dropped byte is not zero
+        // (the padding check; it is not, here), and always by the caller's comparison of
+        // `chunk_len` with the file's extent.
+        assert_ne!(d[d.len() - 1], 0);
+        assert!(s.open_chunk(v, &bv, &tree.addr, &bad).is_err());
+        let last = 3 * SEGMENT..3 * SEGMENT + 1;
+        assert!(s.open_chunk_range(v, &bv, &tree.addr, &bad, last).is_err());
+        let head = s.open_chunk_segments(v, &bv, &tree.addr, &bad, 0..10);
+        assert_eq!(head.unwrap().chunk_len, d.len() - 1);
     }
 
     proptest! {
@@ -649,21 +742,22 @@ mod tests {
             let (s, h) = keys();
             let d = data(len, 3);
             let tree = h.chunk_tree(&d);
-            let sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
+            let bv = [b"v".as_slice(), &tree.addr.0].concat();
+            let sealed = s.seal_chunk(0, &bv, &tree, &d).unwrap();
             prop_assert_eq!(sealed.len(), sealed_chunk_len(len));
-            prop_assert_eq!(&s.open_chunk(&h, b"v", &tree.addr, &sealed).unwrap(), &d);
+            prop_assert_eq!(&s.open_chunk(Verify::Address(&h), &bv, &tree.addr, &sealed).unwrap(), &d);
             // Appended after what the buffer holds, which stays as it was.
             let mut out = b"reply so far".to_vec();
-            s.open_chunk_append(&h, b"v", &tree.addr, &sealed, &mut out).unwrap();
+            s.open_chunk_append(Verify::Address(&h), &bv, &tree.addr, &sealed, &mut out).unwrap();
             prop_assert_eq!(&out[..12], b"reply so far");
             prop_assert_eq!(&out[12..], &d[..]);
             let (lo, hi) = (a.min(b), a.max(b));
-            let got = s.open_chunk_range(&h, b"v", &tree.addr, &sealed, lo..hi).unwrap();
+            let got = s.open_chunk_range(Verify::Address(&h), &bv, &tree.addr, &sealed, lo..hi).unwrap();
             let want = if lo < len { &d[lo..hi.min(len)] } else { &[][..] };
             prop_assert_eq!(&got[..], want);
             // The whole segments around that range: aligned, clamped to the chunk.
             let Segments { first, chunk_len, plain: segs } =
-                s.open_chunk_segments(&h, b"v", &tree.addr, &sealed, lo..hi).unwrap();
+                s.open_chunk_segments(Verify::Address(&h), &bv, &tree.addr, &sealed, lo..hi).unwrap();
             prop_assert_eq!(chunk_len, len);
             if lo < hi.min(len) {
                 let seg_end = ((hi.min(len) - 1) / SEGMENT + 1) * SEGMENT;
@@ -672,6 +766,15 @@ mod tests {
             } else {
                 prop_assert!(segs.is_empty());
             }
+            // Authenticate-only opens return the same bytes.
+            prop_assert_eq!(&s.open_chunk(Verify::LocalStore, &bv, &tree.addr, &sealed).unwrap(), &d);
+            let mut out = b"reply so far".to_vec();
+            s.open_chunk_append(Verify::LocalStore, &bv, &tree.addr, &sealed, &mut out).unwrap();
+            prop_assert_eq!(&out[12..], &d[..]);
+            let local = s.open_chunk_range(Verify::LocalStore, &bv, &tree.addr, &sealed, lo..hi).unwrap();
+            prop_assert_eq!(&local[..], want);
+            let l = s.open_chunk_segments(Verify::LocalStore, &bv, &tree.addr, &sealed, lo..hi).unwrap();
+            prop_assert_eq!((l.first, l.chunk_len, &l.plain), (first, chunk_len, &segs));
         }
 
         /// Any flipped bit fails every open that reads it: whole, or a range over the
@@ -681,18 +784,44 @@ mod tests {
             let (s, h) = keys();
             let d = data(len, 4);
             let tree = h.chunk_tree(&d);
-            let mut sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
+            let bv = [b"v".as_slice(), &tree.addr.0].concat();
+            let mut sealed = s.seal_chunk(0, &bv, &tree, &d).unwrap();
             let pos = pos % sealed.len();
             sealed[pos] ^= 1 << bit;
-            prop_assert!(s.open_chunk(&h, b"v", &tree.addr, &sealed).is_err());
+            prop_assert!(s.open_chunk(Verify::Address(&h), &bv, &tree.addr, &sealed).is_err());
             // Appending fails too, and leaves the buffer as it was: no byte of the chunk.
             let mut out = b"reply so far".to_vec();
-            prop_assert!(s.open_chunk_append(&h, b"v", &tree.addr, &sealed, &mut out).is_err());
+            prop_assert!(s.open_chunk_append(Verify::Address(&h), &bv, &tree.addr, &sealed, &mut out).is_err());
             prop_assert_eq!(&out[..], b"reply so far");
             // The range that covers the flipped byte's segment (or every segment).
             let seg = pos.saturating_sub(HEADER) / (SEGMENT + TAG);
             let lo = (seg * SEGMENT).min(len - 1);
-            prop_assert!(s.open_chunk_range(&h, b"v", &tree.addr, &sealed, lo..lo + 1).is_err());
+            prop_assert!(s.open_chunk_range(Verify::Address(&h), &bv, &tree.addr, &sealed, lo..lo + 1).is_err());
+            // Without the re-hash, every open still refuses it, and appends nothing.
+            prop_assert!(s.open_chunk(Verify::LocalStore, &bv, &tree.addr, &sealed).is_err());
+            let mut out = b"reply so far".to_vec();
+            prop_assert!(s.open_chunk_append(Verify::LocalStore, &bv, &tree.addr, &sealed, &mut out).is_err());
+            prop_assert_eq!(&out[..], b"reply so far");
+            prop_assert!(s.open_chunk_range(Verify::LocalStore, &bv, &tree.addr, &sealed, lo..lo + 1).is_err());
+        }
+
+        /// A truncated (or extended) chunk opens under neither choice.
+        #[test]
+        fn any_other_length_fails(len in 1usize..(4 * SEGMENT), cut in 1usize..64, grow in any::<bool>()) {
+            let (s, h) = keys();
+            let d = data(len, 9);
+            let tree = h.chunk_tree(&d);
+            let bv = [b"v".as_slice(), &tree.addr.0].concat();
+            let mut sealed = s.seal_chunk(0, &bv, &tree, &d).unwrap();
+            if grow {
+                sealed.resize(sealed.len() + cut, 0);
+            } else {
+                sealed.truncate(sealed.len() - cut);
+            }
+            for v in [Verify::Address(&h), Verify::LocalStore] {
+                prop_assert!(s.open_chunk(v, &bv, &tree.addr, &sealed).is_err());
+                prop_assert!(s.open_chunk_range(v, &bv, &tree.addr, &sealed, 0..1).is_err());
+            }
         }
     }
 
@@ -701,26 +830,61 @@ mod tests {
         let (s, h) = keys();
         let d = data(3 * SEGMENT, 5);
         let tree = h.chunk_tree(&d);
-        let sealed = s.seal_chunk(0, b"v", &tree, &d).unwrap();
+        let bv = [b"v".as_slice(), &tree.addr.0].concat();
+        let sealed = s.seal_chunk(0, &bv, &tree, &d).unwrap();
         let other = h.chunk_addr(b"other");
-        assert!(s.open_chunk(&h, b"v", &other, &sealed).is_err());
         assert!(s
-            .open_chunk_range(&h, b"v", &other, &sealed, 0..10)
+            .open_chunk(Verify::Address(&h), &bv, &other, &sealed)
             .is_err());
-        assert!(s.open_chunk(&h, b"w", &tree.addr, &sealed).is_err());
+        assert!(s
+            .open_chunk_range(Verify::Address(&h), &bv, &other, &sealed, 0..10)
+            .is_err());
+        assert!(s
+            .open_chunk(Verify::Address(&h), b"w", &tree.addr, &sealed)
+            .is_err());
+        // Authenticate-only: under another address (bound in the associated data), or with a
+        // binding that does not name the address it is read under.
+        let v = Verify::LocalStore;
+        let bo = [b"v".as_slice(), &other.0].concat();
+        assert!(s.open_chunk(v, &bo, &other, &sealed).is_err());
+        assert!(s.open_chunk_range(v, &bo, &other, &sealed, 0..10).is_err());
+        assert!(matches!(
+            s.open_chunk(v, &bv, &other, &sealed),
+            Err(CryptoError::Malformed(_))
+        ));
+        assert!(s.open_chunk(v, b"v", &tree.addr, &sealed).is_err());
+        assert!(s
+            .open_chunk_segments(v, b"v", &tree.addr, &sealed, 0..1)
+            .is_err());
         // Swap segments 0 and 1 (same length): both their tags bind their positions.
         let mut swapped = sealed.clone();
         let (a, b) = (HEADER, HEADER + SEGMENT + TAG);
         let seg0 = sealed[a..b].to_vec();
         swapped.copy_within(b..b + SEGMENT + TAG, a);
         swapped[b..b + SEGMENT + TAG].copy_from_slice(&seg0);
-        assert!(s.open_chunk(&h, b"v", &tree.addr, &swapped).is_err());
         assert!(s
-            .open_chunk_range(&h, b"v", &tree.addr, &swapped, 0..10)
+            .open_chunk(Verify::Address(&h), &bv, &tree.addr, &swapped)
+            .is_err());
+        assert!(s
+            .open_chunk_range(Verify::Address(&h), &bv, &tree.addr, &swapped, 0..10)
+            .is_err());
+        assert!(s.open_chunk(v, &bv, &tree.addr, &swapped).is_err());
+        assert!(s
+            .open_chunk_range(v, &bv, &tree.addr, &swapped, 0..10)
             .is_err());
         // A truncated chunk does not parse.
         assert!(s
-            .open_chunk_range(&h, b"v", &tree.addr, &sealed[..sealed.len() - 1], 0..10)
+            .open_chunk_range(
+                Verify::Address(&h),
+                &bv,
+                &tree.addr,
+                &sealed[..sealed.len() - 1],
+                0..10
+            )
+            .is_err());
+        let truncated = &sealed[..sealed.len() - 1];
+        assert!(s
+            .open_chunk_range(v, &bv, &tree.addr, truncated, 0..10)
             .is_err());
     }
 
@@ -732,23 +896,114 @@ mod tests {
         let d = data(2 * SEGMENT, 6);
         let e = data(2 * SEGMENT, 7);
         let tree_d = h.chunk_tree(&d);
+        let bv = [b"v".as_slice(), &tree_d.addr.0].concat();
         let mut lie = h.chunk_tree(&e);
         lie.addr = tree_d.addr;
-        let sealed = s.seal_chunk(0, b"v", &lie, &e).unwrap();
+        let sealed = s.seal_chunk(0, &bv, &lie, &e).unwrap();
         assert!(matches!(
-            s.open_chunk_range(&h, b"v", &tree_d.addr, &sealed, 0..10),
+            s.open_chunk_range(Verify::Address(&h), &bv, &tree_d.addr, &sealed, 0..10),
             Err(CryptoError::AddressMismatch)
         ));
         assert!(matches!(
-            s.open_chunk(&h, b"v", &tree_d.addr, &sealed),
+            s.open_chunk(Verify::Address(&h), &bv, &tree_d.addr, &sealed),
             Err(CryptoError::AddressMismatch)
         ));
         // Decrypted in place, authentic, but not the address's bytes: none is left behind.
         let mut out = b"head".to_vec();
         assert!(matches!(
-            s.open_chunk_append(&h, b"v", &tree_d.addr, &sealed, &mut out),
+            s.open_chunk_append(Verify::Address(&h), &bv, &tree_d.addr, &sealed, &mut out),
             Err(CryptoError::AddressMismatch)
         ));
         assert_eq!(out, b"head");
+        // This is the one thing the re-hash adds: authenticate-only opens of the key holder's
+        // own store take the lie, whole or in part (docs/security.md says so).
+        let v = Verify::LocalStore;
+        assert_eq!(s.open_chunk(v, &bv, &tree_d.addr, &sealed).unwrap(), e);
+        let part = s.open_chunk_range(v, &bv, &tree_d.addr, &sealed, 0..10);
+        assert_eq!(part.unwrap(), &e[..10]);
+        // The same for a one-segment chunk (a whole re-hash, no chaining values).
+        let (d1, e1) = (data(1000, 6), data(1000, 7));
+        let mut lie1 = h.chunk_tree(&e1);
+        let addr1 = h.chunk_addr(&d1);
+        lie1.addr = addr1;
+        let b1 = [b"v".as_slice(), &addr1.0].concat();
+        let sealed1 = s.seal_chunk(0, &b1, &lie1, &e1).unwrap();
+        assert!(matches!(
+            s.open_chunk(Verify::Address(&h), &b1, &addr1, &sealed1),
+            Err(CryptoError::AddressMismatch)
+        ));
+        assert!(matches!(
+            s.open_chunk_range(Verify::Address(&h), &b1, &addr1, &sealed1, 0..10),
+            Err(CryptoError::AddressMismatch)
+        ));
+        assert_eq!(s.open_chunk(v, &b1, &addr1, &sealed1).unwrap(), e1);
+        // But even a key holder's chunk must be sealed for the address it is read under, with a
+        // valid tag: the same lie presented under a third address, or with one bit changed,
+        // does not open.
+        let third = h.chunk_addr(b"third");
+        let b3 = [b"v".as_slice(), &third.0].concat();
+        assert!(s.open_chunk(v, &b3, &third, &sealed).is_err());
+        assert!(s.open_chunk(v, &bv, &third, &sealed).is_err());
+        let mut flipped = sealed.clone();
+        flipped[HEADER] ^= 1;
+        assert!(s.open_chunk(v, &bv, &tree_d.addr, &flipped).is_err());
+    }
+
+    #[test]
+    fn local_store_opens_refuse_moved_swapped_and_foreign_parts() {
+        // Authenticate-only opens still bind every part to its volume, address, length and
+        // position through the associated data (the caller's binding holds the volume id and
+        // the address, as the volume layer makes it).
+        let (s, h) = keys();
+        let bind = |addr: &ChunkAddr| [b"vol".as_slice(), &addr.0].concat();
+        let (d, e) = (data(3 * SEGMENT, 10), data(3 * SEGMENT, 11));
+        let (td, te) = (h.chunk_tree(&d), h.chunk_tree(&e));
+        let sd = s.seal_chunk(0, &bind(&td.addr), &td, &d).unwrap();
+        let se = s.seal_chunk(0, &bind(&te.addr), &te, &e).unwrap();
+        let v = Verify::LocalStore;
+        let open = |sealed: &[u8], range: Range<usize>| {
+            let whole = s.open_chunk(v, &bind(&td.addr), &td.addr, sealed);
+            let part = s.open_chunk_range(v, &bind(&td.addr), &td.addr, sealed, range);
+            (whole.is_err(), part.is_err())
+        };
+        assert_eq!(open(&sd, 0..10), (false, false));
+        // Another chunk stored under this address (swapped chunks): every tag fails.
+        assert_eq!(open(&se, 0..10), (true, true));
+        assert_eq!(open(&se, 2 * SEGMENT..2 * SEGMENT + 1), (true, true));
+        // The same chunk under another volume's binding.
+        assert!(s
+            .open_chunk(
+                v,
+                &[b"other".as_slice(), &td.addr.0].concat(),
+                &td.addr,
+                &sd
+            )
+            .is_err());
+        // Segments swapped within the chunk.
+        let seg = |i: usize| HEADER + i * (SEGMENT + TAG)..HEADER + (i + 1) * (SEGMENT + TAG);
+        let mut swapped = sd.clone();
+        swapped[seg(0)].copy_from_slice(&sd[seg(1)]);
+        swapped[seg(1)].copy_from_slice(&sd[seg(0)]);
+        assert_eq!(open(&swapped, 0..10), (true, true));
+        assert_eq!(open(&swapped, SEGMENT..SEGMENT + 1), (true, true));
+        // A segment of another chunk at the same position (and with that chunk's header, so
+        // that its nonce is the one the segment was sealed with).
+        let mut foreign = sd.clone();
+        foreign[seg(1)].copy_from_slice(&se[seg(1)]);
+        assert_eq!(open(&foreign, SEGMENT..SEGMENT + 1), (true, true));
+        let mut foreign_head = se.clone();
+        foreign_head[seg(1)].copy_from_slice(&sd[seg(1)]);
+        assert_eq!(open(&foreign_head, SEGMENT..SEGMENT + 1), (true, true));
+        // The other chunk's trailer (its length and chaining values).
+        let trailer = sd.len() - (LEN + 3 * CV + TAG)..sd.len();
+        let mut other_trailer = sd.clone();
+        other_trailer[trailer.clone()].copy_from_slice(&se[trailer]);
+        assert_eq!(open(&other_trailer, 0..10), (true, true));
+        // Truncated to fewer segments, with a header saying so: the length is bound.
+        let mut shorter = sd.clone();
+        shorter[29..33].copy_from_slice(&(2 * SEGMENT as u32).to_le_bytes());
+        shorter.drain(seg(2));
+        shorter.truncate(shorter.len() - CV);
+        assert_eq!(open(&shorter, 0..10), (true, true));
     }
 }

@@ -21,7 +21,7 @@ pub mod seal;
 pub mod secret_file;
 pub mod slots;
 
-pub use chunk::{padded_len, sealed_chunk_len, ChunkTree, Segments, MIN_PADDED, SEGMENT};
+pub use chunk::{padded_len, sealed_chunk_len, ChunkTree, Segments, Verify, MIN_PADDED, SEGMENT};
 pub use error::CryptoError;
 pub use hash::{ChunkAddr, HashKey};
 pub use keys::{KeyBytes, MasterKey, Purpose, VolumeKeys};

@@ -3,7 +3,7 @@
 //! checked against their address.
 
 use sealvol_crypto::ChunkAddr;
-use sealvol_crypto::{ChunkTree, SEGMENT};
+use sealvol_crypto::{ChunkTree, Verify, SEGMENT};
 use sealvol_store::Cf;
 
 use crate::cache::Plain;
@@ -22,18 +22,21 @@ impl Volume {
         )?)
     }
 
-    /// Authenticate, decrypt and verify a stored chunk against its address.
+    /// Authenticate, decrypt and verify a chunk against its address (re-hash): for `check`,
+    /// and for chunks whose bytes come from elsewhere.
     pub(crate) fn open_chunk(
         &self,
         addr: &ChunkAddr,
         sealed: &[u8],
     ) -> std::result::Result<Vec<u8>, sealvol_crypto::CryptoError> {
         let b = self.binding(&[&addr.0]);
-        (self.keys.chunk_seal).open_chunk(&self.keys.chunk_addr, &b, addr, sealed)
+        let verify = Verify::Address(&self.keys.chunk_addr);
+        (self.keys.chunk_seal).open_chunk(verify, &b, addr, sealed)
     }
 
-    /// Authenticate, decrypt and verify only the segments of a stored chunk that `range`
-    /// touches: the first one's index, and their plaintext.
+    /// Authenticate and decrypt only the segments of a chunk read from this volume's store that
+    /// `range` touches (no re-hash: `Verify::LocalStore`): the first one's index, and their
+    /// plaintext.
     pub(crate) fn open_chunk_segments(
         &self,
         addr: &ChunkAddr,
@@ -41,11 +44,12 @@ impl Volume {
         range: std::ops::Range<usize>,
     ) -> std::result::Result<sealvol_crypto::Segments, sealvol_crypto::CryptoError> {
         let b = self.binding(&[&addr.0]);
-        let (k, h) = (&self.keys.chunk_seal, &self.keys.chunk_addr);
-        k.open_chunk_segments(h, &b, addr, sealed, range)
+        let k = &self.keys.chunk_seal;
+        k.open_chunk_segments(Verify::LocalStore, &b, addr, sealed, range)
     }
 
-    /// Read, authenticate, decrypt and re-check a chunk. Never returns unverified bytes.
+    /// Read, authenticate and decrypt a chunk of this volume's store (no re-hash: its tags
+    /// bind it to its address). Never returns unauthenticated bytes.
     pub(crate) fn load_chunk(&self, ino: u64, addr: &ChunkAddr) -> Result<Plain> {
         if let Some(c) = self.cache.whole(addr) {
             return Ok(c);
@@ -81,7 +85,8 @@ impl Volume {
     }
 
     /// Open the stored chunk at `addr` where RocksDB holds it (no copy of the sealed bytes),
-    /// appending its verified plaintext to `out`.
+    /// appending its authenticated plaintext to `out` (`Verify::LocalStore`: bytes from this
+    /// volume's own store).
     fn open_stored_chunk(&self, ino: u64, addr: &ChunkAddr, out: &mut Vec<u8>) -> Result<()> {
         // (The error is made, and logged, only if the chunk is missing or damaged.)
         let mut opened = None;
@@ -89,7 +94,7 @@ impl Volume {
             opened = sealed.map(|sealed| {
                 let b = self.binding(&[&addr.0]);
                 (self.keys.chunk_seal)
-                    .open_chunk_append(&self.keys.chunk_addr, &b, addr, sealed, out)
+                    .open_chunk_append(Verify::LocalStore, &b, addr, sealed, out)
                     .map(|_| ())
                     .map_err(|e| self.corrupt(ino, format!("chunk {addr}: {e}")))
             });

@@ -273,6 +273,35 @@ fn deleted_and_altered_chunks_are_found() {
     assert_eq!(paths, vec!["/d/a", "/d/b"]);
 }
 
+/// What authenticate-only local reads give up (docs/security.md): a holder of the volume's
+/// key can seal other bytes, with valid tags, under a chunk's address. The read path returns
+/// them; `check`, which re-hashes, reports the chunk.
+#[test]
+fn a_key_holders_chunk_under_a_wrong_address_reads_but_check_finds_it() {
+    let (v, h, mk, e, d) = tree();
+    let k = touched(&e, Cf::Chunks, || {
+        write_file(&v, d, "a", &pattern(4096, 13));
+    });
+    assert_eq!(k.len(), 1);
+    let addr = sealvol_crypto::ChunkAddr(k[0].0.clone().try_into().unwrap());
+    let other = pattern(4096, 14);
+    let keys = mk.volume_keys();
+    let mut lie = keys.chunk_addr.chunk_tree(&other);
+    assert_ne!(lie.addr, addr);
+    lie.addr = addr;
+    let binding = [h.volume_id.as_slice(), &addr.0].concat();
+    let sealed = keys
+        .chunk_seal
+        .seal_chunk(0, &binding, &lie, &other)
+        .unwrap();
+    put(&e, Cf::Chunks, &addr.0, sealed);
+    let (v, r) = check_fresh(v, &h, &mk, &e);
+    let bad: Vec<_> = r.of_kind(DamageKind::BadChunk).map(|d| &d.path).collect();
+    assert_eq!(bad, ["/d/a"], "{:?}", r.damage);
+    let a = v.lookup(d, b"a").unwrap().ino;
+    assert_eq!(read_all(&v, a), other);
+}
+
 #[test]
 fn reference_counts_deleted_or_rolled_back_are_found_and_repaired() {
     let (v, h, mk, e, _) = tree();

@@ -238,7 +238,8 @@ impl Volume {
     }
 
     /// Read a stored chunk, authenticate, decrypt and re-hash it against its address; with
-    /// `len`, its plaintext must be that long.
+    /// `len`, its plaintext must be that long. (Unlike the read path, which authenticates only:
+    /// `check` also finds a chunk sealed with a valid tag over other bytes than its address's.)
     pub(super) fn verify_chunk(
         &self,
         addr: &ChunkAddr,
