@@ -167,6 +167,14 @@ struct Parsed<'a> {
     body: &'a [u8],
 }
 
+/// The first `N` bytes of `b`, which callers slice to exactly `N` bytes (after checking the
+/// whole input's length), as an array.
+fn take<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
 fn parse(sealed: &[u8]) -> Result<Parsed<'_>, CryptoError> {
     if sealed.len() < HEADER {
         return Err(CryptoError::Malformed("shorter than a chunk header"));
@@ -174,9 +182,9 @@ fn parse(sealed: &[u8]) -> Result<Parsed<'_>, CryptoError> {
     if sealed[0] != CHUNK_VERSION {
         return Err(CryptoError::UnknownVersion(sealed[0]));
     }
-    let epoch = u32::from_le_bytes(sealed[1..5].try_into().expect("4 bytes"));
-    let nonce: [u8; 24] = sealed[5..29].try_into().expect("24 bytes");
-    let padded = u32::from_le_bytes(sealed[29..33].try_into().expect("4 bytes")) as usize;
+    let epoch = u32::from_le_bytes(take(&sealed[1..5]));
+    let nonce: [u8; 24] = take(&sealed[5..29]);
+    let padded = u32::from_le_bytes(take(&sealed[29..33])) as usize;
     if padded < MIN_PADDED || sealed.len() != sealed_len_padded(padded) {
         return Err(CryptoError::Malformed(
             "chunk length does not match its header",
@@ -308,6 +316,10 @@ impl SealKey {
             let start = out.len();
             out.extend_from_slice(plain);
             out.resize(out.len() + zeros, 0);
+            #[allow(
+                clippy::expect_used,
+                reason = "ring refuses only inputs over 256 GiB; a chunk is at most 4 MiB"
+            )]
             let tag = key
                 .seal_in_place_separate_tag(
                     part_nonce(&nonce, part),
@@ -341,7 +353,7 @@ impl SealKey {
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
         let (ciphertext, tag) = sealed_part.split_at(sealed_part.len() - TAG);
-        let tag: [u8; TAG] = tag.try_into().expect("16 bytes");
+        let tag: [u8; TAG] = take(tag);
         let start = out.len();
         out.extend_from_slice(ciphertext);
         key.open_in_place_separate_tag(
@@ -362,16 +374,13 @@ impl SealKey {
         let mut t = Vec::with_capacity(LEN + n * CV);
         Self::open_part(key, p, binding, p.trailer(), n, true, &mut t)?;
         let (len, cvs) = t.split_at(LEN);
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        let len = u32::from_le_bytes(take(len)) as usize;
         if len == 0 || padded_len(len) != p.padded {
             return Err(CryptoError::Malformed(
                 "the sealed length does not match the padded length",
             ));
         }
-        let cvs: Vec<ChainingValue> = cvs
-            .chunks_exact(CV)
-            .map(|c| c.try_into().expect("32 bytes"))
-            .collect();
+        let cvs: Vec<ChainingValue> = cvs.chunks_exact(CV).map(take).collect();
         if cvs.len() != if n >= 2 { n } else { 0 } {
             return Err(CryptoError::Malformed("a chaining value per segment"));
         }

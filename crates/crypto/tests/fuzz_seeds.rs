@@ -2,6 +2,7 @@
 //! engine over the seeds they generate and those committed in fuzz/seeds, so the targets keep
 //! compiling and real headers and sealed chunks keep decoding. `SEALVOL_WRITE_FUZZ_SEEDS=1`
 //! rewrites the committed seeds. The fuzzing itself is scripts/fuzz.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 #[path = "../../../fuzz/src/crypto.rs"]
 mod crypto;

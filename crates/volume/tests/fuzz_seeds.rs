@@ -2,6 +2,7 @@
 //! seeds it generates and those committed in fuzz/seeds/schema, so the target keeps compiling
 //! and real records keep decoding and round-tripping. `SEALVOL_WRITE_FUZZ_SEEDS=1` rewrites
 //! the committed seeds. The fuzzing itself is scripts/fuzz.sh.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 #[path = "../../../fuzz/src/schema.rs"]
 mod schema;
