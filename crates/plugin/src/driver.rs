@@ -621,11 +621,8 @@ fn shred_key_header(store: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Found writing the router fuzz target: Remove, Mount and Unmount of names not in the table
-    /// each left an entry in the lock map, so a client could grow the server's memory without
-    /// bound (a distinct name per request, each up to a request body's size).
-    #[test]
-    fn unknown_names_leave_no_lock_behind() {
+    /// A driver on a fresh state directory that can start no mount process.
+    fn test_driver() -> (tempfile::TempDir, Driver) {
         let dir = tempfile::tempdir().unwrap();
         let d = Driver::start(DriverConfig {
             state_dir: dir.path().join("state"),
@@ -636,6 +633,15 @@ mod tests {
             mount_timeout: Duration::from_secs(1),
         })
         .unwrap();
+        (dir, d)
+    }
+
+    /// Found writing the router fuzz target: Remove, Mount and Unmount of names not in the table
+    /// each left an entry in the lock map, so a client could grow the server's memory without
+    /// bound (a distinct name per request, each up to a request body's size).
+    #[test]
+    fn unknown_names_leave_no_lock_behind() {
+        let (_dir, d) = test_driver();
         let long = "n".repeat(100_000);
         for i in 0..100 {
             let name = format!("{long}{i}");
@@ -656,16 +662,7 @@ mod tests {
     /// escaped), so a reply could be several times the size of its request.
     #[test]
     fn errors_quote_a_bounded_part_of_client_strings() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = Driver::start(DriverConfig {
-            state_dir: dir.path().join("state"),
-            mount_dir: None,
-            run_dir: dir.path().join("run"),
-            exe: "/nonexistent/sealvol".into(),
-            default_keyfile: None,
-            mount_timeout: Duration::from_secs(1),
-        })
-        .unwrap();
+        let (_dir, d) = test_driver();
         let junk = "\u{7f}".repeat(10_000);
         let opts = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
         for (name, opts) in [

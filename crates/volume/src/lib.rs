@@ -9,6 +9,7 @@ mod chunks;
 pub mod clock;
 mod data;
 pub mod error;
+mod filestate;
 pub mod geometry;
 mod holes;
 mod namespace;

@@ -10,8 +10,8 @@ use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch
 
 use crate::cache::PlainCache;
 use crate::clock::Clock;
-use crate::data::FileState;
 use crate::error::{FsError, Result};
+use crate::filestate::FileState;
 use crate::geometry::ChunkSize;
 use crate::record_cache::{ExtentCache, InodeCache, EXTENT_CAPACITY, INODE_CAPACITY};
 use crate::schema::*;

@@ -11,8 +11,8 @@ use sealvol_crypto::{ChunkAddr, Domain};
 use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::cache::plain;
-use crate::data::*;
 use crate::error::{FsError, Result};
+use crate::filestate::*;
 use crate::holes;
 use crate::schema::*;
 use crate::volume::Volume;
