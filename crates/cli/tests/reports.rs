@@ -59,14 +59,7 @@ fn help_on_every_command_names_its_options() {
 }
 
 fn stats_json(f: &Fixture) -> Value {
-    let out = ok(&sealvol(&[
-        "stats",
-        "--store",
-        Fixture::s(&f.store),
-        "--keyfile",
-        Fixture::s(&f.key),
-        "--json",
-    ]));
+    let out = ok(&f.keyed("stats", &["--json"]));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
@@ -145,14 +138,7 @@ fn check_json_reports_counts_and_damage_kinds() {
     std::fs::create_dir(f.m("d")).unwrap();
     std::fs::write(f.m("d/b"), b"bee").unwrap();
     f.umount();
-    let out = ok(&sealvol(&[
-        "check",
-        "--store",
-        Fixture::s(&f.store),
-        "--keyfile",
-        Fixture::s(&f.key),
-        "--json",
-    ]));
+    let out = ok(&f.keyed("check", &["--json"]));
     let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(r["inodes"], 4, "{r}");
     assert_eq!(r["dirents"], 3, "{r}");
@@ -163,14 +149,7 @@ fn check_json_reports_counts_and_damage_kinds() {
     assert_eq!(r["reclaimable_chunks"], 0, "{r}");
     assert_eq!(r["repaired"], Value::Null, "{r}");
     // --repair on a healthy store rewrites counts and changes nothing else.
-    let out = ok(&sealvol(&[
-        "check",
-        "--store",
-        Fixture::s(&f.store),
-        "--keyfile",
-        Fixture::s(&f.key),
-        "--repair",
-    ]));
+    let out = ok(&f.keyed("check", &["--repair"]));
     assert!(out.contains("no damage found"), "{out}");
     assert!(
         out.contains("repaired: 0 chunk(s) reclaimed, 3 reference count(s)"),

@@ -105,13 +105,20 @@ impl Fixture {
     }
 
     pub fn check(&self) -> Output {
-        sealvol(&[
-            "check",
+        self.keyed("check", &[])
+    }
+
+    /// `sealvol CMD --store STORE --keyfile KEY EXTRA...` on this fixture's store.
+    pub fn keyed(&self, cmd: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            cmd,
             "--store",
             Self::s(&self.store),
             "--keyfile",
             Self::s(&self.key),
-        ])
+        ];
+        args.extend_from_slice(extra);
+        sealvol(&args)
     }
 
     pub fn m(&self, rel: &str) -> PathBuf {
