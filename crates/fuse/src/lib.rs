@@ -42,6 +42,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::NoXattr => Errno::ENODATA,
         FsError::Range => Errno::ERANGE,
         FsError::TooBig => Errno::EFBIG,
+        FsError::TooDeep => Errno::EMLINK,
         FsError::NotSupported(_) => Errno::EOPNOTSUPP,
         FsError::Store(StoreError::NoSpace(_)) | FsError::XattrSpace => Errno::ENOSPC,
         FsError::Corrupt { .. }

@@ -29,6 +29,8 @@ pub enum FsError {
     TooBig,
     #[error("no room for more extended attributes on this file (256 KiB in all)")]
     XattrSpace,
+    #[error("directory tree too deep: sealvol keeps directories at most {MAX_DIR_DEPTH} levels below the root (move the subtree higher up)", MAX_DIR_DEPTH = crate::namespace::MAX_DIR_DEPTH)]
+    TooDeep,
     #[error("damaged data in volume {volume}, inode {ino}: {detail}")]
     Corrupt {
         volume: String,

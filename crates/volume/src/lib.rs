@@ -28,7 +28,7 @@ mod xattr;
 pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
 pub use geometry::{BadChunkSize, ChunkSize};
-pub use namespace::{Caller, DirEntry, SetAttr, RENAME_EXCHANGE, RENAME_NOREPLACE};
+pub use namespace::{Caller, DirEntry, SetAttr, MAX_DIR_DEPTH, RENAME_EXCHANGE, RENAME_NOREPLACE};
 pub use schema::{Inode, Kind, Ts, ROOT_INO};
 pub use size::parse_size;
 pub use volume::{

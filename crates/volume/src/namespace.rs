@@ -13,6 +13,10 @@ use crate::volume::Volume;
 pub const RENAME_NOREPLACE: u32 = 1;
 pub const RENAME_EXCHANGE: u32 = 2;
 const NAME_MAX: usize = 255;
+/// Deepest directory: mkdir and rename refuse to go below it. Bounds every walk up the tree
+/// (rename must not move a directory into itself), which reads one record per level. A path
+/// through the kernel holds at most 4096 bytes, about 2,048 levels.
+pub const MAX_DIR_DEPTH: usize = 4096;
 /// A symlink's target: at most PATH_MAX - 1 bytes, as the kernel accepts.
 const SYMLINK_MAX: usize = 4095;
 
@@ -161,7 +165,10 @@ impl Volume {
         self.create_node(who, parent, name, kind, perm, |i| i.rdev = rdev)
     }
 
+    /// A new directory: refused ([`FsError::TooDeep`]) below a directory [`MAX_DIR_DEPTH`]
+    /// levels deep, so that the walks up a tree (rename's "not into itself") stay bounded.
     pub fn mkdir(&self, who: Caller, parent: u64, name: &[u8], perm: u32) -> Result<Inode> {
+        self.walk_up(&mut self.begin(), parent, Some(ROOT_INO))?;
         self.create_node(who, parent, name, Kind::Dir, perm, |_| {})
     }
 
@@ -423,20 +430,32 @@ impl Volume {
         Ok(())
     }
 
-    /// Is `dir` `node` itself or one of its ancestors?
-    fn is_ancestor(&self, t: &mut Txn<'_>, dir: u64, mut node: u64) -> Result<bool> {
-        for _ in 0..100_000 {
-            if node == dir {
-                return Ok(true);
+    /// Is `dir` `node` itself or one of its ancestors? Walks up from `node`, at most
+    /// [`MAX_DIR_DEPTH`] levels: a directory deeper than that is refused ([`FsError::TooDeep`]),
+    /// and a parent chain that comes back on itself is damage.
+    fn is_ancestor(&self, t: &mut Txn<'_>, dir: u64, node: u64) -> Result<bool> {
+        Ok(self.walk_up(t, node, Some(dir))?.is_some())
+    }
+
+    /// Walk from directory `node` up to the root: `Some(levels)` when `stop` is met on the way
+    /// (`node` itself is level 0), `None` once the root is reached without meeting it.
+    /// Costs at most [`MAX_DIR_DEPTH`] record reads, whatever the tree.
+    fn walk_up(&self, t: &mut Txn<'_>, mut node: u64, stop: Option<u64>) -> Result<Option<usize>> {
+        let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for level in 0..MAX_DIR_DEPTH {
+            if Some(node) == stop {
+                return Ok(Some(level));
             }
             if node == ROOT_INO {
-                return Ok(false);
+                return Ok(None);
+            }
+            if !seen.insert(node) {
+                return Err(self.corrupt(node, "directory parent chain loops".into()));
             }
             node = dir_inode(t, node)?.parent;
         }
-        Err(self.corrupt(dir, "directory parent chain does not reach the root".into()))
+        Err(FsError::TooDeep)
     }
-
     /// Up to `max` entries after `cookie` (0 = from the start; "." and ".." included).
     pub fn readdir(&self, ino: u64, cookie: u64, max: usize) -> Result<Vec<DirEntry>> {
         let dir = self.read_inode(ino)?.ok_or(FsError::NotFound)?;

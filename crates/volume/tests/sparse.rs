@@ -133,3 +133,51 @@ fn extended_attributes_are_bounded_in_total() {
         .unwrap();
     assert!(v.check().unwrap().is_clean());
 }
+
+/// Directory depth is a number the caller controls too: every walk up the tree (rename must not
+/// move a directory into itself) stops at [`MAX_DIR_DEPTH`] levels. mkdir refuses to go deeper;
+/// a subtree moved under a deep directory can go deeper, and renames there are refused with a
+/// clear error, never reported as damage.
+#[test]
+fn directory_depth_is_bounded_and_too_deep_is_not_damage() {
+    use sealvol_volume::MAX_DIR_DEPTH;
+    let (v, ..) = mem_volume(CS);
+    let mut chain = vec![ROOT_INO];
+    for _ in 0..MAX_DIR_DEPTH {
+        let parent = *chain.last().unwrap();
+        chain.push(v.mkdir(ME, parent, b"d", 0o755).unwrap().ino);
+    }
+    let deepest = *chain.last().unwrap();
+    assert!(matches!(
+        v.mkdir(ME, deepest, b"d", 0o755),
+        Err(FsError::TooDeep)
+    ));
+    // A file is still fine there (no walk), and moving a directory into itself is still refused.
+    v.mknod(ME, deepest, b"f", Kind::File, 0o644, 0).unwrap();
+    assert!(matches!(
+        v.rename(ROOT_INO, b"d", chain[10], b"x", 0),
+        Err(FsError::Invalid(_))
+    ));
+    // A subtree moved under a directory at depth MAX - 1 ends deeper than the bound; a rename
+    // below it is refused as too deep, and the volume is not damaged.
+    let side = v.mkdir(ME, ROOT_INO, b"side", 0o755).unwrap();
+    let below = v.mkdir(ME, side.ino, b"below", 0o755).unwrap();
+    v.mkdir(ME, below.ino, b"leaf", 0o755).unwrap();
+    v.rename(ROOT_INO, b"side", chain[MAX_DIR_DEPTH - 1], b"side", 0)
+        .unwrap();
+    let other = v.mkdir(ME, ROOT_INO, b"other", 0o755).unwrap();
+    assert!(matches!(
+        v.rename(ROOT_INO, b"other", below.ino, b"other", 0),
+        Err(FsError::TooDeep)
+    ));
+    let e = v
+        .rename(ROOT_INO, b"other", below.ino, b"other", 0)
+        .unwrap_err();
+    assert!(e.to_string().contains("too deep"), "{e}");
+    // Moved back up, everything works again.
+    v.rename(side.ino, b"below", ROOT_INO, b"below", 0).unwrap();
+    v.rename(ROOT_INO, b"other", below.ino, b"other", 0)
+        .unwrap();
+    assert_eq!(v.lookup(below.ino, b"other").unwrap().ino, other.ino);
+    assert!(v.check().unwrap().is_clean());
+}
