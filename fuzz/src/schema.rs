@@ -12,7 +12,7 @@
 use sealvol_crypto::ChunkAddr;
 use sealvol_volume::schema::{
     decode, decode_log_entry, encode, log_key, Config, Counters, Dirent, Extent, LogEntry, Op,
-    RefCount, Staged, FORMAT_VERSION, META_PAD,
+    RefCount, Slice, Staged, FORMAT_VERSION, META_PAD,
 };
 use sealvol_volume::{ChunkSize, Inode, Kind, Ts};
 use serde::{Deserialize, Serialize};
@@ -137,10 +137,12 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         ino: 42,
         kind: Kind::File,
     };
-    let extent = Extent {
-        addr: ChunkAddr([0xab; 32]),
-        len: 131_072,
-    };
+    let mut extent = Extent::whole(ChunkAddr([0xab; 32]), 131_072);
+    extent.add(Slice {
+        at: 4096,
+        len: 4096,
+        addr: ChunkAddr([0xcd; 32]),
+    });
     let entry = LogEntry {
         hlc: 0x0190_0000_0000_0001,
         origin: 0x000f_ffff,
@@ -158,7 +160,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
             Op::PutExtent {
                 ino: 42,
                 index: 3,
-                extent,
+                extent: extent.clone(),
             },
             Op::DelExtent { ino: 42, index: 4 },
         ],

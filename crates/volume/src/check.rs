@@ -52,6 +52,8 @@ pub enum DamageKind {
     WrongParent,
     /// A chunk index holding data (no hole) has no extent.
     MissingExtent,
+    /// An extent's slices do not describe a chunk (none, empty, or past the chunk size).
+    BadExtent,
     /// A referenced chunk is not stored.
     MissingChunk,
     /// A stored chunk fails authentication or verification, or has the wrong length.
@@ -287,13 +289,18 @@ impl Volume {
                 }
             };
             w.report.extents += 1;
-            let u = w.uses.entry(e.addr).or_insert((0, e.len, path.to_string()));
-            u.0 += 1;
-            w.verified
-                .entry(e.addr)
-                .or_insert_with(|| self.verify_chunk(&e.addr, Some(e.len)).err());
-            if let Some(Some((kind, detail))) = w.verified.get(&e.addr).cloned() {
-                w.damage(path, kind, format!("chunk {index} ({}): {detail}", e.addr));
+            if let Some(bad) = bad_slices(&e, geo.get()) {
+                w.damage(path, DamageKind::BadExtent, format!("chunk {index}: {bad}"));
+            }
+            for s in &e.slices {
+                let u = w.uses.entry(s.addr).or_insert((0, s.len, path.to_string()));
+                u.0 += 1;
+                w.verified
+                    .entry(s.addr)
+                    .or_insert_with(|| self.verify_chunk(&s.addr, Some(s.len)).err());
+                if let Some(Some((kind, detail))) = w.verified.get(&s.addr).cloned() {
+                    w.damage(path, kind, format!("chunk {index} ({}): {detail}", s.addr));
+                }
             }
         }
         Ok(())
@@ -386,15 +393,32 @@ impl Volume {
         Ok(())
     }
 
-    /// The chunk addresses of a file's stored chunks, by index (holes left out).
+    /// The chunk addresses of a file's stored chunks, by index (holes left out), one per slice.
     pub fn file_chunks(&self, ino: u64) -> Result<Vec<(u64, ChunkAddr)>> {
         let i = self.read_inode(ino)?.ok_or(crate::FsError::NotFound)?;
         let mut out = Vec::new();
         for index in holes::data_indices(&i.holes, 0, self.cfg.chunk_size.count(i.size)) {
             if let Some(e) = self.read_extent(ino, index)? {
-                out.push((index, e.addr));
+                out.extend(e.slices.iter().map(|s| (index, s.addr)));
             }
         }
         Ok(out)
     }
+}
+
+/// What is wrong with an extent's slices, if anything: a chunk needs at least one slice, and
+/// every slice some bytes within the chunk size.
+fn bad_slices(e: &crate::schema::Extent, chunk_size: u32) -> Option<String> {
+    if e.slices.is_empty() {
+        return Some("an extent without slices".into());
+    }
+    e.slices
+        .iter()
+        .find(|s| s.len == 0 || s.at.checked_add(s.len).is_none_or(|end| end > chunk_size))
+        .map(|s| {
+            format!(
+                "a slice of {} bytes at {} does not fit the chunk",
+                s.len, s.at
+            )
+        })
 }

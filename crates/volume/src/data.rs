@@ -123,13 +123,75 @@ impl Volume {
     /// The stored plaintext of chunk `index` (without buffered writes): empty for holes.
     pub(crate) fn stored_chunk(&self, inode: &Inode, index: u64) -> Result<Plain> {
         match self.read_extent(inode.ino, index)? {
-            Some(e) => {
-                let c = self.load_chunk(inode.ino, &e.addr)?;
-                self.check_chunk_len(inode.ino, index, c.len(), e.len)?;
-                Ok(c)
-            }
+            Some(e) => self.chunk_plain(inode.ino, index, &e),
             None => self.no_extent(inode, index),
         }
+    }
+
+    /// The plaintext of a stored chunk: its slices laid over each other.
+    pub(crate) fn chunk_plain(&self, ino: u64, index: u64, e: &Extent) -> Result<Plain> {
+        if let Some(addr) = e.whole_addr() {
+            let c = self.load_chunk(ino, &addr)?;
+            self.check_chunk_len(ino, index, c.len(), e.len())?;
+            return Ok(c);
+        }
+        let mut out = vec![0u8; e.len() as usize];
+        for s in &e.slices {
+            let c = self.load_chunk(ino, &s.addr)?;
+            self.check_chunk_len(ino, index, c.len(), s.len)?;
+            out[s.at as usize..s.end() as usize].copy_from_slice(&c);
+        }
+        Ok(plain(out))
+    }
+
+    /// Bytes `range` of stored chunk `index` appended to `out` (zeros where no slice has
+    /// data, and past the chunk's end); `keep`: see [`Volume::load_chunk_into`].
+    fn read_stored(
+        &self,
+        ino: u64,
+        index: u64,
+        e: &Extent,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u8>,
+        keep: bool,
+    ) -> Result<()> {
+        let start = out.len();
+        match e.whole_addr() {
+            Some(addr) if range.start == 0 && range.end >= e.len() as usize => {
+                self.load_chunk_into(ino, &addr, out, keep)?;
+                self.check_chunk_len(ino, index, out.len() - start, e.len())?;
+            }
+            Some(addr) => {
+                out.extend_from_slice(&self.load_chunk_range(
+                    ino,
+                    &addr,
+                    e.len(),
+                    range.clone(),
+                )?);
+            }
+            None => {
+                out.resize(start + range.len(), 0);
+                for s in &e.slices {
+                    let (lo, hi) = (
+                        range.start.max(s.at as usize),
+                        range.end.min(s.end() as usize),
+                    );
+                    if lo < hi {
+                        let at = s.at as usize;
+                        let part = self.load_chunk_range(ino, &s.addr, s.len, lo - at..hi - at)?;
+                        if part.len() != hi - lo {
+                            return Err(
+                                self.corrupt(ino, format!("chunk {index}: a slice is short"))
+                            );
+                        }
+                        out[start + lo - range.start..start + hi - range.start]
+                            .copy_from_slice(&part);
+                    }
+                }
+            }
+        }
+        out.resize(start + range.len(), 0);
+        Ok(())
     }
 
     /// A chunk opened whole must be as long as its extent says.
@@ -164,11 +226,11 @@ impl Volume {
             let mut st = st.lock();
             self.load_size(ino, &mut st)?;
             let end = st.size.min(offset.saturating_add(size as u64));
-            let mut buffered: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            let mut buffered: BTreeMap<u64, ChunkBuf> = BTreeMap::new();
             if !st.dirty.is_empty() || !st.inflight.is_empty() {
                 for index in geo.indices(offset, end) {
                     if let Some(b) = st.buffered(index) {
-                        buffered.insert(index, b.clone());
+                        buffered.insert(index, b);
                     }
                 }
             }
@@ -196,23 +258,12 @@ impl Volume {
         } in geo.pieces(offset, end)
         {
             let start = out.len();
-            match buffered.get(&index) {
-                Some(b) => {
-                    let n = b.len().saturating_sub(in_chunk).min(take);
-                    if n > 0 {
-                        out.extend_from_slice(&b[in_chunk..in_chunk + n]);
-                    }
-                }
-                None => match self.read_extent(ino, index)? {
-                    Some(e) if in_chunk == 0 && take >= e.len as usize => {
-                        self.load_chunk_into(ino, &e.addr, &mut out, keep)?;
-                        self.check_chunk_len(ino, index, out.len() - start, e.len)?;
-                    }
-                    Some(e) => {
-                        let part =
-                            self.load_chunk_range(ino, &e.addr, e.len, in_chunk..in_chunk + take)?;
-                        out.extend_from_slice(&part);
-                    }
+            let range = in_chunk..in_chunk + take;
+            let buf = buffered.get(&index);
+            // A buffered whole chunk replaces what is stored; patches are laid over it.
+            if !matches!(buf, Some(ChunkBuf::Whole(_))) {
+                match self.read_extent(ino, index)? {
+                    Some(e) => self.read_stored(ino, index, &e, range.clone(), &mut out, keep)?,
                     None => {
                         if inode.is_none() {
                             inode = Some(self.read_inode(ino)?.ok_or(FsError::NotFound)?);
@@ -221,9 +272,12 @@ impl Volume {
                             self.no_extent(i, index)?;
                         }
                     }
-                },
+                }
             }
             out.resize(start + take, 0);
+            if let Some(b) = buf {
+                b.overlay(range, &mut out[start..]);
+            }
         }
         Ok(out)
     }
@@ -237,49 +291,28 @@ impl Volume {
         let mut st = state.lock();
         self.load_size(ino, &mut st)?;
         let geo = self.cfg.chunk_size;
-        let cs = geo.get() as usize;
-        let mut inode: Option<Inode> = None;
         let fs: &mut FileState = &mut st;
         for piece in geo.pieces(offset, end) {
             let Piece { index, at, len } = piece;
             let from = (geo.start_of(index) + at as u64 - offset) as usize;
             let src = &data[from..from + len];
-            let buf = match fs.dirty.entry(index) {
-                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    let base = if piece.is_whole(geo) {
-                        Vec::with_capacity(cs)
-                    } else if let Some(b) =
-                        fs.inflight.iter().rev().find_map(|f| f.chunks.get(&index))
-                    {
-                        let mut v = Vec::with_capacity(cs);
-                        v.extend_from_slice(b);
-                        v
-                    } else if geo.start_of(index) >= fs.size {
-                        Vec::new()
-                    } else {
-                        let inode = match &inode {
-                            Some(i) => i,
-                            None => inode.insert(self.read_inode(ino)?.ok_or(FsError::NotFound)?),
-                        };
-                        let stored = self.stored_chunk(inode, index)?;
-                        let mut v = Vec::with_capacity(cs);
-                        v.extend_from_slice(&stored);
-                        v
-                    };
-                    fs.dirty_bytes += cs;
-                    self.buffered.fetch_add(cs, Ordering::Relaxed);
-                    slot.insert(base)
+            let fresh = !fs.dirty.contains_key(&index);
+            let buf = fs.dirty.entry(index).or_insert_with(|| {
+                // A chunk written whole, or one past the file's end (nothing stored or in
+                // flight there), is buffered whole; a part of one with data becomes a patch
+                // laid over it at write-out (no read of the stored chunk, no rewrite of it).
+                if piece.is_whole(geo) || geo.start_of(index) >= fs.size {
+                    ChunkBuf::Whole(Vec::with_capacity(geo.get() as usize))
+                } else {
+                    ChunkBuf::Patches(BTreeMap::new())
                 }
-            };
-            // Overwrite what the buffer holds, append the rest (appending without zero-filling
-            // first: sequential writes would write every byte twice).
-            if buf.len() < at {
-                buf.resize(at, 0);
-            }
-            let overlap = (buf.len() - at).min(len);
-            buf[at..at + overlap].copy_from_slice(&src[..overlap]);
-            buf.extend_from_slice(&src[overlap..]);
+            });
+            let before = if fresh { 0 } else { buf.bytes() };
+            buf.write(at, src);
+            let after = buf.bytes();
+            fs.dirty_bytes = (fs.dirty_bytes + after).saturating_sub(before);
+            self.buffered.fetch_add(after, Ordering::Relaxed);
+            self.buffered.fetch_sub(before, Ordering::Relaxed);
         }
         st.size = st.size.max(end);
         let now = self.clock.now();
@@ -355,7 +388,12 @@ impl Volume {
         }
         holes::truncate(&mut inode.holes, new_n);
         if let Some((index, addr, sealed, len)) = cut {
-            t.put_extent(ino, index, Extent { addr, len }, Some(sealed))?;
+            t.put_extent(
+                ino,
+                index,
+                Extent::whole(addr, len),
+                vec![(addr, len, sealed)],
+            )?;
         }
         if new_n > old_n {
             holes::add(&mut inode.holes, old_n, new_n);

@@ -22,9 +22,145 @@ pub(crate) const BULK_MIN: usize = 8 << 20;
 /// Largest file: 2^50 bytes (1 PiB).
 pub(crate) const MAX_FILE_SIZE: u64 = 1 << 50;
 
-/// A chunk index ready to commit: `None` for zeros (a hole), else its address, plaintext
-/// length, and sealed bytes if it was not stored when hashed.
-pub(crate) type Prepared = (u64, Option<(ChunkAddr, u32, Option<Vec<u8>>)>);
+/// A piece of a write-out, hashed and sealed: chunk `index` whole (`at: None`) or a slice of it
+/// at byte `at`. `chunk` is `None` for a whole chunk of zeros (a hole).
+pub(crate) struct Prepared {
+    pub(crate) index: u64,
+    pub(crate) at: Option<u32>,
+    pub(crate) chunk: Option<SealedPiece>,
+}
+
+/// A piece's chunk: its address, plaintext length, and sealed bytes if it was not stored when
+/// hashed.
+pub(crate) struct SealedPiece {
+    pub(crate) addr: ChunkAddr,
+    pub(crate) len: u32,
+    pub(crate) sealed: Option<Vec<u8>>,
+}
+
+/// One piece of a write-out to hash and seal: chunk index, slice offset (`None`: whole), bytes.
+pub(crate) type Job<'a> = (u64, Option<u32>, &'a [u8]);
+
+/// The pieces a write-out stored, by (index, slice offset or `None` for whole): address and
+/// plaintext length (their buffers are verified plaintext, worth caching).
+pub(crate) type Cached = std::collections::HashMap<(u64, Option<u32>), (ChunkAddr, u32)>;
+
+/// What a committed write-out leaves to do.
+#[derive(Default)]
+pub(crate) struct Written {
+    pub(crate) cached: Cached,
+    /// Chunks with more than [`MAX_SLICES`] slices, to compact.
+    pub(crate) fragmented: Vec<u64>,
+}
+
+/// Bookkeeping counted per buffered patch, beside its bytes.
+const PATCH_OVERHEAD: usize = 64;
+
+/// A chunk's bytes not written out yet.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum ChunkBuf {
+    /// The chunk from byte 0: replaces whatever is stored (bytes past its end, within the
+    /// file's size, read as zeros).
+    Whole(Vec<u8>),
+    /// Byte ranges laid over the stored chunk, by start: sorted, never overlapping or touching.
+    /// Written out as slices, without reading or rewriting the rest of the chunk.
+    Patches(BTreeMap<u32, Vec<u8>>),
+}
+
+impl ChunkBuf {
+    /// Memory held, counted against the buffer budget.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            ChunkBuf::Whole(b) => b.capacity(),
+            ChunkBuf::Patches(p) => p.values().map(|b| b.capacity() + PATCH_OVERHEAD).sum(),
+        }
+    }
+
+    /// Write `src` at byte `at` of the chunk.
+    pub(crate) fn write(&mut self, at: usize, src: &[u8]) {
+        match self {
+            ChunkBuf::Whole(buf) => write_into(buf, at, src),
+            ChunkBuf::Patches(p) => add_patch(p, at as u32, src),
+        }
+    }
+
+    /// `upper` laid over this chunk's bytes.
+    pub(crate) fn compose(mut self, upper: &ChunkBuf) -> ChunkBuf {
+        match upper {
+            ChunkBuf::Whole(_) => upper.clone(),
+            ChunkBuf::Patches(p) => {
+                for (at, b) in p {
+                    self.write(*at as usize, b);
+                }
+                self
+            }
+        }
+    }
+
+    /// Lay the bytes this buffer holds within `range` of the chunk over `out`, which holds
+    /// that range (a whole buffer also zeroes what it does not hold: it replaces the chunk).
+    pub(crate) fn overlay(&self, range: std::ops::Range<usize>, out: &mut [u8]) {
+        if let ChunkBuf::Whole(_) = self {
+            out.fill(0);
+        }
+        let mut put = |at: usize, b: &[u8]| {
+            let (lo, hi) = (at.max(range.start), (at + b.len()).min(range.end));
+            if lo < hi {
+                out[lo - range.start..hi - range.start].copy_from_slice(&b[lo - at..hi - at]);
+            }
+        };
+        match self {
+            ChunkBuf::Whole(b) => put(0, b),
+            ChunkBuf::Patches(p) => {
+                for (at, b) in p {
+                    put(*at as usize, b);
+                }
+            }
+        }
+    }
+}
+
+/// Overwrite what `buf` holds at `at`, append the rest (zeros fill a gap; appending without
+/// zero-filling first: sequential writes would write every byte twice).
+fn write_into(buf: &mut Vec<u8>, at: usize, src: &[u8]) {
+    if buf.len() < at {
+        buf.resize(at, 0);
+    }
+    let overlap = (buf.len() - at).min(src.len());
+    buf[at..at + overlap].copy_from_slice(&src[..overlap]);
+    buf.extend_from_slice(&src[overlap..]);
+}
+
+/// Add `src` at `at` to a patch set, merging the patches it overlaps or touches into one.
+fn add_patch(p: &mut BTreeMap<u32, Vec<u8>>, at: u32, src: &[u8]) {
+    if src.is_empty() {
+        return;
+    }
+    let end = at + src.len() as u32;
+    let before = p
+        .range(..=at)
+        .next_back()
+        .filter(|(s, b)| **s + b.len() as u32 >= at)
+        .map(|(s, _)| *s);
+    let start = before.unwrap_or(at);
+    let later = p.range(at.saturating_add(1)..=end).next().is_some();
+    // The common case (appending to, or writing inside, one patch): in place.
+    if let (Some(s), false) = (before, later) {
+        if let Some(buf) = p.get_mut(&s) {
+            write_into(buf, (at - s) as usize, src);
+            return;
+        }
+    }
+    let merged: Vec<u32> = p.range(start..=end).map(|(s, _)| *s).collect();
+    let mut buf = Vec::new();
+    for s in merged {
+        if let Some(b) = p.remove(&s) {
+            write_into(&mut buf, (s - start) as usize, &b);
+        }
+    }
+    write_into(&mut buf, (at - start) as usize, src);
+    p.insert(start, buf);
+}
 
 /// What one bulk write staged: its record's key, and (address, plaintext length, stored
 /// length) of each chunk.
@@ -57,8 +193,8 @@ impl PendingTimes {
 
 #[derive(Default)]
 pub(crate) struct FileState {
-    /// Whole or partial chunks not yet written out, by index.
-    pub(crate) dirty: BTreeMap<u64, Vec<u8>>,
+    /// Chunks not yet written out, by index.
+    pub(crate) dirty: BTreeMap<u64, ChunkBuf>,
     pub(crate) dirty_bytes: usize,
     /// The file's size including buffered writes (valid when `size_known`).
     pub(crate) size: u64,
@@ -66,9 +202,9 @@ pub(crate) struct FileState {
     /// Times the next write-out commits with the data (set by writes, and by setattr while a
     /// write-out is pending).
     pub(crate) times: Option<PendingTimes>,
-    /// Write-outs run by threads that released the file's lock, oldest first: reads and partial
-    /// writes see their chunks (after `dirty`, newest first) until they are committed, or merged
-    /// back into `dirty` on failure.
+    /// Write-outs run by threads that released the file's lock, oldest first: reads see their
+    /// chunks (under `dirty`, newest on top) until they are committed, or merged back into
+    /// `dirty` on failure.
     pub(crate) inflight: Vec<Arc<Batch>>,
     /// The order in which this file's write-outs commit (by ticket).
     pub(crate) order: Arc<Order>,
@@ -112,7 +248,7 @@ pub(crate) const PRESSED_SHARE: usize = 64;
 
 /// What a write-out stores: chunks by index, and the file's size and times with them.
 pub(crate) struct FileData<'a> {
-    pub(crate) chunks: &'a BTreeMap<u64, Vec<u8>>,
+    pub(crate) chunks: &'a BTreeMap<u64, ChunkBuf>,
     pub(crate) size: u64,
     pub(crate) times: Option<PendingTimes>,
 }
@@ -127,22 +263,27 @@ impl Drop for Done<'_> {
 }
 
 impl FileState {
-    /// The newest buffered version of chunk `index`: the buffer, else the newest write-out in
-    /// flight that has it.
-    pub(crate) fn buffered(&self, index: u64) -> Option<&Vec<u8>> {
-        self.dirty.get(&index).or_else(|| {
-            self.inflight
-                .iter()
-                .rev()
-                .find_map(|b| b.chunks.get(&index))
-        })
+    /// What memory holds of chunk `index`: the write-outs in flight (oldest first) and the
+    /// buffer laid over each other; `None` if none has it.
+    pub(crate) fn buffered(&self, index: u64) -> Option<ChunkBuf> {
+        let layers = self.inflight.iter().map(|b| &b.chunks).chain([&self.dirty]);
+        let mut view: Option<ChunkBuf> = None;
+        for layer in layers {
+            if let Some(c) = layer.get(&index) {
+                view = Some(match view {
+                    None => c.clone(),
+                    Some(v) => v.compose(c),
+                });
+            }
+        }
+        view
     }
 }
 
 /// A file's buffered chunks handed to a write-out, with the size and times they go with.
 pub(crate) struct Batch {
     pub(crate) ticket: u64,
-    pub(crate) chunks: BTreeMap<u64, Vec<u8>>,
+    pub(crate) chunks: BTreeMap<u64, ChunkBuf>,
     pub(crate) size: u64,
     pub(crate) times: Option<PendingTimes>,
     /// `None` while the write-out runs; then its result.

@@ -7,6 +7,7 @@ mod cache;
 pub mod check;
 mod chunks;
 pub mod clock;
+mod compact;
 mod data;
 pub mod error;
 mod filestate;

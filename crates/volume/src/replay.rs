@@ -101,8 +101,8 @@ impl Volume {
             if !seen.insert(*ino) {
                 continue;
             }
-            for (_, ext) in &entry.extents {
-                let c = counts.entry(ext.addr).or_insert((0, ext.len));
+            for s in entry.extents.iter().flat_map(|(_, e)| &e.slices) {
+                let c = counts.entry(s.addr).or_insert((0, s.len));
                 c.0 += 1;
             }
         }

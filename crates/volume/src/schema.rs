@@ -14,7 +14,7 @@
 //! refs      addr[32]                                      seal(RefCount)
 //! inodes    H("inode", ino)[16]                           seal(Inode)
 //! dirents   H("dir", parent)[8] ‖ H("name", parent, name)[16]   seal(Dirent)
-//! extents   H("extent", ino, index)[16]                   seal(Extent)
+//! extents   H("extent", ino, index)[16]                   seal(Extent): the chunk's slices
 //! log       hlc[8, BE] ‖ origin host tag[8, BE]           seal(LogEntry)
 //! ```
 //!
@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 /// 2: chunks sealed in 16 KiB segments (sealvol-crypto's `chunk` module).
 /// 3: chunks padded to a size class (Padmé), their exact length sealed in the trailer.
 /// 4: records encoded with postcard (was bincode 1.3, unmaintained), bounded on decode.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: an extent is a stack of slices (small overwrites add a slice instead of a whole chunk).
+pub const FORMAT_VERSION: u32 = 5;
 pub const META_PAD: usize = 64;
 pub const ROOT_INO: u64 = 1;
 pub const KEY_HEADER_FILE: &str = "keys.json";
@@ -180,12 +181,64 @@ impl Dirent {
     }
 }
 
-/// One chunk of a file: `len` plaintext bytes at `index * chunk_size`, stored at `addr`.
-/// Bytes between `len` and the chunk size (within the file's size) read as zeros.
+/// Part of a chunk's contents: `len` plaintext bytes at byte `at` of the chunk, stored as the
+/// chunk at `addr` (content-addressed like any other: equal slices are stored once).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Extent {
-    pub addr: ChunkAddr,
+pub struct Slice {
+    pub at: u32,
     pub len: u32,
+    pub addr: ChunkAddr,
+}
+
+impl Slice {
+    pub fn end(&self) -> u32 {
+        self.at + self.len
+    }
+}
+
+/// Most slices one chunk holds before it is compacted into a single one (see `compact`).
+pub const MAX_SLICES: usize = 8;
+
+/// One chunk of a file, at `index * chunk_size`: slices laid over each other, oldest first (a
+/// newer slice's bytes win where they overlap). A chunk written whole is one slice at 0; a small
+/// overwrite adds a slice instead of rewriting the chunk. The chunk's length is where its
+/// furthest slice ends; bytes below it that no slice covers read as zeros, like bytes past it
+/// within the file's size.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Extent {
+    pub slices: Vec<Slice>,
+}
+
+impl Extent {
+    /// A chunk stored whole: `len` bytes at `addr`.
+    pub fn whole(addr: ChunkAddr, len: u32) -> Extent {
+        Extent {
+            slices: vec![Slice { at: 0, len, addr }],
+        }
+    }
+
+    /// The chunk's length in bytes.
+    pub fn len(&self) -> u32 {
+        self.slices.iter().map(Slice::end).max().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The address of a chunk stored whole (one slice from 0).
+    pub fn whole_addr(&self) -> Option<ChunkAddr> {
+        match self.slices.as_slice() {
+            [s] if s.at == 0 => Some(s.addr),
+            _ => None,
+        }
+    }
+
+    /// Lay `new` over the chunk, dropping the older slices it hides entirely.
+    pub fn add(&mut self, new: Slice) {
+        self.slices.retain(|s| s.at < new.at || s.end() > new.end());
+        self.slices.push(new);
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -13,6 +13,9 @@ use crate::error::{FsError, Result};
 use crate::schema::*;
 use crate::volume::{CommitState, Volume};
 
+/// A chunk a transaction may have to store: its address, plaintext length and sealed bytes.
+pub(crate) type NewChunk = (ChunkAddr, u32, Vec<u8>);
+
 pub(crate) struct Txn<'a> {
     vol: &'a Volume,
     guard: MutexGuard<'a, CommitState>,
@@ -149,32 +152,34 @@ impl<'a> Txn<'a> {
 
     pub(crate) fn extent(&mut self, ino: u64, index: u64) -> Result<Option<Extent>> {
         if let Some(v) = self.extents.get(&(ino, index)) {
-            return Ok(*v);
+            return Ok(v.clone());
         }
         let v = self.vol.read_extent(ino, index)?;
-        self.extents.insert((ino, index), v);
+        self.extents.insert((ino, index), v.clone());
         Ok(v)
     }
 
-    /// Point chunk `index` of `ino` at `extent`. `sealed` is the sealed chunk, needed when the
-    /// chunk may not be stored yet.
+    /// Point chunk `index` of `ino` at `extent`. `sealed` holds the sealed bytes of its slices'
+    /// chunks that may not be stored yet: (address, plaintext length, sealed bytes).
     pub(crate) fn put_extent(
         &mut self,
         ino: u64,
         index: u64,
         extent: Extent,
-        sealed: Option<Vec<u8>>,
+        sealed: Vec<NewChunk>,
     ) -> Result<()> {
         let old = self.extent(ino, index)?;
-        if old == Some(extent) {
+        if old.as_ref() == Some(&extent) {
             return Ok(());
         }
-        if let Some(o) = old {
-            *self.refs.entry(o.addr).or_default() -= 1;
+        for s in old.iter().flat_map(|o| &o.slices) {
+            *self.refs.entry(s.addr).or_default() -= 1;
         }
-        *self.refs.entry(extent.addr).or_default() += 1;
-        if let Some(s) = sealed {
-            self.new_chunks.insert(extent.addr, (s, extent.len));
+        for s in &extent.slices {
+            *self.refs.entry(s.addr).or_default() += 1;
+        }
+        for (addr, len, bytes) in sealed {
+            self.new_chunks.insert(addr, (bytes, len));
         }
         let sealed_ext = self.vol.seal_extent(ino, index, &extent)?;
         self.batch.put(
@@ -182,7 +187,11 @@ impl<'a> Txn<'a> {
             self.vol.extent_key(ino, index).to_vec(),
             sealed_ext,
         );
-        self.ops.push(Op::PutExtent { ino, index, extent });
+        self.ops.push(Op::PutExtent {
+            ino,
+            index,
+            extent: extent.clone(),
+        });
         self.extents.insert((ino, index), Some(extent));
         self.written_extents.push((ino, index));
         Ok(())
@@ -190,7 +199,9 @@ impl<'a> Txn<'a> {
 
     pub(crate) fn del_extent(&mut self, ino: u64, index: u64) -> Result<()> {
         if let Some(o) = self.extent(ino, index)? {
-            *self.refs.entry(o.addr).or_default() -= 1;
+            for s in &o.slices {
+                *self.refs.entry(s.addr).or_default() -= 1;
+            }
             self.batch
                 .delete(Cf::Extents, self.vol.extent_key(ino, index).to_vec());
             self.ops.push(Op::DelExtent { ino, index });

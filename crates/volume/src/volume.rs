@@ -504,7 +504,7 @@ mod tests {
     use sealvol_crypto::{Domain, KdfParams, KeyHeader, Secret};
     use sealvol_store::{Cf, Durability, Engine, MemoryEngine, WriteBatch};
 
-    use crate::schema::{Config, META_CONFIG};
+    use crate::schema::{Config, FORMAT_VERSION, META_CONFIG};
     use crate::{CreateOptions, StepClock, Volume};
 
     #[test]
@@ -518,7 +518,8 @@ mod tests {
             ..CreateOptions::default()
         };
         let v = Volume::init_in(e.clone(), &h, &mk, &opts, clock.clone()).unwrap();
-        for (format, says) in [(3, "older, pre-release"), (5, "newer")] {
+        let (older, newer) = (FORMAT_VERSION - 1, FORMAT_VERSION + 1);
+        for (format, says) in [(older, "older, pre-release"), (newer, "newer")] {
             let cfg = Config {
                 format_version: format,
                 ..v.cfg.clone()

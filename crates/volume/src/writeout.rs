@@ -2,7 +2,7 @@
 //! batches staged into the store ahead of their transaction, and the transaction that points
 //! the file at them. Write-outs of one file commit in the order they were started.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::error::{FsError, Result};
 use crate::filestate::*;
 use crate::holes;
 use crate::schema::*;
+use crate::txn::NewChunk;
 use crate::volume::Volume;
 
 impl Volume {
@@ -41,8 +42,9 @@ impl Volume {
             size: st.size,
             times: st.times,
         };
-        let cached = self.commit_batch(ino, &data, prepared, durability)?;
-        self.cache_written(std::mem::take(&mut st.dirty), &cached);
+        let written = self.commit_batch(ino, &data, prepared, durability)?;
+        self.cache_written(std::mem::take(&mut st.dirty), &written.cached);
+        self.compact(ino, &written.fragmented);
         self.buffered.fetch_sub(st.dirty_bytes, Ordering::Relaxed);
         st.dirty_bytes = 0;
         st.times = None;
@@ -102,10 +104,11 @@ impl Volume {
         *batch.outcome.lock() = Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         order.done();
         self.settle(&mut state.lock());
-        let cached = r?;
+        let written = r?;
         if let Ok(b) = Arc::try_unwrap(batch) {
-            self.cache_written(b.chunks, &cached);
+            self.cache_written(b.chunks, &written.cached);
         }
+        self.compact(ino, &written.fragmented);
         Ok(())
     }
 
@@ -123,15 +126,24 @@ impl Volume {
                 Some(Err(e)) => {
                     st.inflight.remove(0);
                     tracing::warn!(error = %e, "a write-out failed; its data stays buffered for the next one");
+                    // Back into the buffer, under what was written since (the write-outs
+                    // still in flight and the buffer), so a newer byte always wins.
                     for (index, buf) in &b.chunks {
-                        let newer = st.dirty.contains_key(index)
-                            || st.inflight.iter().any(|n| n.chunks.contains_key(index));
-                        if !newer {
-                            st.dirty.insert(*index, buf.clone());
-                            st.dirty_bytes += self.cfg.chunk_size.get() as usize;
-                            (self.buffered)
-                                .fetch_add(self.cfg.chunk_size.get() as usize, Ordering::Relaxed);
+                        let newer = st.inflight.iter().filter_map(|n| n.chunks.get(index));
+                        let mut merged = buf.clone();
+                        for n in newer {
+                            merged = merged.compose(n);
                         }
+                        let old = st.dirty.remove(index);
+                        let freed = old.as_ref().map_or(0, ChunkBuf::bytes);
+                        if let Some(d) = &old {
+                            merged = merged.compose(d);
+                        }
+                        let added = merged.bytes();
+                        st.dirty.insert(*index, merged);
+                        st.dirty_bytes = (st.dirty_bytes + added).saturating_sub(freed);
+                        self.buffered.fetch_add(added, Ordering::Relaxed);
+                        self.buffered.fetch_sub(freed, Ordering::Relaxed);
                     }
                     if st.times.is_none() {
                         st.times = b.times;
@@ -143,14 +155,24 @@ impl Volume {
 
     /// The written-out plaintexts are verified by construction: keep them in the chunk cache,
     /// so the next partial write or read of these chunks needs no decrypt.
-    pub(crate) fn cache_written(
-        &self,
-        chunks: BTreeMap<u64, Vec<u8>>,
-        cached: &HashMap<u64, ChunkAddr>,
-    ) {
+    pub(crate) fn cache_written(&self, chunks: BTreeMap<u64, ChunkBuf>, cached: &Cached) {
+        let put = |key: (u64, Option<u32>), b: Vec<u8>| {
+            if let Some((addr, len)) = cached.get(&key) {
+                if b.len() == *len as usize {
+                    self.cache.put_whole(*addr, plain(b));
+                }
+            }
+        };
         for (index, buf) in chunks {
-            if let Some(addr) = cached.get(&index) {
-                self.cache.put_whole(*addr, plain(buf));
+            match buf {
+                ChunkBuf::Whole(b) => put((index, None), b),
+                ChunkBuf::Patches(p) => {
+                    for (at, b) in p {
+                        // (A patch from 0 over the whole chunk was written out as the chunk.)
+                        let whole = at == 0 && cached.contains_key(&(index, None));
+                        put((index, if whole { None } else { Some(at) }), b);
+                    }
+                }
             }
         }
     }
@@ -159,30 +181,44 @@ impl Volume {
     /// to `WORKER_THREADS` threads).
     pub(crate) fn prepare_batch(
         &self,
-        chunks: &BTreeMap<u64, Vec<u8>>,
+        chunks: &BTreeMap<u64, ChunkBuf>,
         size: u64,
     ) -> Result<Vec<Prepared>> {
         let geo = self.cfg.chunk_size;
-        let jobs: Vec<(u64, &[u8])> = chunks
-            .iter()
-            .map(|(&index, buf)| {
-                // Bytes past the end of the file (after a truncate) are not data.
-                let limit = geo.len_within(index, size);
-                (index, &buf[..buf.len().min(limit)])
-            })
-            .collect();
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        for (&index, buf) in chunks {
+            // Bytes past the end of the file (after a truncate) are not data.
+            let limit = geo.len_within(index, size);
+            match buf {
+                ChunkBuf::Whole(b) => jobs.push((index, None, &b[..b.len().min(limit)])),
+                // One patch from 0 over every byte the file has there replaces the chunk.
+                ChunkBuf::Patches(p)
+                    if p.len() == 1 && p.get(&0).is_some_and(|b| b.len() >= limit) =>
+                {
+                    if let Some(b) = p.get(&0) {
+                        jobs.push((index, None, &b[..limit]));
+                    }
+                }
+                ChunkBuf::Patches(p) => {
+                    for (&at, b) in p.range(..limit as u32) {
+                        let n = b.len().min(limit - at as usize);
+                        jobs.push((index, Some(at), &b[..n]));
+                    }
+                }
+            }
+        }
         self.prepare_chunks(&jobs)
     }
 
     /// Store and commit a prepared write-out as the file's data, with the file's `size` and
-    /// `mtime`. Returns the addresses of the chunks stored whole (to cache).
+    /// `mtime`.
     pub(crate) fn commit_batch(
         &self,
         ino: u64,
         data: &FileData<'_>,
         mut prepared: Vec<Prepared>,
         durability: Durability,
-    ) -> Result<HashMap<u64, ChunkAddr>> {
+    ) -> Result<Written> {
         let staging = self.stage_bulk(&mut prepared)?;
         let r = self.commit_write_out(ino, data, prepared, staging.as_ref(), durability);
         if let Some(s) = staging {
@@ -198,7 +234,7 @@ impl Volume {
         prepared: Vec<Prepared>,
         staging: Option<&Staging>,
         durability: Durability,
-    ) -> Result<HashMap<u64, ChunkAddr>> {
+    ) -> Result<Written> {
         let FileData {
             chunks,
             size,
@@ -216,31 +252,54 @@ impl Volume {
             |a: &ChunkAddr| staging.is_some_and(|s| s.chunks.iter().any(|c| c.0 == *a));
         let mut inode = t.inode(ino)?.ok_or(FsError::NotFound)?;
         let old_n = geo.count(inode.size);
-        let mut cached: HashMap<u64, ChunkAddr> = HashMap::new();
-        for (index, p) in prepared {
-            match p {
-                None => {
+        let mut written = Written::default();
+        // Pieces come by index, a chunk's slices by offset: one extent per run of one index.
+        let mut pieces = prepared.into_iter().peekable();
+        while let Some(first) = pieces.next() {
+            let index = first.index;
+            let mut run = vec![first];
+            while let Some(p) = pieces.next_if(|p| p.index == index) {
+                run.push(p);
+            }
+            let mut extent = match run[0].at {
+                None => None,
+                Some(_) => Some(
+                    t.extent(ino, index)?
+                        .unwrap_or(Extent { slices: Vec::new() }),
+                ),
+            };
+            let mut new: Vec<NewChunk> = Vec::new();
+            for Prepared { at, chunk, .. } in run {
+                let Some(SealedPiece { addr, len, sealed }) = chunk else {
+                    // A whole chunk of zeros: a hole.
                     t.del_extent(ino, index)?;
                     holes::add(&mut inode.holes, index, index + 1);
-                }
-                Some((addr, len, sealed)) => {
-                    let sealed = match sealed {
-                        Some(s) => Some(s),
-                        None if staged_here(&addr) => None,
-                        // Stored when we looked, but possibly released since: seal again.
-                        None if self.read_ref(&addr)?.is_none() => {
-                            let plain = &chunks[&index][..len as usize];
-                            let tree = self.keys.chunk_addr.chunk_tree(plain);
-                            Some(self.seal_chunk(&tree, plain)?)
-                        }
-                        None => None,
-                    };
-                    t.put_extent(ino, index, Extent { addr, len }, sealed)?;
-                    holes::remove(&mut inode.holes, index);
-                    if len as usize == chunks[&index].len() {
-                        cached.insert(index, addr);
+                    continue;
+                };
+                let sealed = match sealed {
+                    Some(s) => Some(s),
+                    None if staged_here(&addr) => None,
+                    // Stored when we looked, but possibly released since: seal again.
+                    None if self.read_ref(&addr)?.is_none() => {
+                        let plain = piece_plain(&chunks[&index], at, len);
+                        let tree = self.keys.chunk_addr.chunk_tree(plain);
+                        Some(self.seal_chunk(&tree, plain)?)
                     }
+                    None => None,
+                };
+                new.extend(sealed.map(|s| (addr, len, s)));
+                written.cached.insert((index, at), (addr, len));
+                match (&mut extent, at) {
+                    (Some(e), Some(at)) => e.add(Slice { at, len, addr }),
+                    _ => extent = Some(Extent::whole(addr, len)),
                 }
+            }
+            if let Some(e) = extent {
+                if e.slices.len() > MAX_SLICES {
+                    written.fragmented.push(index);
+                }
+                t.put_extent(ino, index, e, new)?;
+                holes::remove(&mut inode.holes, index);
             }
         }
         // Indices the file grows by and this write-out does not fill are holes: one range per
@@ -258,7 +317,7 @@ impl Volume {
         }
         t.put_inode(inode);
         t.commit(durability)?;
-        Ok(cached)
+        Ok(written)
     }
 
     /// Put a large write-out's new sealed chunks in the store now, with a bulk write, after a
@@ -267,15 +326,15 @@ impl Volume {
     pub(crate) fn stage_bulk(&self, prepared: &mut [Prepared]) -> Result<Option<Staging>> {
         let bytes: usize = prepared
             .iter()
-            .filter_map(|(_, p)| p.as_ref()?.2.as_ref().map(|s| s.len()))
+            .filter_map(|p| p.chunk.as_ref()?.sealed.as_ref().map(Vec::len))
             .sum();
         if bytes < BULK_MIN {
             return Ok(None);
         }
         let mut chunks: Vec<(ChunkAddr, u32, u32)> = Vec::new();
         let mut batch = WriteBatch::new();
-        for (_, p) in prepared.iter_mut() {
-            if let Some((addr, len, sealed)) = p {
+        for p in prepared.iter_mut() {
+            if let Some(SealedPiece { addr, len, sealed }) = &mut p.chunk {
                 if let Some(s) = sealed.take() {
                     if !chunks.iter().any(|c| c.0 == *addr) {
                         chunks.push((*addr, *len, s.len() as u32));
@@ -372,12 +431,17 @@ impl Volume {
         Ok(())
     }
 
-    /// Hash each chunk, and seal those not stored yet. `None` marks a chunk of zeros (a hole).
-    pub(crate) fn prepare_chunks(&self, jobs: &[(u64, &[u8])]) -> Result<Vec<Prepared>> {
-        let one = |&(index, data): &(u64, &[u8])| -> Result<Prepared> {
+    /// Hash each piece, and seal those not stored yet. A whole chunk of zeros is a hole (`chunk:
+    /// None`); a slice of zeros is data (it hides what lies under it).
+    pub(crate) fn prepare_chunks(&self, jobs: &[Job<'_>]) -> Result<Vec<Prepared>> {
+        let one = |&(index, at, data): &Job<'_>| -> Result<Prepared> {
             // Zeros read the same from a hole (bytes past a chunk's length read as zeros too).
-            if data.iter().all(|b| *b == 0) {
-                return Ok((index, None));
+            if at.is_none() && data.iter().all(|b| *b == 0) {
+                return Ok(Prepared {
+                    index,
+                    at,
+                    chunk: None,
+                });
             }
             let tree = self.keys.chunk_addr.chunk_tree(data);
             let addr = tree.addr;
@@ -386,8 +450,23 @@ impl Volume {
             } else {
                 Some(self.seal_chunk(&tree, data)?)
             };
-            Ok((index, Some((addr, data.len() as u32, sealed))))
+            let len = data.len() as u32;
+            Ok(Prepared {
+                index,
+                at,
+                chunk: Some(SealedPiece { addr, len, sealed }),
+            })
         };
         par_map(jobs, WORKER_THREADS, one)
     }
+}
+
+/// The plaintext of one piece of a write-out: chunk buffer `buf` whole (`at: None`, as far as
+/// `len`), or its patch at `at`.
+fn piece_plain(buf: &ChunkBuf, at: Option<u32>, len: u32) -> &[u8] {
+    let b = match (buf, at) {
+        (ChunkBuf::Whole(b), _) => Some(b),
+        (ChunkBuf::Patches(p), at) => p.get(&at.unwrap_or(0)),
+    };
+    b.map_or(&[][..], |b| &b[..(len as usize).min(b.len())])
 }

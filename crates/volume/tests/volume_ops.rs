@@ -933,6 +933,63 @@ fn a_failed_write_out_keeps_its_data_for_the_next_one() {
     assert!(v.check().unwrap().is_clean());
 }
 
+/// Small overwrites are buffered as patches over the stored chunk: when their write-out fails,
+/// they go back under what was written meanwhile, so the newest byte still wins, and nothing is
+/// lost.
+#[test]
+fn a_failed_write_out_of_patches_goes_back_under_newer_writes() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mem = Arc::new(sealvol_store::MemoryEngine::new());
+    let gate = Arc::new(Gate::new(mem.clone()));
+    let (v, h, mk) = gated_volume(gate.clone(), 8 << 20);
+    let mut want = pattern(24 << 20, 23);
+    let ino = write_file(&v, ROOT_INO, "f", &want);
+    v.open_file(ino).unwrap();
+    // 4 KiB patches every 8 KiB: the last one fills the buffer, and its write-out (staged with a
+    // bulk write, held there) fails to commit.
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    *gate.hold.lock().unwrap() = Some((reached_tx, go_rx));
+    gate.fail_after_bulk.store(true, SeqCst);
+    let n = (8 << 20) / 4096 + 10;
+    let writer = {
+        let v = v.clone();
+        std::thread::spawn(move || {
+            for k in 0..n {
+                let r = v.write(ino, k * 8192, &[(k % 251) as u8 + 1; 4096]);
+                if r.is_err() {
+                    return k;
+                }
+            }
+            n
+        })
+    };
+    reached_rx.recv().unwrap();
+    // Meanwhile, newer bytes over part of the same patches.
+    for k in 0..n {
+        v.write(ino, k * 8192 + 1000, &[0xee; 100]).unwrap();
+    }
+    go_tx.send(()).unwrap();
+    let last = writer.join().unwrap();
+    assert!(last < n, "the injected failure was hit");
+    for k in 0..=last {
+        let off = (k * 8192) as usize;
+        want[off..off + 4096].fill((k % 251) as u8 + 1);
+    }
+    for k in 0..n {
+        let off = (k * 8192 + 1000) as usize;
+        want[off..off + 100].fill(0xee);
+    }
+    assert_eq!(read_all(&v, ino), want);
+    v.release_file(ino).unwrap();
+    assert_eq!(read_all(&v, ino), want);
+    drop(v);
+    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
+    let v = Volume::open_in(mem, &h, &mk, clock).unwrap();
+    assert_eq!(read_all(&v, ino), want);
+    assert!(v.check().unwrap().is_clean());
+}
+
 #[test]
 fn large_reads_fill_in_order_and_streams_skip_the_cache() {
     let cs = 64 * 1024u32;
