@@ -149,6 +149,10 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+# Ctrl-C (or TERM) stops the run once the current step returns (fio stops early on SIGINT and
+# exits 0, which alone would let the run go on), and the EXIT trap cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 cleanup
 rm -rf "$work"
 mkdir -p "$work"/{ext4,gc-mnt,gc-cipher,sf-mnt,sf-cipher}
