@@ -21,7 +21,7 @@
 #   SEALVOL_BASELINE   an older sealvol binary to run beside this tree's build (see below)
 #
 # Rows, every one run on each filesystem in turn (ext4, sealvol, gocryptfs, securefs):
-#   seqw    MB/s  sequential write of SIZE, 1 MiB blocks, fsync at the end
+#   seqw    MB/s  sequential write of SIZE, 1 MiB blocks, fsync at the end, on a fresh mount
 #   seqr    MB/s  sequential read of that file, cold
 #   randw   IOPS  4 KiB random writes into a new RAND_SIZE file, RUNTIME s, fsync at the end
 #   randr   IOPS  4 KiB random reads of that file, cold, RUNTIME s
@@ -30,15 +30,20 @@
 #   dbmix   IOPS  database-like: 4 KiB random reads and writes, 70% reads, fsync every 32 writes,
 #                 in an existing DB_SIZE file (laid out and made cold as for overw), RUNTIME s;
 #                 the figure is reads + writes
-#   untar   s     extract the small-files tarball (SMALL_FILES files of 100 B-16 KiB) + sync
+#   untar   s     extract the small-files tarball (SMALL_FILES files of 100 B-16 KiB) + sync,
+#                 on a fresh mount
 #   lsR     s     `ls -lR` of them, cold
 #   readall s     read every one, cold
 #   rm      s     `rm -rf` them + sync
 # and the memory of the process serving each FUSE mount, from /proc/PID/status (none for ext4;
 # lower is better, the ratios are peer/sealvol, so higher is still better for sealvol):
-#   memw    MiB   peak resident (VmHWM) during seqw (the peak is reset when seqw starts)
-#   memu    MiB   peak resident (VmHWM) during untar (reset when untar starts)
-#   idle    MiB   resident (VmRSS) IDLE_WAIT s after rm, the filesystem's last workload
+#   memw    MiB   peak resident (VmHWM) during seqw
+#   memu    MiB   peak resident (VmHWM) during untar
+#                 (seqw and untar start on a freshly mounted filesystem, and the peak is reset to
+#                 the resident size as they start: what was resident then counts, but nothing
+#                 left over from an earlier row does)
+#   idle    MiB   resident (VmRSS) IDLE_WAIT s after rm, the filesystem's last workload (the
+#                 process mounted before readall, which served readall and rm)
 #   lck     MiB   locked (VmLck) at that moment; no ratio (locking keeps plaintext out of swap).
 #                 sealvol locks with mlockall(MCL_ONFAULT): VmLck counts its locked mappings'
 #                 whole size, pages never touched included, so it can exceed VmRSS
@@ -247,6 +252,8 @@ for ((round = 1; round <= rounds; round++)); do
     if [ -n "$multi" ]; then echo "round $round (${order[*]}), load before: $(uptime)"; fi
     for t in "${order[@]}"; do
         case $t in ext4) d=$work/ext4;; *) d=$work/$t-mnt;; esac
+        # seqw and untar start on a freshly mounted filesystem: their memory peaks are theirs.
+        cold "$t"
         mem_reset "$t"
         R[$t,seqw]=$(fio_run "$d" write 1M "$size" --end_fsync=1)
         [ "$t" = ext4 ] || R[$t,memw]=$(mem "$t" VmHWM)
@@ -263,7 +270,7 @@ for ((round = 1; round <= rounds; round++)); do
         layout "$t" "$d" "$db_size"
         R[$t,dbmix]=$(fio_run "$d" randrw 4k "$db_size" --rwmixread=70 --fsync=32 --time_based --runtime="$runtime")
         rm -f "$d/bench.dat"
-        drop
+        cold "$t"
         mem_reset "$t"
         R[$t,untar]=$(secs bash -c "tar -C '$d' -xf '$work/small.tar' && sync")
         [ "$t" = ext4 ] || R[$t,memu]=$(mem "$t" VmHWM)
