@@ -4,6 +4,7 @@
 #   scripts/setup.sh            what building and running needs (the README's run command)
 #   scripts/setup.sh --test     and what the tests need too (the README's test command, CI)
 #   scripts/setup.sh --bench    and what the benchmarks compare against (fio, gocryptfs, securefs)
+#                               and dmsetup for bench-slowdisk.sh's dm-delay
 set -euo pipefail
 
 mode=${1:-run}
@@ -19,8 +20,8 @@ esac
 need=(fuse3 libfuse3-dev libclang-dev librocksdb-dev pkg-config git ca-certificates curl docker.io)
 # The tests: xattr tools, sqlite, setcap, Compose and a busybox for the test images.
 [ "$mode" = test ] && need+=(attr libcap2-bin sqlite3 python3 tar coreutils util-linux docker-compose busybox-static)
-# The benchmarks' peers and load generator.
-[ "$mode" = bench ] && need+=(fio gocryptfs securefs python3 busybox-static)
+# The benchmarks' peers and load generator, and dmsetup for the slow disk (bench-slowdisk.sh).
+[ "$mode" = bench ] && need+=(fio gocryptfs securefs python3 busybox-static dmsetup)
 
 missing=()
 for p in "${need[@]}"; do
