@@ -291,6 +291,7 @@ impl Volume {
         let mut st = state.lock();
         self.load_size(ino, &mut st)?;
         let geo = self.cfg.chunk_size;
+        let mut inode: Option<Inode> = None;
         let fs: &mut FileState = &mut st;
         for piece in geo.pieces(offset, end) {
             let Piece { index, at, len } = piece;
@@ -309,7 +310,22 @@ impl Volume {
             });
             let before = if fresh { 0 } else { buf.bytes() };
             buf.write(at, src);
-            let after = buf.bytes();
+            // A chunk written in many places is cheaper to write out whole (once, from the
+            // stored chunk and everything buffered over it) than as as many slices.
+            if buf.is_fragmented(geo.get() as usize) {
+                let inode = match &inode {
+                    Some(i) => i,
+                    None => inode.insert(self.read_inode(ino)?.ok_or(FsError::NotFound)?),
+                };
+                let mut whole = ChunkBuf::Whole(self.stored_chunk(inode, index)?.to_vec());
+                for layer in fs.inflight.iter().filter_map(|b| b.chunks.get(&index)) {
+                    whole = whole.compose(layer);
+                }
+                if let Some(b) = fs.dirty.get_mut(&index) {
+                    *b = whole.compose(b);
+                }
+            }
+            let after = fs.dirty.get(&index).map_or(0, ChunkBuf::bytes);
             fs.dirty_bytes = (fs.dirty_bytes + after).saturating_sub(before);
             self.buffered.fetch_add(after, Ordering::Relaxed);
             self.buffered.fetch_sub(before, Ordering::Relaxed);

@@ -53,6 +53,9 @@ pub(crate) struct Written {
     pub(crate) fragmented: Vec<u64>,
 }
 
+/// Most patches a chunk's buffer holds; past it, the chunk is buffered whole.
+pub(crate) const MAX_PATCHES: usize = 4;
+
 /// Bookkeeping counted per buffered patch, beside its bytes.
 const PATCH_OVERHEAD: usize = 64;
 
@@ -73,6 +76,17 @@ impl ChunkBuf {
         match self {
             ChunkBuf::Whole(b) => b.capacity(),
             ChunkBuf::Patches(p) => p.values().map(|b| b.capacity() + PATCH_OVERHEAD).sum(),
+        }
+    }
+
+    /// Patches enough (more than [`MAX_PATCHES`], or a quarter of the chunk) that writing the
+    /// chunk out whole costs less than as slices.
+    pub(crate) fn is_fragmented(&self, chunk_size: usize) -> bool {
+        match self {
+            ChunkBuf::Whole(_) => false,
+            ChunkBuf::Patches(p) => {
+                p.len() > MAX_PATCHES || p.values().map(Vec::len).sum::<usize>() >= chunk_size / 4
+            }
         }
     }
 

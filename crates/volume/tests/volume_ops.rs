@@ -942,11 +942,11 @@ fn a_failed_write_out_of_patches_goes_back_under_newer_writes() {
     let mem = Arc::new(sealvol_store::MemoryEngine::new());
     let gate = Arc::new(Gate::new(mem.clone()));
     let (v, h, mk) = gated_volume(gate.clone(), 8 << 20);
-    let mut want = pattern(24 << 20, 23);
+    let mut want = pattern(80 << 20, 23);
     let ino = write_file(&v, ROOT_INO, "f", &want);
     v.open_file(ino).unwrap();
-    // 4 KiB patches every 8 KiB: the last one fills the buffer, and its write-out (staged with a
-    // bulk write, held there) fails to commit.
+    // 4 KiB patches every 32 KiB (four per chunk: buffered as patches): the last one fills the
+    // buffer, and its write-out (staged with a bulk write, held there) fails to commit.
     let (reached_tx, reached_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel();
     *gate.hold.lock().unwrap() = Some((reached_tx, go_rx));
@@ -956,7 +956,7 @@ fn a_failed_write_out_of_patches_goes_back_under_newer_writes() {
         let v = v.clone();
         std::thread::spawn(move || {
             for k in 0..n {
-                let r = v.write(ino, k * 8192, &[(k % 251) as u8 + 1; 4096]);
+                let r = v.write(ino, k * 32768, &[(k % 251) as u8 + 1; 4096]);
                 if r.is_err() {
                     return k;
                 }
@@ -965,19 +965,21 @@ fn a_failed_write_out_of_patches_goes_back_under_newer_writes() {
         })
     };
     reached_rx.recv().unwrap();
-    // Meanwhile, newer bytes over part of the same patches.
-    for k in 0..n {
-        v.write(ino, k * 8192 + 1000, &[0xee; 100]).unwrap();
+    // Meanwhile, newer bytes over part of the same patches (in 40 chunks: one more patch makes
+    // each of them buffered whole, from the stored chunk and the write-out in flight).
+    let newer: Vec<u64> = (0..n).step_by(n as usize / 40).collect();
+    for &k in &newer {
+        v.write(ino, k * 32768 + 1000, &[0xee; 100]).unwrap();
     }
     go_tx.send(()).unwrap();
     let last = writer.join().unwrap();
     assert!(last < n, "the injected failure was hit");
     for k in 0..=last {
-        let off = (k * 8192) as usize;
+        let off = (k * 32768) as usize;
         want[off..off + 4096].fill((k % 251) as u8 + 1);
     }
-    for k in 0..n {
-        let off = (k * 8192 + 1000) as usize;
+    for &k in &newer {
+        let off = (k * 32768 + 1000) as usize;
         want[off..off + 100].fill(0xee);
     }
     assert_eq!(read_all(&v, ino), want);
