@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use sealvol_crypto::Domain;
 use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::error::{FsError, Result};
@@ -16,6 +15,7 @@ use crate::holes;
 
 /// Directory entries `dump` reads per page.
 const DUMP_PAGE: usize = 1024;
+use crate::records::{DirentId, ExtentId, InodeId, RefId};
 use crate::schema::*;
 use crate::volume::Volume;
 
@@ -47,30 +47,21 @@ impl Volume {
             for op in &e.ops {
                 match op {
                     Op::PutInode(i) => {
-                        let k = self.inode_key(i.ino);
-                        b.put(
-                            Cf::Inodes,
-                            k.to_vec(),
-                            self.seal_meta(Domain::Inode, &k, i)?,
-                        );
+                        let (k, v) = self.seal_record(&InodeId(i.ino), i)?;
+                        b.put(Cf::Inodes, k, v);
                     }
                     Op::DelInode { ino } => b.delete(Cf::Inodes, self.inode_key(*ino).to_vec()),
                     Op::PutDirent { parent, dirent } => {
-                        let k = self.dirent_key(*parent, &dirent.name);
-                        b.put(
-                            Cf::Dirents,
-                            k.to_vec(),
-                            self.seal_meta(Domain::Dirent, &k, dirent)?,
-                        );
+                        let (k, v) = self.seal_record(&DirentId(*parent, &dirent.name), dirent)?;
+                        b.put(Cf::Dirents, k, v);
                     }
                     Op::DelDirent { parent, name } => {
                         b.delete(Cf::Dirents, self.dirent_key(*parent, name).to_vec())
                     }
-                    Op::PutExtent { ino, index, extent } => b.put(
-                        Cf::Extents,
-                        self.extent_key(*ino, *index).to_vec(),
-                        self.seal_extent(*ino, *index, extent)?,
-                    ),
+                    Op::PutExtent { ino, index, extent } => {
+                        let (k, v) = self.seal_record(&ExtentId(*ino, *index), extent)?;
+                        b.put(Cf::Extents, k, v);
+                    }
                     Op::DelExtent { ino, index } => {
                         b.delete(Cf::Extents, self.extent_key(*ino, *index).to_vec())
                     }
@@ -118,11 +109,8 @@ impl Volume {
                 plain_len,
                 stored_len,
             };
-            b.put(
-                Cf::Refs,
-                addr.0.to_vec(),
-                self.seal_meta(Domain::RefCount, &addr.0, &rc)?,
-            );
+            let (k, v) = self.seal_record(&RefId(&addr), &rc)?;
+            b.put(Cf::Refs, k, v);
         }
         self.engine.write(b, Durability::Disk)?;
         Ok(())

@@ -10,6 +10,7 @@ use sealvol_store::{Cf, Durability, WriteBatch};
 
 use crate::clock::hlc_next;
 use crate::error::{FsError, Result};
+use crate::records::{DirentId, ExtentId, InodeId, RefId};
 use crate::schema::*;
 use crate::volume::{CommitState, Volume};
 
@@ -90,9 +91,8 @@ impl<'a> Txn<'a> {
         if inode.kind == Kind::File {
             self.counters.logical_bytes += inode.size;
         }
-        let key = self.vol.inode_key(inode.ino);
-        match self.vol.seal_meta(Domain::Inode, &key, &inode) {
-            Ok(s) => self.batch.put(Cf::Inodes, key.to_vec(), s),
+        match self.vol.seal_record(&InodeId(inode.ino), &inode) {
+            Ok((key, s)) => self.batch.put(Cf::Inodes, key, s),
             Err(e) => {
                 tracing::error!("sealing an inode record failed: {e}");
                 self.failed.get_or_insert(e);
@@ -129,9 +129,8 @@ impl<'a> Txn<'a> {
     }
 
     pub(crate) fn put_dirent(&mut self, parent: u64, d: Dirent) -> Result<()> {
-        let key = self.vol.dirent_key(parent, &d.name);
-        let sealed = self.vol.seal_meta(Domain::Dirent, &key, &d)?;
-        self.batch.put(Cf::Dirents, key.to_vec(), sealed);
+        let (key, sealed) = self.vol.seal_record(&DirentId(parent, &d.name), &d)?;
+        self.batch.put(Cf::Dirents, key, sealed);
         self.ops.push(Op::PutDirent {
             parent,
             dirent: d.clone(),
@@ -181,12 +180,8 @@ impl<'a> Txn<'a> {
         for (addr, len, bytes) in sealed {
             self.new_chunks.insert(addr, (bytes, len));
         }
-        let sealed_ext = self.vol.seal_extent(ino, index, &extent)?;
-        self.batch.put(
-            Cf::Extents,
-            self.vol.extent_key(ino, index).to_vec(),
-            sealed_ext,
-        );
+        let (key, sealed_ext) = self.vol.seal_record(&ExtentId(ino, index), &extent)?;
+        self.batch.put(Cf::Extents, key, sealed_ext);
         self.ops.push(Op::PutExtent {
             ino,
             index,
@@ -317,8 +312,8 @@ impl<'a> Txn<'a> {
                     plain_len,
                     stored_len,
                 };
-                let s = self.vol.seal_meta(Domain::RefCount, &addr.0, &r)?;
-                self.batch.put(Cf::Refs, addr.0.to_vec(), s);
+                let (key, s) = self.vol.seal_record(&RefId(&addr), &r)?;
+                self.batch.put(Cf::Refs, key, s);
             }
         }
         let logged = !self.ops.is_empty();

@@ -217,11 +217,8 @@ impl Volume {
                 plain_len: *plain_len,
                 stored_len: sealed.len() as u32,
             };
-            b.put(
-                Cf::Refs,
-                addr.0.to_vec(),
-                self.seal_meta(Domain::RefCount, &addr.0, &rc)?,
-            );
+            let (k, v) = self.seal_record(&crate::records::RefId(addr), &rc)?;
+            b.put(Cf::Refs, k, v);
             out.refcounts_rewritten += 1;
         }
         let want = self.recount(w)?;
