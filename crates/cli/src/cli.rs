@@ -228,7 +228,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             run_dir,
             default_keyfile,
         } => {
-            crate::mount::protect_memory();
+            crate::mount::no_core_dumps();
             if let Some(k) = &default_keyfile {
                 sealvol_crypto::read_key_file(k).context("checking --default-keyfile")?;
             }

@@ -95,7 +95,7 @@ fn serve_here(
     notify: bool,
 ) -> Result<ExitCode> {
     let store = &usable_paths(store, mountpoint)?;
-    protect_memory();
+    no_core_dumps();
     let vol = crate::cli::open(store, key)?;
     vol.set_cache_size(opts.cache_size);
     serve(vol, store, mountpoint, notify, opts)
@@ -149,40 +149,16 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keep this process's memory off the disk: it holds the volume's keys, buffered writes and the
-/// plaintext cache. No core dumps; and out of swap: pages are locked as they are first touched
-/// (nothing is reserved up front), only where locking cannot later starve the process
-/// (CAP_IPC_LOCK, or no memlock limit: with a limit, allocations past it would fail); elsewhere
-/// a warning says what may reach swap.
-pub(crate) fn protect_memory() {
-    use rustix::mm::{mlockall, MlockAllFlags};
+/// No core dumps of this process: it holds the volume's keys, buffered writes and the plaintext
+/// cache, and a crash must not write them to a core file. Non-dumpable also keeps other users'
+/// processes from ptracing it or reading its `/proc` memory. Only key material is locked against
+/// swap (in `sealvol-crypto`, a page or two); the rest of the memory is plaintext no more exposed
+/// than the kernel's page cache of the same files (docs/security.md, "Swap").
+pub(crate) fn no_core_dumps() {
     use rustix::process::{set_dumpable_behavior, DumpableBehavior};
     if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
         tracing::warn!(error = %e, "cannot turn core dumps off: a crash may write keys and decrypted data to a core file");
     }
-    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
-        .current
-        .is_none();
-    if !unlimited && !has_cap_ipc_lock() {
-        tracing::warn!("cannot lock memory (needs CAP_IPC_LOCK or no RLIMIT_MEMLOCK): keys and decrypted data may be written to swap; use encrypted swap or none");
-        return;
-    }
-    let flags = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT;
-    if let Err(e) = mlockall(flags) {
-        tracing::warn!(error = %e, "cannot lock memory: keys and decrypted data may be written to swap; use encrypted swap or none");
-    }
-}
-
-/// CAP_IPC_LOCK (bit 14) in this process's effective capabilities.
-fn has_cap_ipc_lock() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 14) != 0)
 }
 
 /// Set the mount's readahead window ([`sealvol_fuse::READAHEAD_KB`], as `blockdev --setra` does for a disk) through its backing

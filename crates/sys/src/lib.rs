@@ -1,0 +1,17 @@
+//! What safe Rust cannot do, in one small crate to audit: the rest of the workspace forbids
+//! `unsafe` (`unsafe_code = "forbid"`), and this crate keeps each unsafe operation in a block of
+//! its own with the reason it is sound.
+//!
+//! - [`LockedKey`]: 32 bytes of key material in a page locked into RAM (`mlock`, so it never
+//!   reaches swap) and left out of core dumps (`MADV_DONTDUMP`), zeroized when dropped. Keys share
+//!   pages, so a mount locks a page or two, not its whole memory.
+//! - [`release_free_memory`] and [`limit_malloc_arenas`]: glibc's `malloc_trim(0)` and
+//!   `mallopt(M_ARENA_MAX, n)`, so that an idle mount gives back what its allocator keeps.
+//!
+//! It knows nothing of sealvol's formats, files or keys' meaning.
+
+mod locked;
+mod malloc;
+
+pub use locked::LockedKey;
+pub use malloc::{limit_malloc_arenas, release_free_memory};
