@@ -18,6 +18,7 @@ use sealvol_mount::{
     handshake, mountinfo, publish_stats, unmount_and_wait, Housekeeping, HousekeepingConfig,
     MountCommand, UnmountMode,
 };
+use sealvol_volume::{MemoryBudget, MemorySplit};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::keys::KeyArgs;
@@ -29,8 +30,10 @@ const READY_WITHIN: Duration = Duration::from_secs(300);
 pub(crate) struct MountOpts<'a> {
     pub(crate) foreground: bool,
     pub(crate) threads: usize,
-    /// The plaintext cache's budget in bytes.
-    pub(crate) cache_size: usize,
+    /// The mount's memory budget.
+    pub(crate) memory: MemoryBudget,
+    /// The plaintext cache's budget in bytes, if not its share of `memory`.
+    pub(crate) cache_size: Option<usize>,
     pub(crate) log_file: Option<&'a Path>,
     pub(crate) stats_file: Option<&'a Path>,
 }
@@ -54,10 +57,13 @@ pub(crate) fn mount(
         return r;
     }
     let store = usable_paths(store, mountpoint)?;
+    // Refused here, before the secret is read and a process started.
+    opts.memory_split()?;
     let secret = key.secret(false)?;
     let cmd = MountCommand {
         threads: Some(opts.threads),
-        cache_size: Some(opts.cache_size as u64),
+        memory: Some(opts.memory.bytes()),
+        cache_size: opts.cache_size.map(|c| c as u64),
         stats_file: opts.stats_file.map(Path::to_path_buf),
         log_file: opts.log_file.map(Path::to_path_buf),
         ..MountCommand::new(
@@ -74,6 +80,20 @@ pub(crate) fn mount(
         process.pid()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+impl MountOpts<'_> {
+    /// The memory budget's shares, with `--cache-size` if given (refused if it exceeds the
+    /// cache's share).
+    fn memory_split(&self) -> Result<MemorySplit> {
+        let split = self.memory.split();
+        Ok(match self.cache_size {
+            Some(c) => split
+                .with_cache_size(c as u64)
+                .context("--cache-size and --memory")?,
+            None => split,
+        })
+    }
 }
 
 /// Check the mount point is a directory; the store's canonical path.
@@ -96,9 +116,9 @@ fn serve_here(
 ) -> Result<ExitCode> {
     let store = &usable_paths(store, mountpoint)?;
     no_core_dumps();
-    let vol = crate::cli::open(store, key)?;
-    vol.set_cache_size(opts.cache_size);
-    serve(vol, store, mountpoint, notify, opts)
+    let memory = opts.memory_split()?;
+    let vol = crate::cli::open_within(store, key, &memory)?;
+    serve(vol, store, mountpoint, notify, opts, &memory)
 }
 
 fn serve(
@@ -107,6 +127,7 @@ fn serve(
     mountpoint: &Path,
     notify: bool,
     opts: &MountOpts<'_>,
+    memory: &MemorySplit,
 ) -> Result<ExitCode> {
     let vol = Arc::new(vol);
     let fs = SealFs::new(vol.clone(), store);
@@ -120,7 +141,7 @@ fn serve(
     set_readahead(&canonical);
     let housekeeping = Housekeeping::for_volume(
         vol.clone(),
-        &HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), opts.cache_size),
+        &HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), memory.cache),
     )?;
     let pid_file = PidFile::create(store, mountpoint)?;
     let mut unmounter = session.unmount_callable();

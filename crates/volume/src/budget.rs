@@ -113,11 +113,17 @@ impl Default for MemoryBudget {
 impl FromStr for MemoryBudget {
     type Err = BadMemoryBudget;
 
+    /// A size as users write it: `256M`, `1G`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes = parse_size(s).ok_or_else(|| BadMemoryBudget {
-            given: format!("{s:?}"),
-        })?;
-        MemoryBudget::new(bytes)
+        // At most 64 characters of what was given: the message goes back to clients.
+        let bad = || BadMemoryBudget {
+            given: match s.char_indices().nth(64) {
+                Some((cut, _)) => format!("{:?}...", &s[..cut]),
+                None => format!("{s:?}"),
+            },
+        };
+        let bytes = parse_size(s).ok_or_else(bad)?;
+        MemoryBudget::new(bytes).map_err(|_| bad())
     }
 }
 
