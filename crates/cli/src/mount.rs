@@ -27,6 +27,9 @@ use crate::keys::KeyArgs;
 /// passphrase runs Argon2id; a store left by a crash replays its log first).
 const READY_WITHIN: Duration = Duration::from_secs(300);
 
+/// glibc malloc arenas of a mount process (see `serve_here`).
+const MALLOC_ARENAS: u32 = 2;
+
 pub(crate) struct MountOpts<'a> {
     pub(crate) foreground: bool,
     pub(crate) threads: usize,
@@ -116,6 +119,10 @@ fn serve_here(
 ) -> Result<ExitCode> {
     let store = &usable_paths(store, mountpoint)?;
     no_core_dumps();
+    // Before the FUSE, RocksDB and write-out threads start: with glibc's default of up to eight
+    // arenas per core, each thread's freed buffers stay in its own arena (a 600 MB write left
+    // 415 MB resident with the default, 265 MB with two; docs/benchmarks.md, "Memory").
+    sealvol_sys::limit_malloc_arenas(MALLOC_ARENAS);
     let memory = opts.memory_split()?;
     let vol = crate::cli::open_within(store, key, &memory)?;
     serve(vol, store, mountpoint, notify, opts, &memory)
@@ -132,6 +139,7 @@ fn serve(
     let vol = Arc::new(vol);
     let fs = SealFs::new(vol.clone(), store);
     let notifier = fs.notifier_slot();
+    let requests = fs.requests();
     let cfg = SealFs::config(store, opts.threads);
     // Resolved before mounting: afterwards, resolving it would ask this very filesystem.
     let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
@@ -141,7 +149,10 @@ fn serve(
     set_readahead(&canonical);
     let housekeeping = Housekeeping::for_volume(
         vol.clone(),
-        &HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), memory.cache),
+        &HousekeepingConfig {
+            requests: Some(requests),
+            ..HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), memory)
+        },
     )?;
     let pid_file = PidFile::create(store, mountpoint)?;
     let mut unmounter = session.unmount_callable();
@@ -162,7 +173,7 @@ fn serve(
     housekeeping.stop();
     let synced = vol.close();
     if let Some(p) = opts.stats_file {
-        publish_stats(&vol, p);
+        publish_stats(&vol, memory.total, p);
     }
     pid_file.remove();
     served.context("serving FUSE requests")?;

@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -146,6 +147,8 @@ pub struct SealFs {
     store_dir: PathBuf,
     /// Messages to the kernel outside replies, set once the session exists.
     notifier: Arc<OnceLock<Notifier>>,
+    /// Requests served so far (see [`SealFs::requests`]).
+    requests: Arc<AtomicU64>,
 }
 
 impl SealFs {
@@ -154,7 +157,20 @@ impl SealFs {
             vol,
             store_dir: store_dir.to_path_buf(),
             notifier: Arc::new(OnceLock::new()),
+            requests: Arc::default(),
         }
+    }
+
+    /// A counter of the requests served, every one but `statfs` (which liveness checks send
+    /// to idle mounts): the mount's housekeeping reads it to tell an idle volume, whose memory
+    /// it gives back.
+    pub fn requests(&self) -> Arc<AtomicU64> {
+        self.requests.clone()
+    }
+
+    /// Count a request (see [`SealFs::requests`]).
+    fn busy(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Where the session's notifier goes once the session is created (before it serves).
@@ -269,6 +285,7 @@ impl Filesystem for SealFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.busy();
         self.entry(
             self.vol.lookup(parent.0, name.as_bytes()),
             "lookup",
@@ -278,12 +295,14 @@ impl Filesystem for SealFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.busy();
         // Unlinked files the kernel forgets are deleted by the purger thread, many per
         // transaction (an `rm -rf` forgets thousands in a burst).
         self.vol.forget_deferred(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.busy();
         match self.vol.getattr(ino.0) {
             Ok(i) => reply.attr(&TTL, &attr(&i)),
             Err(e) => reply.error(self.log_err("getattr", ino.0, &e)),
@@ -308,6 +327,7 @@ impl Filesystem for SealFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.busy();
         // "Now" for utimensat(UTIME_NOW) is the kernel's request time: the wall clock.
         #[allow(clippy::disallowed_methods)]
         let now = to_ts(SystemTime::now());
@@ -336,6 +356,7 @@ impl Filesystem for SealFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.busy();
         match self.vol.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(self.log_err("readlink", ino.0, &e)),
@@ -352,6 +373,7 @@ impl Filesystem for SealFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => Kind::File,
             libc::S_IFIFO => Kind::Fifo,
@@ -380,6 +402,7 @@ impl Filesystem for SealFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let r = self
             .vol
             .mkdir(caller(req), parent.0, name.as_bytes(), mode & !umask);
@@ -387,6 +410,7 @@ impl Filesystem for SealFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         self.empty(
             self.vol.unlink(parent.0, name.as_bytes()),
             "unlink",
@@ -396,6 +420,7 @@ impl Filesystem for SealFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         self.empty(
             self.vol.rmdir(parent.0, name.as_bytes()),
             "rmdir",
@@ -412,6 +437,7 @@ impl Filesystem for SealFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let r = self.vol.symlink(
             caller(req),
             parent.0,
@@ -431,6 +457,7 @@ impl Filesystem for SealFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         let mut f = 0;
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
             f |= sealvol_volume::RENAME_NOREPLACE;
@@ -459,6 +486,7 @@ impl Filesystem for SealFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.busy();
         self.entry(
             self.vol.link(ino.0, newparent.0, newname.as_bytes()),
             "link",
@@ -468,6 +496,7 @@ impl Filesystem for SealFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.busy();
         match self.vol.open_file(ino.0) {
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(self.log_err("open", ino.0, &e)),
@@ -485,6 +514,7 @@ impl Filesystem for SealFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.busy();
         match self.vol.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(self.log_err("read", ino.0, &e)),
@@ -503,6 +533,7 @@ impl Filesystem for SealFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.busy();
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
             match self.vol.kill_suidgid(ino.0) {
                 // The write's reply refreshes the kernel's size and times, not the mode, which
@@ -526,6 +557,7 @@ impl Filesystem for SealFs {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(self.vol.flush(ino.0), "flush", ino.0, reply)
     }
 
@@ -539,6 +571,7 @@ impl Filesystem for SealFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(self.vol.release_file(ino.0), "release", ino.0, reply)
     }
 
@@ -550,10 +583,12 @@ impl Filesystem for SealFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(self.vol.fsync(ino.0), "fsync", ino.0, reply)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.busy();
         match self.vol.getattr(ino.0) {
             Ok(i) if i.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
@@ -569,6 +604,7 @@ impl Filesystem for SealFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.busy();
         match self.vol.readdir(ino.0, offset, 256) {
             Ok(entries) => {
                 for e in entries {
@@ -595,6 +631,7 @@ impl Filesystem for SealFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.busy();
         let entries = match self.vol.readdir(ino.0, offset, 256) {
             Ok(entries) => entries,
             Err(e) => return reply.error(self.log_err("readdirplus", ino.0, &e)),
@@ -638,6 +675,7 @@ impl Filesystem for SealFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         let r = self.vol.engine().sync().map_err(FsError::from);
         self.empty(r, "fsyncdir", ino.0, reply)
     }
@@ -676,6 +714,7 @@ impl Filesystem for SealFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(
             self.vol.setxattr(ino.0, name.as_bytes(), value, flags),
             "setxattr",
@@ -685,6 +724,7 @@ impl Filesystem for SealFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.busy();
         self.xattr_reply(
             self.vol.getxattr(ino.0, name.as_bytes()),
             size,
@@ -694,6 +734,7 @@ impl Filesystem for SealFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.busy();
         let r = self.vol.listxattr(ino.0).map(|names| {
             let mut out = Vec::new();
             for n in names {
@@ -706,6 +747,7 @@ impl Filesystem for SealFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         self.empty(
             self.vol.removexattr(ino.0, name.as_bytes()),
             "removexattr",
@@ -724,6 +766,7 @@ impl Filesystem for SealFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        self.busy();
         let r = self
             .vol
             .mknod(

@@ -599,6 +599,20 @@ impl Driver {
                 if !mounted {
                     s.insert("stats_as_of".into(), "last unmount".into());
                 }
+                // The mount process's memory, while there is one (at unmount it published what
+                // it held while closing, which says nothing about the volume now).
+                if let (true, Some(m)) = (mounted, v.get("memory")) {
+                    for (from, to) in [
+                        ("budget_bytes", "memory_budget_bytes"),
+                        ("resident_bytes", "memory_resident_bytes"),
+                        ("peak_bytes", "memory_peak_bytes"),
+                        ("locked_bytes", "memory_locked_bytes"),
+                    ] {
+                        if let Some(x) = m.get(from) {
+                            s.insert(to.into(), x.clone());
+                        }
+                    }
+                }
             }
             None => {
                 if health == "ok" {
