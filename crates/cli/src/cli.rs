@@ -55,7 +55,7 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "SIZE", default_value_t = MemoryBudget::DEFAULT)]
         memory: MemoryBudget,
         /// Memory for verified plaintext, so that repeated reads skip the store and the
-        /// decryption (0 turns it off). Default and most: its share of --memory (80M of 256M).
+        /// decryption (0 turns it off). Default and most: its share of --memory (40M of 256M).
         /// Shrinks while the mount is idle or the machine is short of memory.
         #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
         cache_size: Option<usize>,

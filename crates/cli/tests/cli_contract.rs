@@ -92,11 +92,11 @@ fn a_memory_budget_out_of_range_or_a_cache_over_its_share_mounts_nothing() {
         (&["--memory", "1T"], &["--memory", "\"1T\"", "64M to 64G"]),
         (
             &["--cache-size", "256M"],
-            &["256M", "leaves 80M", "raise the memory budget"],
+            &["256M", "leaves 40M", "raise the memory budget"],
         ),
         (
             &["--memory", "128M", "--cache-size", "64M"],
-            &["memory budget 128M", "leaves 40M"],
+            &["memory budget 128M", "leaves 20M"],
         ),
     ] {
         let mut args = extra.to_vec();
@@ -110,7 +110,7 @@ fn a_memory_budget_out_of_range_or_a_cache_over_its_share_mounts_nothing() {
         assert!(!f.is_mounted());
     }
     // Within the budget: mounts.
-    ok(&f.keyed("mount", &["--memory", "128M", "--cache-size", "40M", mnt]));
+    ok(&f.keyed("mount", &["--memory", "128M", "--cache-size", "20M", mnt]));
     assert!(f.is_mounted());
     f.umount();
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sealvol_volume::{MemorySplit, Volume};
 
-use crate::memory::{meminfo, Governor, MemoryReport, IDLE_AFTER};
+use crate::memory::{meminfo, Governor, MemoryReport, ProcessMemory, IDLE_AFTER};
 use crate::MountError;
 
 /// Periods and targets of a volume's housekeeping.
@@ -172,6 +172,7 @@ impl Housekeeping {
         let v = vol.clone();
         let requests = cfg.requests.clone();
         let full = cfg.cache_budget;
+        let budget_bytes = cfg.memory_budget as u64;
         let mut governor = Governor::new(full, cfg.idle_after, Instant::now());
         h.every("memory", cfg.memory_every, move || {
             let served = requests.as_ref().map(|r| r.load(Ordering::Relaxed));
@@ -187,8 +188,11 @@ impl Housekeeping {
                 }
             }
             // What the cache, the memtables and finished write-outs freed goes back to the
-            // system, instead of staying in the allocator's arenas.
-            if d.went_idle || d.cache_budget.is_some_and(|b| b < full) {
+            // system, instead of staying in the allocator's arenas: when the volume goes idle,
+            // when the cache shrinks, and while the process holds more than its budget.
+            let over = ProcessMemory::of_this_process()
+                .is_some_and(|m| m.resident > budget_bytes - budget_bytes / 16);
+            if d.went_idle || d.cache_budget.is_some_and(|b| b < full) || over {
                 sealvol_sys::release_free_memory();
             }
             ControlFlow::Continue(())

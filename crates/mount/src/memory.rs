@@ -57,6 +57,9 @@ pub struct MemoryReport {
     pub memtable_bytes: u64,
     pub block_cache_bytes: u64,
     pub table_reader_bytes: u64,
+    /// Free memory inside the allocator's arenas: resident until reused or given back, unless
+    /// already given back (0 where the allocator does not say).
+    pub allocator_free_bytes: u64,
 }
 
 impl MemoryReport {
@@ -64,6 +67,7 @@ impl MemoryReport {
     pub fn of(vol: &sealvol_volume::Volume, budget: usize) -> MemoryReport {
         let process = ProcessMemory::of_this_process().unwrap_or_default();
         let engine = vol.engine().memory().unwrap_or_default();
+        let allocator = sealvol_sys::allocator_stats().unwrap_or_default();
         MemoryReport {
             budget_bytes: budget as u64,
             resident_bytes: process.resident,
@@ -74,6 +78,7 @@ impl MemoryReport {
             memtable_bytes: engine.memtables,
             block_cache_bytes: engine.block_cache,
             table_reader_bytes: engine.table_readers,
+            allocator_free_bytes: allocator.free,
         }
     }
 }

@@ -118,9 +118,9 @@ async fn create_checks_every_option_before_making_anything() {
             &["option memory", "\"plenty\"", "from 64M to 64G"],
         ),
         (
-            // The default budget leaves the cache 80M; a cache of 256M needs a larger budget.
+            // The default budget leaves the cache 40M; a cache of 256M needs a larger budget.
             serde_json::json!({"keyfile": good, "cache-size": "256M"}),
-            &["cache-size", "256M", "80M", "raise the memory budget"],
+            &["cache-size", "256M", "40M", "raise the memory budget"],
         ),
         (
             serde_json::json!({"keyfile": good, "memory": "128M", "cache-size": "64M"}),
@@ -178,7 +178,7 @@ async fn create_checks_every_option_before_making_anything() {
         &d,
         "/VolumeDriver.Create",
         serde_json::json!({"Name": "x", "Opts": {
-            "keyfile": good, "chunk-size": "64K", "memory": "512M", "cache-size": "128M"
+            "keyfile": good, "chunk-size": "64K", "memory": "512M", "cache-size": "64M"
         }}),
     )
     .await;

@@ -5,8 +5,9 @@
 //! - [`LockedKey`]: 32 bytes of key material in a page locked into RAM (`mlock`, so it never
 //!   reaches swap) and left out of core dumps (`MADV_DONTDUMP`), zeroized when dropped. Keys share
 //!   pages, so a mount locks a page or two, not its whole memory.
-//! - [`release_free_memory`] and [`limit_malloc_arenas`]: glibc's `malloc_trim(0)` and
-//!   `mallopt(M_ARENA_MAX, n)`, so that an idle mount gives back what its allocator keeps.
+//! - [`release_free_memory`], [`limit_malloc_arenas`] and [`allocator_stats`]: glibc's
+//!   `malloc_trim(0)`, `mallopt(M_ARENA_MAX, n)` and `mallinfo2()`, so that a mount's allocator
+//!   keeps less memory it does not use, gives it back when idle, and says how much it keeps.
 //!
 //! It knows nothing of sealvol's formats, files or keys' meaning.
 
@@ -14,4 +15,4 @@ mod locked;
 mod malloc;
 
 pub use locked::LockedKey;
-pub use malloc::{limit_malloc_arenas, release_free_memory};
+pub use malloc::{allocator_stats, limit_malloc_arenas, release_free_memory, AllocatorStats};

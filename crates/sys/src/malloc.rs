@@ -43,6 +43,34 @@ pub fn limit_malloc_arenas(arenas: u32) -> bool {
     }
 }
 
+/// What glibc's allocator holds, in bytes (`mallinfo2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocatorStats {
+    /// Taken from the system for the arenas (`arena`).
+    pub arenas: u64,
+    /// Free inside the arenas: resident until reused or trimmed (`fordblks`).
+    pub free: u64,
+}
+
+/// The allocator's totals (glibc's `mallinfo2`, which walks every arena under its lock: call it
+/// every few seconds, not per request); `None` where unsupported.
+pub fn allocator_stats() -> Option<AllocatorStats> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes nothing and returns a plain struct of counters, read under
+        // glibc's own locks; it is safe to call from any thread at any time (glibc 2.33+).
+        let m = unsafe { libc::mallinfo2() };
+        Some(AllocatorStats {
+            arenas: m.arena as u64,
+            free: m.fordblks as u64,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,7 +87,25 @@ mod tests {
 
     #[test]
     fn arenas_can_be_limited_on_glibc() {
-        let accepted = limit_malloc_arenas(4);
-        assert_eq!(accepted, cfg!(all(target_os = "linux", target_env = "gnu")));
+        let glibc = cfg!(all(target_os = "linux", target_env = "gnu"));
+        assert_eq!(limit_malloc_arenas(4), glibc);
+        let v = vec![1u8; 1 << 20];
+        assert_eq!(v.len(), 1 << 20);
+    }
+
+    #[test]
+    fn allocator_stats_see_the_arenas() {
+        if !cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert_eq!(allocator_stats(), None);
+            return;
+        }
+        let v = vec![1u8; 64 << 20];
+        let s = allocator_stats().unwrap();
+        assert!(s.free <= s.arenas, "{s:?}");
+        drop(v);
+        let v: Vec<Vec<u8>> = (0..256).map(|_| vec![1u8; 64 << 10]).collect();
+        let after = allocator_stats().unwrap();
+        assert!(after.arenas >= 16 << 20, "{after:?}");
+        drop(v);
     }
 }

@@ -3,10 +3,16 @@
 //! | share | of budget B | at 256 MiB | what |
 //! |---|---|---|---|
 //! | memtables | B/8 | 32 MiB | RocksDB memtables, all column families (write buffer manager) |
-//! | block cache | B/16 | 16 MiB | RocksDB blocks, index and filter blocks included |
+//! | block cache | B/32 | 8 MiB | RocksDB blocks, index and filter blocks included |
 //! | write buffers | B/4 | 64 MiB | buffered writes and write-outs in flight |
-//! | overhead | B/4, at least 32 MiB | 64 MiB | code, thread stacks, FUSE request buffers, decoded-record caches, allocator slack |
-//! | plaintext cache | the rest | 80 MiB | verified plaintext by chunk address |
+//! | overhead | 7B/16, at least 32 MiB | 112 MiB | code, thread stacks, FUSE request buffers, decoded-record caches, allocator slack |
+//! | plaintext cache | the rest | 40 MiB | verified plaintext by chunk address |
+//!
+//! The overhead share is what measurements asked for: a fresh mount is 17 to 34 MiB resident,
+//! and during a long sequential write glibc's arenas hold 60 to 110 MiB of freed buffers not
+//! yet reused (the mount limits glibc to two arenas and trims them whenever the process holds
+//! more than 15/16 of its budget, at most once a second: trimming more often cost throughput;
+//! docs/benchmarks.md, "Memory").
 //!
 //! The write share W bounds one file's worst case: its buffer fills to the flush threshold T,
 //! is handed to a write-out, and at most [`MAX_INFLIGHT`] write-outs are in flight, each holding
@@ -86,9 +92,9 @@ impl MemoryBudget {
         // At most 64 GiB: fits a usize on the 64-bit systems sealvol runs on.
         let b = usize::try_from(self.0).unwrap_or(usize::MAX);
         let memtables = b / 8;
-        let block_cache = b / 16;
+        let block_cache = b / 32;
         let write_buffers = b / 4;
-        let overhead = (b / 4).max(MIN_OVERHEAD);
+        let overhead = (b / 16 * 7).max(MIN_OVERHEAD);
         let cache = b.saturating_sub(memtables + block_cache + write_buffers + overhead);
         MemorySplit {
             total: b,
@@ -225,7 +231,7 @@ mod tests {
         let d = MemoryBudget::DEFAULT.split();
         assert_eq!(
             (d.memtables, d.block_cache, d.write_buffers, d.cache),
-            (32 << 20, 16 << 20, 64 << 20, 80 << 20)
+            (32 << 20, 8 << 20, 64 << 20, 40 << 20)
         );
         assert_eq!(d.rocks_tuning().all_write_buffers, 32 << 20);
         // Large budgets keep the threshold the write path was tuned with.
@@ -239,10 +245,10 @@ mod tests {
     fn a_cache_size_must_fit_its_share() {
         let d = MemoryBudget::DEFAULT.split();
         assert_eq!(d.with_cache_size(0).unwrap().cache, 0);
-        assert_eq!(d.with_cache_size(80 << 20).unwrap().cache, 80 << 20);
+        assert_eq!(d.with_cache_size(40 << 20).unwrap().cache, 40 << 20);
         let e = d.with_cache_size(256 << 20).unwrap_err().to_string();
         assert!(
-            e.contains("256M") && e.contains("80M") && e.contains("raise the memory budget"),
+            e.contains("256M") && e.contains("40M") && e.contains("raise the memory budget"),
             "{e}"
         );
     }

@@ -55,7 +55,7 @@ const MIN_WRITE_BUFFER: usize = 1 << 20;
 impl Default for RocksTuning {
     /// The shares of sealvol's default memory budget (256 MiB; see `sealvol-volume`'s budget).
     fn default() -> Self {
-        RocksTuning::with_memory(32 << 20, 16 << 20)
+        RocksTuning::with_memory(32 << 20, 8 << 20)
     }
 }
 
