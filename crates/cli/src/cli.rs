@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sealvol_crypto::KdfParams;
 use sealvol_volume::volume_admin;
-use sealvol_volume::{ChunkSize, CreateOptions, SystemClock, Volume};
+use sealvol_volume::{ChunkSize, CreateOptions, MemoryBudget, MemorySplit, SystemClock, Volume};
 
 use crate::keys::KeyArgs;
 
@@ -50,11 +50,15 @@ pub(crate) enum Cmd {
         /// write-out, does not hold up the next one (docs/benchmarks.md).
         #[arg(long, default_value_t = 8)]
         threads: usize,
+        /// Memory this mount may use in all: write buffers, the plaintext cache, RocksDB's
+        /// memtables and block cache, and allocator slack (64M to 64G; suffixes K, M, G).
+        #[arg(long, value_name = "SIZE", default_value_t = MemoryBudget::DEFAULT)]
+        memory: MemoryBudget,
         /// Memory for verified plaintext, so that repeated reads skip the store and the
-        /// decryption (suffixes K, M, G; 0 turns it off). Shrinks while the machine is short of
-        /// memory.
-        #[arg(long, value_name = "SIZE", value_parser = parse_cache_size, default_value = "256M")]
-        cache_size: usize,
+        /// decryption (0 turns it off). Default and most: its share of --memory (40M of 256M).
+        /// Shrinks while the mount is idle or the machine is short of memory.
+        #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+        cache_size: Option<usize>,
         /// Where the background process writes its log (default: nowhere).
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
@@ -202,6 +206,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             key,
             foreground,
             threads,
+            memory,
             cache_size,
             log_file,
             stats_file,
@@ -210,6 +215,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             let opts = crate::mount::MountOpts {
                 foreground,
                 threads,
+                memory,
                 cache_size,
                 log_file: log_file.as_deref(),
                 stats_file: stats_file.as_deref(),
@@ -228,7 +234,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             run_dir,
             default_keyfile,
         } => {
-            crate::mount::protect_memory();
+            crate::mount::no_core_dumps();
             if let Some(k) = &default_keyfile {
                 sealvol_crypto::read_key_file(k).context("checking --default-keyfile")?;
             }
@@ -325,8 +331,17 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 pub(crate) fn open(store: &std::path::Path, key: &KeyArgs) -> Result<Volume> {
+    open_within(store, key, &MemoryBudget::DEFAULT.split())
+}
+
+/// Open the store with its memory shared out as `memory` says.
+pub(crate) fn open_within(
+    store: &std::path::Path,
+    key: &KeyArgs,
+    memory: &MemorySplit,
+) -> Result<Volume> {
     let secret = key.secret(false)?;
-    Volume::open(store, &secret, Arc::new(SystemClock))
+    Volume::open_within(store, &secret, Arc::new(SystemClock), memory)
         .with_context(|| format!("opening the store {}", store.display()))
 }
 
@@ -404,6 +419,7 @@ mod tests {
             "/var/lib/sealvol/mounts/-v".into(),
         );
         c.threads = Some(3);
+        c.memory = Some(512 << 20);
         c.cache_size = Some(64 << 20);
         c.stats_file = Some("/run/sealvol/stats/v.json".into());
         let mut argv = vec![std::ffi::OsString::from("sealvol")];
@@ -414,6 +430,7 @@ mod tests {
             key,
             foreground,
             threads,
+            memory,
             cache_size,
             log_file,
             stats_file,
@@ -425,7 +442,8 @@ mod tests {
         assert!(foreground && key.secret_stdin);
         assert_eq!((key.keyfile, key.passphrase_file), (None, None));
         assert_eq!(store, c.store);
-        assert_eq!((threads, cache_size), (3, 64 << 20));
+        assert_eq!((threads, cache_size), (3, Some(64 << 20)));
+        assert_eq!(memory.bytes(), 512 << 20);
         assert_eq!(stats_file, c.stats_file);
         assert_eq!(log_file, None);
         assert_eq!(mountpoint, c.mountpoint);
@@ -436,6 +454,7 @@ mod tests {
         argv.extend(bare.args());
         let Cmd::Mount {
             threads,
+            memory,
             cache_size,
             stats_file,
             ..
@@ -444,8 +463,8 @@ mod tests {
             panic!("not a mount command");
         };
         assert_eq!(
-            (threads, cache_size as u64, stats_file),
-            (8, sealvol_volume::DEFAULT_CACHE_SIZE as u64, None)
+            (threads, memory, cache_size, stats_file),
+            (8, MemoryBudget::DEFAULT, None, None)
         );
     }
 }

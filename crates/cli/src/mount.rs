@@ -18,6 +18,7 @@ use sealvol_mount::{
     handshake, mountinfo, publish_stats, unmount_and_wait, Housekeeping, HousekeepingConfig,
     MountCommand, UnmountMode,
 };
+use sealvol_volume::{MemoryBudget, MemorySplit};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::keys::KeyArgs;
@@ -26,11 +27,16 @@ use crate::keys::KeyArgs;
 /// passphrase runs Argon2id; a store left by a crash replays its log first).
 const READY_WITHIN: Duration = Duration::from_secs(300);
 
+/// glibc malloc arenas of a mount process (see `serve_here`).
+const MALLOC_ARENAS: u32 = 2;
+
 pub(crate) struct MountOpts<'a> {
     pub(crate) foreground: bool,
     pub(crate) threads: usize,
-    /// The plaintext cache's budget in bytes.
-    pub(crate) cache_size: usize,
+    /// The mount's memory budget.
+    pub(crate) memory: MemoryBudget,
+    /// The plaintext cache's budget in bytes, if not its share of `memory`.
+    pub(crate) cache_size: Option<usize>,
     pub(crate) log_file: Option<&'a Path>,
     pub(crate) stats_file: Option<&'a Path>,
 }
@@ -54,10 +60,13 @@ pub(crate) fn mount(
         return r;
     }
     let store = usable_paths(store, mountpoint)?;
+    // Refused here, before the secret is read and a process started.
+    opts.memory_split()?;
     let secret = key.secret(false)?;
     let cmd = MountCommand {
         threads: Some(opts.threads),
-        cache_size: Some(opts.cache_size as u64),
+        memory: Some(opts.memory.bytes()),
+        cache_size: opts.cache_size.map(|c| c as u64),
         stats_file: opts.stats_file.map(Path::to_path_buf),
         log_file: opts.log_file.map(Path::to_path_buf),
         ..MountCommand::new(
@@ -74,6 +83,20 @@ pub(crate) fn mount(
         process.pid()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+impl MountOpts<'_> {
+    /// The memory budget's shares, with `--cache-size` if given (refused if it exceeds the
+    /// cache's share).
+    fn memory_split(&self) -> Result<MemorySplit> {
+        let split = self.memory.split();
+        Ok(match self.cache_size {
+            Some(c) => split
+                .with_cache_size(c as u64)
+                .context("--cache-size and --memory")?,
+            None => split,
+        })
+    }
 }
 
 /// Check the mount point is a directory; the store's canonical path.
@@ -95,10 +118,14 @@ fn serve_here(
     notify: bool,
 ) -> Result<ExitCode> {
     let store = &usable_paths(store, mountpoint)?;
-    protect_memory();
-    let vol = crate::cli::open(store, key)?;
-    vol.set_cache_size(opts.cache_size);
-    serve(vol, store, mountpoint, notify, opts)
+    no_core_dumps();
+    // Before the FUSE, RocksDB and write-out threads start: with glibc's default of up to eight
+    // arenas per core, each thread's freed buffers stay in its own arena (a 600 MB write left
+    // 415 MB resident with the default, 265 MB with two; docs/benchmarks.md, "Memory").
+    sealvol_sys::limit_malloc_arenas(MALLOC_ARENAS);
+    let memory = opts.memory_split()?;
+    let vol = crate::cli::open_within(store, key, &memory)?;
+    serve(vol, store, mountpoint, notify, opts, &memory)
 }
 
 fn serve(
@@ -107,10 +134,12 @@ fn serve(
     mountpoint: &Path,
     notify: bool,
     opts: &MountOpts<'_>,
+    memory: &MemorySplit,
 ) -> Result<ExitCode> {
     let vol = Arc::new(vol);
     let fs = SealFs::new(vol.clone(), store);
     let notifier = fs.notifier_slot();
+    let requests = fs.requests();
     let cfg = SealFs::config(store, opts.threads);
     // Resolved before mounting: afterwards, resolving it would ask this very filesystem.
     let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
@@ -120,7 +149,10 @@ fn serve(
     set_readahead(&canonical);
     let housekeeping = Housekeeping::for_volume(
         vol.clone(),
-        &HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), opts.cache_size),
+        &HousekeepingConfig {
+            requests: Some(requests),
+            ..HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), memory)
+        },
     )?;
     let pid_file = PidFile::create(store, mountpoint)?;
     let mut unmounter = session.unmount_callable();
@@ -141,7 +173,7 @@ fn serve(
     housekeeping.stop();
     let synced = vol.close();
     if let Some(p) = opts.stats_file {
-        publish_stats(&vol, p);
+        publish_stats(&vol, memory.total, p);
     }
     pid_file.remove();
     served.context("serving FUSE requests")?;
@@ -149,40 +181,16 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keep this process's memory off the disk: it holds the volume's keys, buffered writes and the
-/// plaintext cache. No core dumps; and out of swap: pages are locked as they are first touched
-/// (nothing is reserved up front), only where locking cannot later starve the process
-/// (CAP_IPC_LOCK, or no memlock limit: with a limit, allocations past it would fail); elsewhere
-/// a warning says what may reach swap.
-pub(crate) fn protect_memory() {
-    use rustix::mm::{mlockall, MlockAllFlags};
+/// No core dumps of this process: it holds the volume's keys, buffered writes and the plaintext
+/// cache, and a crash must not write them to a core file. Non-dumpable also keeps other users'
+/// processes from ptracing it or reading its `/proc` memory. Only key material is locked against
+/// swap (in `sealvol-crypto`, a page or two); the rest of the memory is plaintext no more exposed
+/// than the kernel's page cache of the same files (docs/security.md, "Swap").
+pub(crate) fn no_core_dumps() {
     use rustix::process::{set_dumpable_behavior, DumpableBehavior};
     if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
         tracing::warn!(error = %e, "cannot turn core dumps off: a crash may write keys and decrypted data to a core file");
     }
-    let unlimited = rustix::process::getrlimit(rustix::process::Resource::Memlock)
-        .current
-        .is_none();
-    if !unlimited && !has_cap_ipc_lock() {
-        tracing::warn!("cannot lock memory (needs CAP_IPC_LOCK or no RLIMIT_MEMLOCK): keys and decrypted data may be written to swap; use encrypted swap or none");
-        return;
-    }
-    let flags = MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT;
-    if let Err(e) = mlockall(flags) {
-        tracing::warn!(error = %e, "cannot lock memory: keys and decrypted data may be written to swap; use encrypted swap or none");
-    }
-}
-
-/// CAP_IPC_LOCK (bit 14) in this process's effective capabilities.
-fn has_cap_ipc_lock() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 14) != 0)
 }
 
 /// Set the mount's readahead window ([`sealvol_fuse::READAHEAD_KB`], as `blockdev --setra` does for a disk) through its backing

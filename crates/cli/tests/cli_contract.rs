@@ -81,6 +81,41 @@ fn world_readable_key_file_is_refused() {
 }
 
 #[test]
+fn a_memory_budget_out_of_range_or_a_cache_over_its_share_mounts_nothing() {
+    let f = Fixture::new();
+    let mnt = Fixture::s(&f.mnt);
+    for (extra, wants) in [
+        (
+            &["--memory", "32M"][..],
+            &["--memory", "32M", "64M to 64G"][..],
+        ),
+        (&["--memory", "1T"], &["--memory", "\"1T\"", "64M to 64G"]),
+        (
+            &["--cache-size", "256M"],
+            &["256M", "leaves 40M", "raise the memory budget"],
+        ),
+        (
+            &["--memory", "128M", "--cache-size", "64M"],
+            &["memory budget 128M", "leaves 20M"],
+        ),
+    ] {
+        let mut args = extra.to_vec();
+        args.push(mnt);
+        let o = f.keyed("mount", &args);
+        assert!(!o.status.success(), "{extra:?} mounted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        for w in wants {
+            assert!(err.contains(w), "{extra:?}: {err:?} lacks {w:?}");
+        }
+        assert!(!f.is_mounted());
+    }
+    // Within the budget: mounts.
+    ok(&f.keyed("mount", &["--memory", "128M", "--cache-size", "20M", mnt]));
+    assert!(f.is_mounted());
+    f.umount();
+}
+
+#[test]
 fn no_key_without_terminal_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
     let o = sealvol(&["init", "--store", d.path().join("s").to_str().unwrap()]);

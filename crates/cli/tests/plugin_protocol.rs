@@ -164,7 +164,18 @@ fn protocol_as_the_daemon_speaks_it() {
         r#"{"Name":"../x","Opts":{}}"#,
     ));
     assert!(e.contains("invalid volume name"), "{e}");
-    let create = format!(r#"{{"Name":"v1","Opts":{{"keyfile":"{ka}","chunk-size":"64K"}}}}"#);
+    let e = err(&call(
+        &s,
+        "VolumeDriver.Create",
+        &format!(r#"{{"Name":"v1","Opts":{{"keyfile":"{ka}","memory":"16M"}}}}"#),
+    ));
+    assert!(
+        e.contains("option memory") && e.contains("64M to 64G"),
+        "{e}"
+    );
+    let create = format!(
+        r#"{{"Name":"v1","Opts":{{"keyfile":"{ka}","chunk-size":"64K","memory":"192M"}}}}"#
+    );
     assert_eq!(err(&call(&s, "VolumeDriver.Create", &create)), "");
     // Idempotent with the same key; a clear error with another.
     assert_eq!(err(&call(&s, "VolumeDriver.Create", &create)), "");
@@ -237,6 +248,13 @@ fn protocol_as_the_daemon_speaks_it() {
         (true.into(), 1.into(), 1.into()),
         "{st}"
     );
+    // ... and the mount process's memory: its budget (the volume's memory option), what it
+    // holds, and what it locks (its keys: a page or two, not its buffers).
+    assert_eq!(st["memory_budget_bytes"], 192 << 20, "{st}");
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k}: {st}"));
+    assert!(n("memory_resident_bytes") > 0, "{st}");
+    assert!(n("memory_peak_bytes") >= n("memory_resident_bytes"), "{st}");
+    assert!(n("memory_locked_bytes") <= 64 << 10, "{st}");
     assert_eq!(
         err(&call(
             &s,

@@ -28,7 +28,14 @@ fn help_on_every_command_names_its_options() {
         ),
         (
             &["mount", "--help"],
-            &["--store", "--foreground", "--cache-size", "MOUNTPOINT"],
+            &[
+                "--store",
+                "--foreground",
+                "--memory",
+                "[default: 256M]",
+                "--cache-size",
+                "MOUNTPOINT",
+            ],
         ),
         (&["umount", "--help"], &["MOUNTPOINT"]),
         (&["key", "--help"], &["add", "remove", "list"]),

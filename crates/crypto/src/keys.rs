@@ -1,21 +1,24 @@
 //! The master key, the subkeys derived from it, and the one container every key lives in.
 
+use sealvol_sys::LockedKey;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::hash::HashKey;
 use crate::seal::SealKey;
 use crate::CryptoError;
 
-/// 32 bytes of key material, on the heap: moving a key (or a type holding one) moves a pointer,
-/// never the bytes, so no stray copy is left behind on the stack. Every key type of this crate
-/// and a key file's contents live in one. No `Debug`, `Clone`, `Copy` or `Default`; zeroized on
-/// drop; read through [`KeyBytes::expose`] only.
-pub struct KeyBytes(Box<[u8; 32]>);
+/// 32 bytes of key material, in a page locked into RAM and left out of core dumps
+/// ([`sealvol_sys::LockedKey`]): never in swap, wherever the rest of the process's memory goes.
+/// Moving a key (or a type holding one) moves a pointer, never the bytes, so no stray copy is
+/// left behind on the stack. Every key type of this crate and a key file's contents live in one.
+/// No `Debug`, `Clone`, `Copy` or `Default`; zeroized on drop; read through [`KeyBytes::expose`]
+/// only.
+pub struct KeyBytes(LockedKey);
 
 impl KeyBytes {
     /// All zeros, to be filled in place (see [`KeyBytes::expose_mut`]).
     pub(crate) fn zeroed() -> Self {
-        KeyBytes(Box::new([0u8; 32]))
+        KeyBytes(LockedKey::zeroed())
     }
 
     /// A copy of `bytes`, which must be 32 long. The caller keeps (and should zeroize) its own.
@@ -24,28 +27,29 @@ impl KeyBytes {
             return None;
         }
         let mut k = Self::zeroed();
-        k.0.copy_from_slice(bytes);
+        k.expose_mut().copy_from_slice(bytes);
         Some(k)
     }
 
     /// The one accessor to the bytes.
     pub fn expose(&self) -> &[u8; 32] {
-        &self.0
+        self.0.expose()
     }
 
     /// Where the bytes are written when a key is made: derivations write here directly, so
     /// the key never exists outside this buffer.
     pub(crate) fn expose_mut(&mut self) -> &mut [u8; 32] {
-        &mut self.0
+        self.0.expose_mut()
+    }
+
+    /// Whether the bytes are locked into RAM (false only where the process may not lock memory;
+    /// a warning said so once).
+    pub fn is_locked(&self) -> bool {
+        self.0.is_locked()
     }
 }
 
-impl Drop for KeyBytes {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
+/// [`LockedKey`] zeroizes its slot when dropped.
 impl ZeroizeOnDrop for KeyBytes {}
 
 /// A volume's 256-bit master key. No `Debug`, `Clone`, `Copy` or `Default`; zeroized on drop.

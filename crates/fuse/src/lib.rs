@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -147,6 +148,8 @@ pub struct SealFs {
     store_dir: PathBuf,
     /// Messages to the kernel outside replies, set once the session exists.
     notifier: Arc<OnceLock<Notifier>>,
+    /// Requests served so far (see [`SealFs::requests`]).
+    requests: Arc<AtomicU64>,
 }
 
 impl SealFs {
@@ -155,7 +158,20 @@ impl SealFs {
             vol,
             store_dir: store_dir.to_path_buf(),
             notifier: Arc::new(OnceLock::new()),
+            requests: Arc::default(),
         }
+    }
+
+    /// A counter of the requests served, every one but `statfs` (which liveness checks send
+    /// to idle mounts): the mount's housekeeping reads it to tell an idle volume, whose memory
+    /// it gives back.
+    pub fn requests(&self) -> Arc<AtomicU64> {
+        self.requests.clone()
+    }
+
+    /// Count a request (see [`SealFs::requests`]).
+    fn busy(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Where the session's notifier goes once the session is created (before it serves).
@@ -270,6 +286,7 @@ impl Filesystem for SealFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.busy();
         self.entry(
             self.vol.lookup(parent.0, name.as_bytes()),
             "lookup",
@@ -279,12 +296,14 @@ impl Filesystem for SealFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.busy();
         // Unlinked files the kernel forgets are deleted by the purger thread, many per
         // transaction (an `rm -rf` forgets thousands in a burst).
         self.vol.forget_deferred(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.busy();
         match self.vol.getattr(ino.0) {
             Ok(i) => reply.attr(&TTL, &attr(&i)),
             Err(e) => reply.error(self.log_err("getattr", ino.0, &e)),
@@ -309,6 +328,7 @@ impl Filesystem for SealFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.busy();
         // "Now" for utimensat(UTIME_NOW) is the kernel's request time: the wall clock.
         #[allow(clippy::disallowed_methods)]
         let now = to_ts(SystemTime::now());
@@ -337,6 +357,7 @@ impl Filesystem for SealFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.busy();
         match self.vol.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(self.log_err("readlink", ino.0, &e)),
@@ -353,6 +374,7 @@ impl Filesystem for SealFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => Kind::File,
             libc::S_IFIFO => Kind::Fifo,
@@ -381,6 +403,7 @@ impl Filesystem for SealFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let r = self
             .vol
             .mkdir(caller(req), parent.0, name.as_bytes(), mode & !umask);
@@ -388,6 +411,7 @@ impl Filesystem for SealFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         self.empty(
             self.vol.unlink(parent.0, name.as_bytes()),
             "unlink",
@@ -397,6 +421,7 @@ impl Filesystem for SealFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         self.empty(
             self.vol.rmdir(parent.0, name.as_bytes()),
             "rmdir",
@@ -413,6 +438,7 @@ impl Filesystem for SealFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.busy();
         let r = self.vol.symlink(
             caller(req),
             parent.0,
@@ -432,6 +458,7 @@ impl Filesystem for SealFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         let mut f = 0;
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
             f |= sealvol_volume::RENAME_NOREPLACE;
@@ -460,6 +487,7 @@ impl Filesystem for SealFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.busy();
         self.entry(
             self.vol.link(ino.0, newparent.0, newname.as_bytes()),
             "link",
@@ -469,6 +497,7 @@ impl Filesystem for SealFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.busy();
         match self.vol.open_file(ino.0) {
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(self.log_err("open", ino.0, &e)),
@@ -486,6 +515,7 @@ impl Filesystem for SealFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.busy();
         match self.vol.read(ino.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(self.log_err("read", ino.0, &e)),
@@ -504,6 +534,7 @@ impl Filesystem for SealFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.busy();
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
             match self.vol.kill_suidgid(ino.0) {
                 // The write's reply refreshes the kernel's size and times, not the mode, which
@@ -527,6 +558,7 @@ impl Filesystem for SealFs {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(self.vol.flush(ino.0), "flush", ino.0, reply)
     }
 
@@ -540,6 +572,7 @@ impl Filesystem for SealFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(self.vol.release_file(ino.0), "release", ino.0, reply)
     }
 
@@ -551,10 +584,12 @@ impl Filesystem for SealFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(self.vol.fsync(ino.0), "fsync", ino.0, reply)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.busy();
         match self.vol.getattr(ino.0) {
             Ok(i) if i.kind == Kind::Dir => reply.opened(FileHandle(0), FopenFlags::empty()),
             Ok(_) => reply.error(Errno::ENOTDIR),
@@ -570,6 +605,7 @@ impl Filesystem for SealFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.busy();
         match self.vol.readdir(ino.0, offset, 256) {
             Ok(entries) => {
                 for e in entries {
@@ -596,6 +632,7 @@ impl Filesystem for SealFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.busy();
         let entries = match self.vol.readdir(ino.0, offset, 256) {
             Ok(entries) => entries,
             Err(e) => return reply.error(self.log_err("readdirplus", ino.0, &e)),
@@ -639,6 +676,7 @@ impl Filesystem for SealFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         let r = self.vol.engine().sync().map_err(FsError::from);
         self.empty(r, "fsyncdir", ino.0, reply)
     }
@@ -677,6 +715,7 @@ impl Filesystem for SealFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.busy();
         self.empty(
             self.vol.setxattr(ino.0, name.as_bytes(), value, flags),
             "setxattr",
@@ -686,6 +725,7 @@ impl Filesystem for SealFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.busy();
         self.xattr_reply(
             self.vol.getxattr(ino.0, name.as_bytes()),
             size,
@@ -695,6 +735,7 @@ impl Filesystem for SealFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.busy();
         let r = self.vol.listxattr(ino.0).map(|names| {
             let mut out = Vec::new();
             for n in names {
@@ -707,6 +748,7 @@ impl Filesystem for SealFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.busy();
         self.empty(
             self.vol.removexattr(ino.0, name.as_bytes()),
             "removexattr",
@@ -725,6 +767,7 @@ impl Filesystem for SealFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        self.busy();
         let r = self
             .vol
             .mknod(

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | purge | 20 ms | delete the unlinked files the kernel has forgotten, many per transaction |
 //! | stats | 2 s | publish the volume's totals to the stats file (if any) |
-//! | memory | 1 s | shrink the plaintext cache to an eighth while the host is short of memory |
+//! | memory | 1 s | shrink the plaintext cache to an eighth while the host is short of memory or the volume idle; on going idle, flush memtables and give free memory back (`crate::memory`) |
 //! | reclaim | 60 s | trim the operation log; compact the store if it holds much more than its live data |
 //!
 //! Each task runs on its own thread (a compaction must not hold up purging), and each waits on
@@ -19,18 +19,26 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sealvol_volume::Volume;
+use sealvol_volume::{MemorySplit, Volume};
 
+use crate::memory::{meminfo, Governor, MemoryReport, ProcessMemory, IDLE_AFTER};
 use crate::MountError;
 
 /// Periods and targets of a volume's housekeeping.
 #[derive(Clone, Debug)]
 pub struct HousekeepingConfig {
-    /// Where to publish the totals (as `sealvol stats --json` prints them); none if `None`.
+    /// Where to publish the totals (as `sealvol stats --json` prints them, with the mount's
+    /// memory); none if `None`.
     pub stats_file: Option<PathBuf>,
-    /// The plaintext cache's budget, which the memory task shrinks and restores; 0 turns the
-    /// task off (there is nothing to shrink).
+    /// The mount's memory budget, for the report.
+    pub memory_budget: usize,
+    /// The plaintext cache's budget, which the memory task shrinks and restores.
     pub cache_budget: usize,
+    /// Grows with every request the volume serves (`SealFs::requests`); without it the volume
+    /// never counts as idle.
+    pub requests: Option<Arc<AtomicU64>>,
+    /// How long without a request before the volume is idle (see [`crate::memory`]).
+    pub idle_after: Duration,
     pub purge_every: Duration,
     pub stats_every: Duration,
     pub memory_every: Duration,
@@ -38,10 +46,13 @@ pub struct HousekeepingConfig {
 }
 
 impl HousekeepingConfig {
-    pub fn new(stats_file: Option<PathBuf>, cache_budget: usize) -> HousekeepingConfig {
+    pub fn new(stats_file: Option<PathBuf>, memory: &MemorySplit) -> HousekeepingConfig {
         HousekeepingConfig {
             stats_file,
-            cache_budget,
+            memory_budget: memory.total,
+            cache_budget: memory.cache,
+            requests: None,
+            idle_after: IDLE_AFTER,
             purge_every: Duration::from_millis(20),
             stats_every: Duration::from_secs(2),
             memory_every: Duration::from_secs(1),
@@ -151,26 +162,41 @@ impl Housekeeping {
         })?;
         if let Some(path) = cfg.stats_file.clone() {
             let v = vol.clone();
-            publish_stats(&v, &path);
+            let budget = cfg.memory_budget;
+            publish_stats(&v, budget, &path);
             h.every("stats", cfg.stats_every, move || {
-                publish_stats(&v, &path);
+                publish_stats(&v, budget, &path);
                 ControlFlow::Continue(())
             })?;
         }
-        if cfg.cache_budget > 0 {
-            let v = vol.clone();
-            let mut governor = CacheGovernor::new(cfg.cache_budget);
-            h.every("memory", cfg.memory_every, move || {
-                let Some((total, available)) = meminfo() else {
-                    return ControlFlow::Break(()); // no /proc/meminfo: nothing to go by
-                };
-                if let Some(budget) = governor.observe(total, available) {
-                    tracing::info!(budget, available, "plaintext cache budget changed");
-                    v.set_cache_size(budget);
+        let v = vol.clone();
+        let requests = cfg.requests.clone();
+        let full = cfg.cache_budget;
+        let budget_bytes = cfg.memory_budget as u64;
+        let mut governor = Governor::new(full, cfg.idle_after, Instant::now());
+        h.every("memory", cfg.memory_every, move || {
+            let served = requests.as_ref().map(|r| r.load(Ordering::Relaxed));
+            let d = governor.observe(meminfo(), served, Instant::now());
+            if let Some(budget) = d.cache_budget {
+                tracing::info!(budget, idle = d.went_idle, "plaintext cache budget changed");
+                v.set_cache_size(budget);
+            }
+            if d.went_idle {
+                // Memtables hold written data until a flush; an idle volume need not.
+                if let Err(e) = v.engine().flush_memtables() {
+                    tracing::warn!(error = %e, "flushing the memtables of an idle volume failed");
                 }
-                ControlFlow::Continue(())
-            })?;
-        }
+            }
+            // What the cache, the memtables and finished write-outs freed goes back to the
+            // system, instead of staying in the allocator's arenas: when the volume goes idle,
+            // when the cache shrinks, and while the process holds more than its budget.
+            let over = ProcessMemory::of_this_process()
+                .is_some_and(|m| m.resident > budget_bytes - budget_bytes / 16);
+            if d.went_idle || d.cache_budget.is_some_and(|b| b < full) || over {
+                sealvol_sys::release_free_memory();
+            }
+            ControlFlow::Continue(())
+        })?;
         let v = vol;
         h.every("reclaim", cfg.reclaim_every, move || {
             if let Err(e) = v.trim_log(v.log_keep()) {
@@ -212,62 +238,23 @@ impl Drop for Housekeeping {
     }
 }
 
-/// The plaintext cache gives memory back while the machine is short of it: when less than an
-/// eighth of its memory is available the budget drops to an eighth; it comes back when a
-/// quarter is available again.
-struct CacheGovernor {
-    budget: usize,
-    short: bool,
-}
-
-impl CacheGovernor {
-    fn new(budget: usize) -> CacheGovernor {
-        CacheGovernor {
-            budget,
-            short: false,
-        }
-    }
-
-    /// The new budget, if it changes with this reading.
-    fn observe(&mut self, total: u64, available: u64) -> Option<usize> {
-        let short = if self.short {
-            available < total / 4
-        } else {
-            available < total / 8
-        };
-        if short == self.short {
-            return None;
-        }
-        self.short = short;
-        Some(if short { self.budget / 8 } else { self.budget })
-    }
-}
-
-/// (MemTotal, MemAvailable) in bytes.
-fn meminfo() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        let kib: u64 = line
-            .get(name.len()..)?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        kib.checked_mul(1024)
-    };
-    Some((field("MemTotal:")?, field("MemAvailable:")?))
-}
-
-/// Write the volume's totals as JSON to `path`, through a temporary file and a rename, so that
-/// readers never see half a file. Failures are logged, never fatal.
-pub fn publish_stats(vol: &Volume, path: &Path) {
+/// Write the volume's totals as JSON to `path`, with the mount's memory (`"memory"`: a
+/// [`MemoryReport`] for a budget of `memory_budget` bytes), through a temporary file and a
+/// rename, so that readers never see half a file. Failures are logged, never fatal.
+pub fn publish_stats(vol: &Volume, memory_budget: usize, path: &Path) {
     let tmp = path.with_extension("tmp");
     let written = vol
         .stats()
         .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::to_vec(&s).map_err(|e| e.to_string()))
+        .and_then(|s| serde_json::to_value(&s).map_err(|e| e.to_string()))
+        .and_then(|mut v| {
+            let memory = serde_json::to_value(MemoryReport::of(vol, memory_budget))
+                .map_err(|e| e.to_string())?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("memory".into(), memory);
+            }
+            serde_json::to_vec(&v).map_err(|e| e.to_string())
+        })
         .and_then(|json| std::fs::write(&tmp, json).map_err(|e| e.to_string()))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
     if let Err(e) = written {
@@ -393,32 +380,6 @@ mod tests {
     }
 
     #[test]
-    fn cache_budget_follows_memory_with_hysteresis() {
-        let mut g = CacheGovernor::new(800);
-        assert_eq!(g.observe(1000, 500), None, "plenty: unchanged");
-        assert_eq!(
-            g.observe(1000, 120),
-            Some(100),
-            "below an eighth: an eighth of the budget"
-        );
-        assert_eq!(
-            g.observe(1000, 200),
-            None,
-            "between an eighth and a quarter: stays short"
-        );
-        assert_eq!(
-            g.observe(1000, 250),
-            Some(800),
-            "a quarter again: the whole budget"
-        );
-        assert_eq!(
-            g.observe(1000, 200),
-            None,
-            "not short until below an eighth"
-        );
-    }
-
-    #[test]
     fn a_volume_housekeeping_publishes_and_lets_go_of_the_volume_at_stop() {
         let dir = tempfile::tempdir().expect("tempdir");
         let secret = sealvol_crypto::Secret::Passphrase(b"housekeeping test".to_vec().into());
@@ -440,7 +401,13 @@ mod tests {
             .expect("create"),
         );
         let stats = dir.path().join("stats.json");
-        let mut cfg = HousekeepingConfig::new(Some(stats.clone()), 1 << 20);
+        let mut cfg = HousekeepingConfig::new(
+            Some(stats.clone()),
+            &sealvol_volume::MemoryBudget::DEFAULT.split(),
+        );
+        let requests = Arc::new(AtomicU64::new(0));
+        cfg.requests = Some(requests.clone());
+        cfg.idle_after = Duration::from_millis(1);
         cfg.purge_every = Duration::from_millis(1);
         cfg.stats_every = Duration::from_millis(1);
         cfg.memory_every = Duration::from_millis(1);
@@ -450,6 +417,11 @@ mod tests {
         let published: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&stats).expect("stats file")).expect("json");
         assert_eq!(published["files"], 0, "{published}");
+        let memory = &published["memory"];
+        assert_eq!(memory["budget_bytes"], 256 << 20, "{published}");
+        assert!(memory["resident_bytes"].as_u64() > Some(0), "{published}");
+        assert!(memory["peak_bytes"].as_u64() >= memory["resident_bytes"].as_u64());
+        requests.fetch_add(1, Ordering::Relaxed); // busy again after going idle
         h.stop();
         // Only this test holds the volume now: nothing else can call it during or after close.
         assert_eq!(Arc::strong_count(&vol), 1);

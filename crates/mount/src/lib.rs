@@ -11,8 +11,8 @@
 //! - [`unmount_and_wait`]: `fusermount3 -u` (or `-uz`), then wait, bounded, for the mount
 //!   process to write everything out and exit.
 //! - [`Housekeeping`]: a mount's background work (purging forgotten files, publishing stats,
-//!   shrinking the cache under memory pressure, trimming the log and reclaiming space), stopped
-//!   and joined before the volume is closed.
+//!   giving memory back under memory pressure and when idle ([`memory`]), trimming the log and
+//!   reclaiming space), stopped and joined before the volume is closed.
 //! - [`create_store`]: create a store so that a failure leaves nothing behind.
 //!
 //! It calls `sealvol-volume` (the housekeeping tasks, store creation) and `sealvol-crypto`
@@ -25,6 +25,7 @@ mod error;
 pub mod handshake;
 mod housekeeping;
 mod live;
+pub mod memory;
 pub mod mountinfo;
 pub mod pidfile;
 mod spawn;

@@ -29,7 +29,10 @@ pub struct MountCommand {
     pub mountpoint: PathBuf,
     /// FUSE worker threads (`--threads`); the binary's default if `None`.
     pub threads: Option<usize>,
-    /// The plaintext cache's budget in bytes (`--cache-size`); the default if `None`.
+    /// The mount's memory budget in bytes (`--memory`); the default if `None`.
+    pub memory: Option<u64>,
+    /// The plaintext cache's budget in bytes (`--cache-size`); its share of the memory budget
+    /// if `None`.
     pub cache_size: Option<u64>,
     /// Where the process publishes the volume's totals (`--stats-file`).
     pub stats_file: Option<PathBuf>,
@@ -57,6 +60,7 @@ impl MountCommand {
             store,
             mountpoint,
             threads: None,
+            memory: None,
             cache_size: None,
             stats_file: None,
             log_file: None,
@@ -74,6 +78,9 @@ impl MountCommand {
         ];
         if let Some(t) = self.threads {
             a.extend(["--threads".into(), t.to_string().into()]);
+        }
+        if let Some(m) = self.memory {
+            a.extend(["--memory".into(), m.to_string().into()]);
         }
         if let Some(c) = self.cache_size {
             a.extend(["--cache-size".into(), c.to_string().into()]);

@@ -22,13 +22,21 @@ use sealvol_mount::{
     create_store, mount_state, mountinfo, unmount_and_wait, MountCommand, MountError, MountState,
     UnmountMode,
 };
-use sealvol_volume::{BadChunkSize, ChunkSize, CreateOptions};
+use sealvol_volume::{
+    BadChunkSize, BadMemoryBudget, CacheOverBudget, ChunkSize, CreateOptions, MemoryBudget,
+};
 
 use crate::protocol::VolumeInfo;
 use crate::table::{KeySource, Table, VolumeRecord};
 
 /// Options a volume accepts (`-o`, `driver_opts`, `volume-opt`).
-pub const VALID_OPTIONS: &[&str] = &["passphrase-file", "keyfile", "chunk-size", "cache-size"];
+pub const VALID_OPTIONS: &[&str] = &[
+    "passphrase-file",
+    "keyfile",
+    "chunk-size",
+    "memory",
+    "cache-size",
+];
 
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
@@ -68,6 +76,10 @@ pub enum DriverError {
     BadChunkSize(#[from] BadChunkSize),
     #[error("invalid cache-size {0:?}: a size such as 64M or 1G (0 turns the cache off)")]
     BadCacheSize(String),
+    #[error("option memory: {0}")]
+    BadMemory(#[from] BadMemoryBudget),
+    #[error("options cache-size and memory: {0}")]
+    CacheOverBudget(#[from] CacheOverBudget),
     #[error("key for volume {name:?}: {detail}")]
     Key { name: String, detail: String },
     #[error("option {option}={}: {detail}", .path.display())]
@@ -308,8 +320,14 @@ impl Driver {
             Some(s) => s.parse::<ChunkSize>()?,
             None => ChunkSize::DEFAULT,
         };
+        let memory = match opts.get("memory") {
+            Some(s) => s.parse::<MemoryBudget>()?,
+            None => MemoryBudget::DEFAULT,
+        };
         if let Some(s) = opts.get("cache-size") {
-            sealvol_volume::parse_size(s).ok_or_else(|| DriverError::BadCacheSize(shown(s)))?;
+            let c =
+                sealvol_volume::parse_size(s).ok_or_else(|| DriverError::BadCacheSize(shown(s)))?;
+            memory.split().with_cache_size(c)?;
         }
         let key = self.key_source(name, &opts)?;
         let secret = key.read().map_err(|e| match &key {
@@ -440,15 +458,33 @@ impl Driver {
             name: name.clone(),
             detail: e.to_string(),
         })?;
+        // Checked at create; a table edited by hand since is refused here.
+        let memory = match rec.options.get("memory") {
+            Some(m) => m.parse::<MemoryBudget>()?,
+            None => MemoryBudget::DEFAULT,
+        };
         let cache_size = match rec.options.get("cache-size") {
-            // Checked at create; a table edited by hand since is refused here.
-            Some(c) => Some(
-                sealvol_volume::parse_size(c)
-                    .ok_or_else(|| DriverError::BadCacheSize(c.clone()))?,
-            ),
+            Some(c) => {
+                let c = sealvol_volume::parse_size(c)
+                    .ok_or_else(|| DriverError::BadCacheSize(c.clone()))?;
+                // Volumes created before memory budgets may ask for more cache than the budget
+                // leaves it (the default used to be 256M): they get their share, not a failed
+                // mount.
+                let share = memory.split().cache as u64;
+                if c > share {
+                    tracing::warn!(
+                        volume = %name,
+                        cache_size = c,
+                        share,
+                        "cache-size exceeds the plaintext cache's share of the memory budget; using the share (set -o memory= higher to keep the cache)"
+                    );
+                }
+                Some(c.min(share))
+            }
             None => None,
         };
         let cmd = MountCommand {
+            memory: rec.options.get("memory").map(|_| memory.bytes()),
             cache_size,
             stats_file: Some(self.stats_path(name)),
             log_file: Some(self.log_path(name)),
@@ -563,6 +599,20 @@ impl Driver {
                 if !mounted {
                     s.insert("stats_as_of".into(), "last unmount".into());
                 }
+                // The mount process's memory, while there is one (at unmount it published what
+                // it held while closing, which says nothing about the volume now).
+                if let (true, Some(m)) = (mounted, v.get("memory")) {
+                    for (from, to) in [
+                        ("budget_bytes", "memory_budget_bytes"),
+                        ("resident_bytes", "memory_resident_bytes"),
+                        ("peak_bytes", "memory_peak_bytes"),
+                        ("locked_bytes", "memory_locked_bytes"),
+                    ] {
+                        if let Some(x) = m.get(from) {
+                            s.insert(to.into(), x.clone());
+                        }
+                    }
+                }
             }
             None => {
                 if health == "ok" {
@@ -669,6 +719,7 @@ mod tests {
             (junk.as_str(), BTreeMap::new()),
             ("ok", opts(&junk, "1")),
             ("ok", opts("cache-size", &junk)),
+            ("ok", opts("memory", &junk)),
             ("ok", opts("chunk-size", &junk)),
         ] {
             let e = d.create(name, opts).unwrap_err().to_string();

@@ -110,6 +110,27 @@ async fn create_checks_every_option_before_making_anything() {
             &["cache-size", "64M"],
         ),
         (
+            serde_json::json!({"keyfile": good, "memory": "32M"}),
+            &["option memory", "32M", "from 64M to 64G"],
+        ),
+        (
+            serde_json::json!({"keyfile": good, "memory": "plenty"}),
+            &["option memory", "\"plenty\"", "from 64M to 64G"],
+        ),
+        (
+            // The default budget leaves the cache 40M; a cache of 256M needs a larger budget.
+            serde_json::json!({"keyfile": good, "cache-size": "256M"}),
+            &["cache-size", "256M", "40M", "raise the memory budget"],
+        ),
+        (
+            serde_json::json!({"keyfile": good, "memory": "128M", "cache-size": "64M"}),
+            &[
+                "cache-size",
+                "memory budget 128M",
+                "raise the memory budget",
+            ],
+        ),
+        (
             serde_json::json!({"keyfile": "app.key"}),
             &["option keyfile=app.key", "absolute path", "/etc/sealvol"],
         ),
@@ -156,7 +177,9 @@ async fn create_checks_every_option_before_making_anything() {
     let v = post_json(
         &d,
         "/VolumeDriver.Create",
-        serde_json::json!({"Name": "x", "Opts": {"keyfile": good, "chunk-size": "64K"}}),
+        serde_json::json!({"Name": "x", "Opts": {
+            "keyfile": good, "chunk-size": "64K", "memory": "512M", "cache-size": "64M"
+        }}),
     )
     .await;
     assert_eq!(v["Err"], "");

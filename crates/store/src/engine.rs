@@ -108,6 +108,17 @@ impl WriteBatch {
 
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Memory an engine holds, in bytes (see [`Engine::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineMemory {
+    /// Memtables of every column family, mutable and immutable (not yet flushed).
+    pub memtables: u64,
+    /// Blocks in the block cache (index and filter blocks included, where they are cached).
+    pub block_cache: u64,
+    /// Held by open table files outside the block cache.
+    pub table_readers: u64,
+}
+
 /// Records `for_each` reads per scan of the engine.
 const FOR_EACH_PAGE: usize = 1024;
 
@@ -169,6 +180,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Bytes the engine occupies on disk (0 for memory engines).
     fn disk_bytes(&self) -> Result<u64, StoreError>;
+
+    /// What the engine holds in memory now, for reports; `None` where it is not measured (the
+    /// memory engine holds everything).
+    fn memory(&self) -> Option<EngineMemory> {
+        None
+    }
 
     /// Visit every pair under `prefix`, in key order, in pages.
     fn for_each(&self, cf: Cf, prefix: &[u8], f: &mut Visitor<'_>) -> Result<(), StoreError> {

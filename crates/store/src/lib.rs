@@ -7,4 +7,4 @@ pub mod engine;
 
 pub use engine::memory::MemoryEngine;
 pub use engine::rocks::{RocksEngine, RocksTuning};
-pub use engine::{Cf, Durability, Engine, StoreError, WriteBatch};
+pub use engine::{Cf, Durability, Engine, EngineMemory, StoreError, WriteBatch};

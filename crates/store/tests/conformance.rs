@@ -71,3 +71,37 @@ fn rocks_open_missing_is_a_clear_error() {
         .unwrap();
     assert!(matches!(err, StoreError::Missing { .. }), "{err}");
 }
+
+#[test]
+fn rocks_memtables_stay_near_their_budget_and_are_reported() {
+    // Chunks written through the write-ahead log (small files) fill the chunk family's memtable;
+    // the per-family sizes and the write buffer manager must keep all memtables near the budget
+    // however much is written, and `memory` must say what they hold.
+    let d = tempfile::tempdir().unwrap();
+    let budget = 4 << 20;
+    let e = RocksEngine::open(d.path(), true, &RocksTuning::with_memory(budget, 1 << 20)).unwrap();
+    let mut most = 0;
+    for i in 0u32..320 {
+        let mut b = WriteBatch::new();
+        b.put(
+            Cf::Chunks,
+            i.to_be_bytes().to_vec(),
+            vec![i as u8; 128 << 10],
+        );
+        b.put(Cf::Log, i.to_be_bytes().to_vec(), vec![1u8; 400]);
+        e.write(b, Durability::Process).unwrap();
+        most = most.max(e.memory().unwrap().memtables);
+    }
+    assert!(most > 0);
+    // The budget, plus what a memtable being flushed and arena slack add (4.2 MiB measured).
+    assert!(most <= 2 * budget as u64, "memtables held {most} bytes");
+    let m = e.memory().unwrap();
+    assert!(m.block_cache <= 1 << 20, "{m:?}");
+    e.flush_memtables().unwrap();
+    let after = e.memory().unwrap().memtables;
+    assert!(
+        after < most,
+        "{after} after the flush, at most {most} before"
+    );
+    assert_eq!(MemoryEngine::new().memory(), None);
+}

@@ -3,6 +3,7 @@
 //! maps kernel requests onto [`Volume`]'s methods, and later layers (sync, export) read its
 //! operation log.
 
+mod budget;
 mod cache;
 pub mod check;
 mod chunks;
@@ -26,6 +27,7 @@ mod volume;
 mod writeout;
 mod xattr;
 
+pub use budget::{BadMemoryBudget, CacheOverBudget, MemoryBudget, MemorySplit};
 pub use clock::{Clock, StepClock, SystemClock};
 pub use error::{FsError, Result};
 pub use geometry::{BadChunkSize, ChunkSize};

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use sealvol_crypto::{ChunkAddr, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys};
 use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
 
+use crate::budget::{MemoryBudget, MemorySplit};
 use crate::cache::PlainCache;
 use crate::clock::Clock;
 use crate::error::{FsError, Result};
@@ -16,8 +17,9 @@ use crate::geometry::ChunkSize;
 use crate::record_cache::{ExtentCache, InodeCache, EXTENT_CAPACITY, INODE_CAPACITY};
 use crate::schema::*;
 
-/// 256 MiB: the default budget of a mounted volume's cache of verified plaintext (see
-/// [`Volume::set_cache_size`]).
+/// 256 MiB: the plaintext cache's budget of a volume made on an engine directly
+/// ([`Volume::init_in`], [`Volume::open_in`]); a store opened by path takes its shares from a
+/// [`MemoryBudget`] (see [`Volume::set_cache_size`]).
 pub const DEFAULT_CACHE_SIZE: usize = 256 << 20;
 
 pub struct CreateOptions {
@@ -176,13 +178,27 @@ impl Volume {
         Ok(v)
     }
 
-    /// Open an existing store with a passphrase or key file.
+    /// Open an existing store with a passphrase or key file, within the default memory budget.
     pub fn open(store_dir: &Path, secret: &Secret, clock: Arc<dyn Clock>) -> Result<Volume> {
+        Self::open_within(store_dir, secret, clock, &MemoryBudget::DEFAULT.split())
+    }
+
+    /// Open an existing store with a passphrase or key file, its RocksDB memtables and block
+    /// cache, write buffers and plaintext cache sized by `memory` (see [`crate::budget`]).
+    pub fn open_within(
+        store_dir: &Path,
+        secret: &Secret,
+        clock: Arc<dyn Clock>,
+        memory: &MemorySplit,
+    ) -> Result<Volume> {
         let header = read_key_header(store_dir)?;
         let (master, _slot) = header.unlock(secret)?;
-        let engine = RocksEngine::open(&store_dir.join(DB_DIR), false, &RocksTuning::default())?;
+        let engine = RocksEngine::open(&store_dir.join(DB_DIR), false, &memory.rocks_tuning())?;
         let mut v = Self::open_in(Arc::new(engine), &header, &master, clock)?;
         v.store_dir = Some(store_dir.to_path_buf());
+        v.flush_threshold = memory.flush_threshold;
+        v.set_buffer_budget(memory.buffer_budget);
+        v.set_cache_size(memory.cache);
         Ok(v)
     }
 

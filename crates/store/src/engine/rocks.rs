@@ -11,7 +11,7 @@ use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB,
 };
 
-use super::{scan_from, Cf, Durability, Engine, KvPairs, StoreError, WriteBatch};
+use super::{scan_from, Cf, Durability, Engine, EngineMemory, KvPairs, StoreError, WriteBatch};
 
 /// Settings that change performance, never the data.
 #[derive(Clone, Debug)]
@@ -20,26 +20,49 @@ pub struct RocksTuning {
     pub blob_files: bool,
     /// Memtable size for the chunk family, bytes.
     pub chunk_write_buffer: usize,
-    /// Shared block cache, bytes.
+    /// Memtable size for each metadata family, bytes.
+    pub metadata_write_buffer: usize,
+    /// Memtables of all families together, bytes (`db_write_buffer_size`: RocksDB's write
+    /// buffer manager flushes the largest memtable once they pass it); 0 for no limit.
+    pub all_write_buffers: usize,
+    /// Shared block cache, bytes. Index and filter blocks are kept in it too (level-0 ones
+    /// pinned), so the memory they take stays within it however large the store grows.
     pub block_cache: usize,
     /// Write table and blob files with O_DIRECT (flushes and compactions), where the store's
     /// filesystem allows it.
     pub direct_writes: bool,
 }
 
-impl Default for RocksTuning {
-    fn default() -> Self {
+impl RocksTuning {
+    /// Tuning for `memtables` bytes of memtables in all (the chunk family's may take half of
+    /// it, each metadata family's a quarter; the write buffer manager keeps their sum near
+    /// `memtables`) and a block cache of `block_cache` bytes.
+    pub fn with_memory(memtables: usize, block_cache: usize) -> RocksTuning {
         RocksTuning {
             blob_files: true,
-            chunk_write_buffer: 64 << 20,
-            block_cache: 64 << 20,
+            chunk_write_buffer: (memtables / 2).max(MIN_WRITE_BUFFER),
+            metadata_write_buffer: (memtables / 4).max(MIN_WRITE_BUFFER),
+            all_write_buffers: memtables.max(MIN_WRITE_BUFFER),
+            block_cache,
             direct_writes: true,
         }
     }
 }
 
+/// The smallest memtable worth having (RocksDB itself refuses less than 64 KiB).
+const MIN_WRITE_BUFFER: usize = 1 << 20;
+
+impl Default for RocksTuning {
+    /// The shares of sealvol's default memory budget (256 MiB; see `sealvol-volume`'s budget).
+    fn default() -> Self {
+        RocksTuning::with_memory(32 << 20, 8 << 20)
+    }
+}
+
 pub struct RocksEngine {
     db: DB,
+    /// The block cache every family shares.
+    cache: rocksdb::Cache,
     path: PathBuf,
     /// Set by the first failed write: RocksDB must not be asked to write or sync again (Debian's
     /// build aborts the process on a sync after a failed write), so later writes fail cleanly.
@@ -138,15 +161,24 @@ impl RocksEngine {
         // A torn last record (power loss mid-write) is dropped; damage anywhere else in the
         // write-ahead log refuses to open, instead of silently rolling back to an older state.
         db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        if tuning.all_write_buffers > 0 {
+            db_opts.set_db_write_buffer_size(tuning.all_write_buffers);
+        }
         let cache = rocksdb::Cache::new_lru_cache(tuning.block_cache);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             let mut bo = BlockBasedOptions::default();
             bo.set_block_cache(&cache);
+            // Index and filter blocks in the cache, within its budget, instead of held by each
+            // open table file beside it (memory that grew with the store).
+            bo.set_cache_index_and_filter_blocks(true);
+            bo.set_pin_l0_filter_and_index_blocks_in_cache(true);
             if *cf != Cf::Chunks && *cf != Cf::Log {
                 bo.set_bloom_filter(10.0, false);
             }
             o.set_block_based_table_factory(&bo);
+            o.set_max_write_buffer_number(2);
+            o.set_write_buffer_size(tuning.metadata_write_buffer);
             if *cf == Cf::Chunks {
                 o.set_write_buffer_size(tuning.chunk_write_buffer);
                 if tuning.blob_files {
@@ -164,6 +196,7 @@ impl RocksEngine {
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| map_err(path, e))?;
         Ok(RocksEngine {
             db,
+            cache,
             path: path.to_path_buf(),
             failed: Mutex::new(None),
             space: Mutex::new((std::time::Instant::now(), 0, 0)),
@@ -405,6 +438,18 @@ impl Engine for RocksEngine {
         }
         gc("false").map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    fn memory(&self) -> Option<EngineMemory> {
+        // Every column family's memtables (the `cur-size-all-mem-tables` property covers only
+        // the default family, which sealvol does not use).
+        let m =
+            rocksdb::perf::get_memory_usage_stats(Some(&[&self.db]), Some(&[&self.cache])).ok()?;
+        Some(EngineMemory {
+            memtables: m.mem_table_total,
+            block_cache: m.cache_total,
+            table_readers: m.mem_table_readers_total,
+        })
     }
 
     fn disk_bytes(&self) -> Result<u64, StoreError> {

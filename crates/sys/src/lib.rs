@@ -1,0 +1,18 @@
+//! What safe Rust cannot do, in one small crate to audit: the rest of the workspace forbids
+//! `unsafe` (`unsafe_code = "forbid"`), and this crate keeps each unsafe operation in a block of
+//! its own with the reason it is sound.
+//!
+//! - [`LockedKey`]: 32 bytes of key material in a page locked into RAM (`mlock`, so it never
+//!   reaches swap) and left out of core dumps (`MADV_DONTDUMP`), zeroized when dropped. Keys share
+//!   pages, so a mount locks a page or two, not its whole memory.
+//! - [`release_free_memory`], [`limit_malloc_arenas`] and [`allocator_stats`]: glibc's
+//!   `malloc_trim(0)`, `mallopt(M_ARENA_MAX, n)` and `mallinfo2()`, so that a mount's allocator
+//!   keeps less memory it does not use, gives it back when idle, and says how much it keeps.
+//!
+//! It knows nothing of sealvol's formats, files or keys' meaning.
+
+mod locked;
+mod malloc;
+
+pub use locked::LockedKey;
+pub use malloc::{allocator_stats, limit_malloc_arenas, release_free_memory, AllocatorStats};
