@@ -123,6 +123,11 @@ check "inspect shows Status" bash -c "docker volume inspect vola --format '{{jso
 docker run -d --network none --label sealvol-test --name svt-c -v vola:/data "$img" sleep 600 >/dev/null
 check "cache-size reaches the volume's mount process" bash -c "pgrep -af 'sealvol mount' | grep -- '--cache-size 32M' | grep -q '/vola/'"
 docker rm -f svt-c >/dev/null 2>&1
+check "create with a memory budget" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o memory=128M memvol
+docker run -d --network none --label sealvol-test --name svt-m -v memvol:/data "$img" sleep 600 >/dev/null
+check "inspect reports the mount's budget and resident memory while it runs" bash -c "for i in \$(seq 40); do s=\$(docker volume inspect memvol --format '{{json .Status}}'); echo \"\$s\" | grep -q '\"memory_budget_bytes\":134217728' && echo \"\$s\" | grep -q '\"memory_resident_bytes\":[1-9]' && exit 0; sleep 0.5; done; echo \"\$s\"; exit 1"
+docker rm -f svt-m >/dev/null 2>&1
+check "remove the memory-budget volume" docker volume rm memvol
 check "write through a container" run -v appdata:/data "$img" sh -c 'mkdir /data/private-plans && echo SEALVOL-DOCKER-MARKER-42 > /data/private-plans/top-secret-name.txt && sync'
 check "inspect reports sizes after use" bash -c "docker volume inspect appdata --format '{{json .Status}}' | grep -q '\"files\":1'"
 leak=$(grep -r -a -l -E 'SEALVOL-DOCKER-MARKER-42|top-secret-name|private-plans|correct horse' "$state" "$run" 2>/dev/null || true)
@@ -187,7 +192,7 @@ check "compose down -v removes the volume" bash -c "cd $work/compose && docker-c
 # 5. Bad input: a clear error in the docker CLI, and the volume intact ------------------------
 refuses "no key option and no default" "no key for volume" docker volume create -d sealvol nokey
 refuses "passphrase= is refused" "refusing option \"passphrase\".*passphrase-file" docker volume create -d sealvol -o passphrase=hunter2 leaky
-refuses "unknown option lists the valid ones" "unknown option \"colour\"; valid options: passphrase-file, keyfile, chunk-size, cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o colour=blue oddvol
+refuses "unknown option lists the valid ones" "unknown option \"colour\"; valid options: passphrase-file, keyfile, chunk-size, memory, cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o colour=blue oddvol
 refuses "bad cache-size" "invalid cache-size \"lots\"" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o cache-size=lots badcache
 refuses "world-readable key file" "readable by group or others.*chmod 600" docker volume create -d sealvol -o keyfile="$work/keys/open.key" openkey
 refuses "missing key file" "cannot read .*/nonexistent.key" docker volume create -d sealvol -o keyfile=/nonexistent.key missing
