@@ -139,7 +139,7 @@ fn serve(
     let vol = Arc::new(vol);
     let fs = SealFs::new(vol.clone(), store);
     let notifier = fs.notifier_slot();
-    let requests = fs.requests();
+    let (requests, writes) = (fs.requests(), fs.writes());
     let cfg = SealFs::config(store, opts.threads);
     // Resolved before mounting: afterwards, resolving it would ask this very filesystem.
     let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
@@ -151,6 +151,7 @@ fn serve(
         vol.clone(),
         &HousekeepingConfig {
             requests: Some(requests),
+            writes: Some(writes),
             ..HousekeepingConfig::new(opts.stats_file.map(Path::to_path_buf), memory)
         },
     )?;

@@ -545,6 +545,47 @@ fn small_random_reads_return_the_right_bytes_and_log_no_damage() {
     );
 }
 
+#[test]
+fn the_cache_borrows_while_nothing_is_written_and_an_idle_mount_gives_memory_back() {
+    // The mount's stats file says what its memory is doing: after 2 s without a write the
+    // plaintext cache may borrow the write path's share (96 MiB at the default budget), and
+    // after 10 s without any request the loan ends and the cache shrinks to an eighth.
+    let f = Fixture::new();
+    let stats = f.dir.path().join("stats.json");
+    ok(&f.keyed(
+        "mount",
+        &["--stats-file", Fixture::s(&stats), Fixture::s(&f.mnt)],
+    ));
+    std::fs::write(f.m("a"), vec![7u8; 4 << 20]).unwrap();
+    let memory = || -> serde_json::Value {
+        let bytes = std::fs::read(&stats).unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()["memory"].clone()
+    };
+    let n = |m: &serde_json::Value, k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m}"));
+    let until = |what: &str, cond: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+        loop {
+            let m = memory();
+            if m.is_object() && cond(&m) {
+                return m;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {m}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let m = until("the cache borrows", &|m| n(m, "cache_loan_bytes") > 0);
+    assert_eq!(n(&m, "budget_bytes"), 256 << 20, "{m}");
+    assert!(n(&m, "cache_loan_bytes") <= 96 << 20, "{m}");
+    assert!(n(&m, "resident_bytes") <= n(&m, "budget_bytes"), "{m}");
+    // Idle: no loan, and the cache within an eighth of its 40 MiB share.
+    let m = until("idle", &|m| n(m, "cache_loan_bytes") == 0);
+    assert!(n(&m, "cache_bytes") <= 5 << 20, "{m}");
+    if is_root() {
+        assert!((4096..=64 << 10).contains(&n(&m, "locked_bytes")), "{m}");
+    }
+    f.umount();
+}
+
 fn is_root() -> bool {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)

@@ -150,6 +150,8 @@ pub struct SealFs {
     notifier: Arc<OnceLock<Notifier>>,
     /// Requests served so far (see [`SealFs::requests`]).
     requests: Arc<AtomicU64>,
+    /// Write requests served so far (see [`SealFs::writes`]).
+    writes: Arc<AtomicU64>,
 }
 
 impl SealFs {
@@ -159,7 +161,14 @@ impl SealFs {
             store_dir: store_dir.to_path_buf(),
             notifier: Arc::new(OnceLock::new()),
             requests: Arc::default(),
+            writes: Arc::default(),
         }
+    }
+
+    /// A counter of the write requests served: the mount's housekeeping lends the plaintext
+    /// cache the write path's memory while it stands still (each write takes it back first).
+    pub fn writes(&self) -> Arc<AtomicU64> {
+        self.writes.clone()
     }
 
     /// A counter of the requests served, every one but `statfs` (which liveness checks send
@@ -535,6 +544,10 @@ impl Filesystem for SealFs {
         reply: ReplyWrite,
     ) {
         self.busy();
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        // Memory the plaintext cache borrowed while nothing was written goes back to the write
+        // path before it buffers anything.
+        self.vol.repay_cache_loan();
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
             match self.vol.kill_suidgid(ino.0) {
                 // The write's reply refreshes the kernel's size and times, not the mode, which

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sealvol_volume::{MemorySplit, Volume};
 
-use crate::memory::{meminfo, Governor, MemoryReport, ProcessMemory, IDLE_AFTER};
+use crate::memory::{meminfo, Governor, MemoryReport, ProcessMemory, Reading, IDLE_AFTER};
 use crate::MountError;
 
 /// Periods and targets of a volume's housekeeping.
@@ -37,6 +37,11 @@ pub struct HousekeepingConfig {
     /// Grows with every request the volume serves (`SealFs::requests`); without it the volume
     /// never counts as idle.
     pub requests: Option<Arc<AtomicU64>>,
+    /// Grows with every write request (`SealFs::writes`); without it the plaintext cache never
+    /// borrows the write path's memory.
+    pub writes: Option<Arc<AtomicU64>>,
+    /// What the plaintext cache may borrow while nothing is written (see [`crate::memory`]).
+    pub cache_loan: usize,
     /// How long without a request before the volume is idle (see [`crate::memory`]).
     pub idle_after: Duration,
     pub purge_every: Duration,
@@ -52,6 +57,8 @@ impl HousekeepingConfig {
             memory_budget: memory.total,
             cache_budget: memory.cache,
             requests: None,
+            writes: None,
+            cache_loan: memory.cache_loan,
             idle_after: IDLE_AFTER,
             purge_every: Duration::from_millis(20),
             stats_every: Duration::from_secs(2),
@@ -170,13 +177,22 @@ impl Housekeeping {
             })?;
         }
         let v = vol.clone();
-        let requests = cfg.requests.clone();
-        let full = cfg.cache_budget;
+        let (requests, writes) = (cfg.requests.clone(), cfg.writes.clone());
+        let (full, loan) = (cfg.cache_budget, cfg.cache_loan);
         let budget_bytes = cfg.memory_budget as u64;
         let mut governor = Governor::new(full, cfg.idle_after, Instant::now());
         h.every("memory", cfg.memory_every, move || {
-            let served = requests.as_ref().map(|r| r.load(Ordering::Relaxed));
-            let d = governor.observe(meminfo(), served, Instant::now());
+            let d = governor.observe(Reading {
+                host: meminfo(),
+                requests: requests.as_ref().map(|r| r.load(Ordering::Relaxed)),
+                writes: writes.as_ref().map(|w| w.load(Ordering::Relaxed)),
+                dirty: v.buffered_bytes() > 0,
+                now: Instant::now(),
+            });
+            // A loan ends first, so that what it frees is given back below.
+            if d.lend == Some(false) {
+                v.lend_cache(0);
+            }
             if let Some(budget) = d.cache_budget {
                 tracing::info!(budget, idle = d.went_idle, "plaintext cache budget changed");
                 v.set_cache_size(budget);
@@ -190,10 +206,17 @@ impl Housekeeping {
             // What the cache, the memtables and finished write-outs freed goes back to the
             // system, instead of staying in the allocator's arenas: when the volume goes idle,
             // when the cache shrinks, and while the process holds more than its budget.
-            let over = ProcessMemory::of_this_process()
-                .is_some_and(|m| m.resident > budget_bytes - budget_bytes / 16);
+            let ceiling = budget_bytes - budget_bytes / 16;
+            let over = ProcessMemory::of_this_process().is_some_and(|m| m.resident > ceiling);
             if d.went_idle || d.cache_budget.is_some_and(|b| b < full) || over {
                 sealvol_sys::release_free_memory();
+            }
+            // As much of the loan as the process has room for under its ceiling.
+            if d.lend == Some(true) && loan > 0 && full > 0 {
+                sealvol_sys::release_free_memory();
+                let resident = ProcessMemory::of_this_process().map_or(u64::MAX, |m| m.resident);
+                let room = usize::try_from(ceiling.saturating_sub(resident)).unwrap_or(0);
+                v.lend_cache(loan.min(room));
             }
             ControlFlow::Continue(())
         })?;

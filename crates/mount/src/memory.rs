@@ -8,6 +8,10 @@
 //!   eighth too, the RocksDB memtables are flushed, and the allocator's free memory goes back
 //!   to the system (`malloc_trim`); the next request brings the budget back.
 //!
+//! - **writes**: after [`LEND_AFTER`] without a write request, with nothing left buffered, the
+//!   plaintext cache may borrow the write buffers' and memtables' shares (if the process has
+//!   room for them); the next write takes them back before it buffers anything.
+//!
 //! Without the trim, buffers freed after a burst of writes stay resident in glibc's arenas
 //! (docs/benchmarks.md, "Memory").
 
@@ -49,8 +53,10 @@ pub struct MemoryReport {
     pub resident_bytes: u64,
     pub peak_bytes: u64,
     pub locked_bytes: u64,
-    /// The plaintext cache, with its bookkeeping.
+    /// The plaintext cache, with its bookkeeping, and what it has borrowed from the write path
+    /// (see [`LEND_AFTER`]).
     pub cache_bytes: u64,
+    pub cache_loan_bytes: u64,
     /// Written data buffered in open files, not yet handed to a write-out.
     pub write_buffer_bytes: u64,
     /// RocksDB's memtables, block cache and table readers (0 if the engine does not say).
@@ -74,6 +80,7 @@ impl MemoryReport {
             peak_bytes: process.peak,
             locked_bytes: process.locked,
             cache_bytes: vol.cached_bytes() as u64,
+            cache_loan_bytes: vol.cache_loan() as u64,
             write_buffer_bytes: vol.buffered_bytes() as u64,
             memtable_bytes: engine.memtables,
             block_cache_bytes: engine.block_cache,
@@ -105,6 +112,20 @@ pub(crate) fn meminfo() -> Option<(u64, u64)> {
     ))
 }
 
+/// What the governor sees on one tick.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reading {
+    /// The host's (MemTotal, MemAvailable); `None` if unknown.
+    pub(crate) host: Option<(u64, u64)>,
+    /// Requests served so far; `None` if not counted (the volume is then never idle).
+    pub(crate) requests: Option<u64>,
+    /// Write requests served so far; `None` if not counted (nothing is then ever lent).
+    pub(crate) writes: Option<u64>,
+    /// Whether written data is buffered, not yet written out.
+    pub(crate) dirty: bool,
+    pub(crate) now: Instant,
+}
+
 /// What the governor decided on one reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Decision {
@@ -112,10 +133,12 @@ pub(crate) struct Decision {
     pub(crate) cache_budget: Option<usize>,
     /// The volume has just become idle: flush memtables and give free memory back.
     pub(crate) went_idle: bool,
+    /// Start lending the cache the write path's memory (`Some(true)`), or stop (`Some(false)`).
+    pub(crate) lend: Option<bool>,
 }
 
-/// The plaintext cache's budget from the host's memory and the volume's activity (see the
-/// module documentation).
+/// The plaintext cache's budget and loan from the host's memory and the volume's activity (see
+/// the module documentation).
 pub(crate) struct Governor {
     budget: usize,
     short: bool,
@@ -123,6 +146,9 @@ pub(crate) struct Governor {
     requests: u64,
     quiet_since: Instant,
     idle_after: Duration,
+    writes: u64,
+    writes_quiet_since: Instant,
+    lent: bool,
 }
 
 impl Governor {
@@ -134,6 +160,9 @@ impl Governor {
             requests: 0,
             quiet_since: now,
             idle_after,
+            writes: 0,
+            writes_quiet_since: now,
+            lent: false,
         }
     }
 
@@ -145,16 +174,9 @@ impl Governor {
         }
     }
 
-    /// One reading: the host's memory (`None` if unknown), the volume's request count (`None`
-    /// if not counted: never idle), the time.
-    pub(crate) fn observe(
-        &mut self,
-        host: Option<(u64, u64)>,
-        requests: Option<u64>,
-        now: Instant,
-    ) -> Decision {
+    pub(crate) fn observe(&mut self, r: Reading) -> Decision {
         let before = self.current();
-        if let Some((total, available)) = host {
+        if let Some((total, available)) = r.host {
             self.short = if self.short {
                 available < total / 4
             } else {
@@ -162,32 +184,60 @@ impl Governor {
             };
         }
         let mut went_idle = false;
-        if requests.is_none_or(|r| r != self.requests) {
-            self.requests = requests.unwrap_or(self.requests);
-            self.quiet_since = now;
+        if r.requests.is_none_or(|n| n != self.requests) {
+            self.requests = r.requests.unwrap_or(self.requests);
+            self.quiet_since = r.now;
             self.idle = false;
-        } else if !self.idle && now.duration_since(self.quiet_since) >= self.idle_after {
+        } else if !self.idle && r.now.duration_since(self.quiet_since) >= self.idle_after {
             self.idle = true;
             went_idle = true;
         }
+        if r.writes.is_none_or(|n| n != self.writes) {
+            // A write ended any loan already (it repays before it buffers).
+            self.writes = r.writes.unwrap_or(self.writes);
+            self.writes_quiet_since = r.now;
+            self.lent = false;
+        }
+        let may_lend = r.writes.is_some()
+            && !r.dirty
+            && !self.short
+            && !self.idle
+            && r.now.duration_since(self.writes_quiet_since) >= LEND_AFTER;
+        let lend = (may_lend != self.lent).then_some(may_lend);
+        self.lent = may_lend;
         let after = self.current();
         Decision {
             cache_budget: (after != before).then_some(after),
             went_idle,
+            lend,
         }
     }
 }
 
+/// After this long without a write (and nothing left buffered), the plaintext cache may borrow
+/// the write path's memory.
+pub const LEND_AFTER: Duration = Duration::from_secs(2);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reading(host: Option<(u64, u64)>, requests: u64, now: Instant) -> Reading {
+        Reading {
+            host,
+            requests: Some(requests),
+            writes: None,
+            dirty: false,
+            now,
+        }
+    }
 
     #[test]
     fn cache_budget_follows_host_memory_with_hysteresis() {
         let t = Instant::now();
         let mut g = Governor::new(800, Duration::from_secs(3600), t);
         let at = |g: &mut Governor, avail: u64, requests: u64| {
-            g.observe(Some((1000, avail)), Some(requests), t)
+            g.observe(reading(Some((1000, avail)), requests, t))
                 .cache_budget
         };
         assert_eq!(at(&mut g, 500, 1), None, "plenty: unchanged");
@@ -215,34 +265,85 @@ mod tests {
         let s = Duration::from_secs;
         let mut g = Governor::new(800, s(10), t0);
         let plenty = Some((1000, 900));
-        let d = g.observe(plenty, Some(5), t0 + s(1));
+        let d = g.observe(reading(plenty, 5, t0 + s(1)));
         assert_eq!((d.cache_budget, d.went_idle), (None, false), "busy");
-        let d = g.observe(plenty, Some(5), t0 + s(10));
+        let d = g.observe(reading(plenty, 5, t0 + s(10)));
         assert_eq!((d.cache_budget, d.went_idle), (None, false), "quiet 9 s");
-        let d = g.observe(plenty, Some(5), t0 + s(11));
+        let d = g.observe(reading(plenty, 5, t0 + s(11)));
         assert_eq!(
             (d.cache_budget, d.went_idle),
             (Some(100), true),
             "quiet 10 s: idle"
         );
-        let d = g.observe(plenty, Some(5), t0 + s(60));
+        let d = g.observe(reading(plenty, 5, t0 + s(60)));
         assert_eq!((d.cache_budget, d.went_idle), (None, false), "idle once");
         // Short of memory while idle: already an eighth.
-        let d = g.observe(Some((1000, 50)), Some(5), t0 + s(61));
+        let d = g.observe(reading(Some((1000, 50)), 5, t0 + s(61)));
         assert_eq!(d.cache_budget, None);
-        let d = g.observe(Some((1000, 900)), Some(6), t0 + s(62));
+        let d = g.observe(reading(Some((1000, 900)), 6, t0 + s(62)));
         assert_eq!(
             (d.cache_budget, d.went_idle),
             (Some(800), false),
             "a request and plenty of memory: the whole budget"
         );
         // Without /proc/meminfo, activity alone decides.
-        let d = g.observe(None, Some(6), t0 + s(72));
+        let d = g.observe(reading(None, 6, t0 + s(72)));
         assert_eq!((d.cache_budget, d.went_idle), (Some(100), true));
         // Without a request count, never idle.
         let mut g = Governor::new(800, s(10), t0);
-        let d = g.observe(plenty, None, t0 + s(3600));
+        let d = g.observe(Reading {
+            requests: None,
+            ..reading(plenty, 0, t0 + s(3600))
+        });
         assert_eq!((d.cache_budget, d.went_idle), (None, false));
+    }
+
+    #[test]
+    fn the_cache_borrows_while_nothing_is_written_and_not_while_idle_or_short() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut g = Governor::new(800, Duration::from_secs(10), t0);
+        let plenty = Some((1000, 900));
+        let at = |requests: u64, writes: u64, dirty: bool, after: Duration| Reading {
+            host: plenty,
+            requests: Some(requests),
+            writes: Some(writes),
+            dirty,
+            now: t0 + after,
+        };
+        assert_eq!(g.observe(at(1, 1, true, ms(500))).lend, None, "writing");
+        assert_eq!(
+            g.observe(at(2, 1, true, ms(3000))).lend,
+            None,
+            "data still buffered"
+        );
+        assert_eq!(
+            g.observe(at(3, 1, false, ms(3000))).lend,
+            Some(true),
+            "no write for 2 s, nothing buffered: lend"
+        );
+        assert_eq!(g.observe(at(4, 1, false, ms(4000))).lend, None, "lent once");
+        // A write ended the loan itself; lent again after another quiet spell.
+        assert_eq!(g.observe(at(5, 2, true, ms(5000))).lend, None);
+        assert_eq!(g.observe(at(6, 2, false, ms(7000))).lend, Some(true));
+        // Idle: the cache shrinks, and the loan ends.
+        let d = g.observe(at(6, 2, false, ms(17_000)));
+        assert_eq!((d.went_idle, d.lend), (true, Some(false)));
+        // Used again (reads only): lent again.
+        assert_eq!(g.observe(at(7, 2, false, ms(18_000))).lend, Some(true));
+        // The host short of memory: no loan.
+        let d = g.observe(Reading {
+            host: Some((1000, 50)),
+            ..at(8, 2, false, ms(19_000))
+        });
+        assert_eq!((d.cache_budget, d.lend), (Some(100), Some(false)));
+        // Writes not counted: never lent.
+        let mut g = Governor::new(800, Duration::from_secs(10), t0);
+        let d = g.observe(Reading {
+            writes: None,
+            ..at(1, 0, false, ms(60_000))
+        });
+        assert_eq!(d.lend, None);
     }
 
     #[test]

@@ -458,37 +458,10 @@ impl Driver {
             name: name.clone(),
             detail: e.to_string(),
         })?;
-        // Checked at create; a table edited by hand since is refused here.
-        let memory = match rec.options.get("memory") {
-            Some(m) => m.parse::<MemoryBudget>()?,
-            None => MemoryBudget::DEFAULT,
-        };
-        let cache_size = match rec.options.get("cache-size") {
-            Some(c) => {
-                let c = sealvol_volume::parse_size(c)
-                    .ok_or_else(|| DriverError::BadCacheSize(c.clone()))?;
-                // Volumes created before memory budgets may ask for more cache than the budget
-                // leaves it (the default used to be 256M): they get their share, not a failed
-                // mount.
-                let share = memory.split().cache as u64;
-                if c > share {
-                    tracing::warn!(
-                        volume = %name,
-                        cache_size = c,
-                        share,
-                        "cache-size exceeds the plaintext cache's share of the memory budget; using the share (set -o memory= higher to keep the cache)"
-                    );
-                }
-                Some(c.min(share))
-            }
-            None => None,
-        };
         let cmd = MountCommand {
-            memory: rec.options.get("memory").map(|_| memory.bytes()),
-            cache_size,
             stats_file: Some(self.stats_path(name)),
             log_file: Some(self.log_path(name)),
-            ..MountCommand::new(self.cfg.exe.clone(), self.store_dir(name), mp)
+            ..mount_command(rec, self.cfg.exe.clone(), self.store_dir(name), mp)?
         };
         cmd.spawn(&secret, self.cfg.mount_timeout)
             .map(drop)
@@ -648,6 +621,44 @@ impl Driver {
     }
 }
 
+/// The mount process for the volume `rec`, its memory options from the volume's options.
+/// Checked at create; a table edited by hand since is refused here. A volume created before
+/// memory budgets may ask for more cache than its budget leaves the cache (the default used to
+/// be 256M): it gets the share, with a warning, not a failed mount.
+fn mount_command(
+    rec: &VolumeRecord,
+    exe: PathBuf,
+    store: PathBuf,
+    mountpoint: PathBuf,
+) -> Result<MountCommand> {
+    let memory = match rec.options.get("memory") {
+        Some(m) => m.parse::<MemoryBudget>()?,
+        None => MemoryBudget::DEFAULT,
+    };
+    let cache_size = match rec.options.get("cache-size") {
+        Some(c) => {
+            let c = sealvol_volume::parse_size(c)
+                .ok_or_else(|| DriverError::BadCacheSize(c.clone()))?;
+            let share = memory.split().cache as u64;
+            if c > share {
+                tracing::warn!(
+                    volume = %rec.name,
+                    cache_size = c,
+                    share,
+                    "cache-size exceeds the plaintext cache's share of the memory budget; using the share (set -o memory= higher to keep the cache)"
+                );
+            }
+            Some(c.min(share))
+        }
+        None => None,
+    };
+    Ok(MountCommand {
+        memory: rec.options.get("memory").map(|_| memory.bytes()),
+        cache_size,
+        ..MountCommand::new(exe, store, mountpoint)
+    })
+}
+
 /// Crypto-shred: overwrite the key header with random bytes and sync before deleting, so the
 /// wrapped master key is gone from the file's blocks.
 fn shred_key_header(store: &Path) -> std::io::Result<()> {
@@ -725,6 +736,38 @@ mod tests {
             let e = d.create(name, opts).unwrap_err().to_string();
             assert!(e.len() < 1024, "{} bytes: {e:.200}", e.len());
         }
+    }
+
+    #[test]
+    fn memory_options_reach_the_mount_command_and_an_old_cache_size_gets_its_share() {
+        let rec = |opts: &[(&str, &str)]| VolumeRecord {
+            name: "v".into(),
+            created_unix: 0,
+            key: KeySource::Keyfile { path: "/k".into() },
+            chunk_size: ChunkSize::DEFAULT,
+            options: opts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            mount_ids: Default::default(),
+        };
+        let cmd = |opts: &[(&str, &str)]| {
+            mount_command(&rec(opts), "/x".into(), "/s".into(), "/m".into())
+                .map(|c| (c.memory, c.cache_size))
+        };
+        assert_eq!(cmd(&[]).unwrap(), (None, None), "the binary's defaults");
+        assert_eq!(
+            cmd(&[("memory", "1G"), ("cache-size", "64M")]).unwrap(),
+            (Some(1 << 30), Some(64 << 20))
+        );
+        // Made before budgets with the old default cache: the default budget's share (40M).
+        assert_eq!(
+            cmd(&[("cache-size", "256M")]).unwrap(),
+            (None, Some(40 << 20))
+        );
+        // Edited by hand since: refused, with the accepted range.
+        let e = cmd(&[("memory", "1M")]).unwrap_err().to_string();
+        assert!(e.contains("64M to 64G"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! | overhead | 7B/16, at least 32 MiB | 112 MiB | code, thread stacks, FUSE request buffers, decoded-record caches, allocator slack |
 //! | plaintext cache | the rest | 40 MiB | verified plaintext by chunk address |
 //!
+//! While nothing is written, the write buffers and memtables hold next to nothing, and the
+//! plaintext cache may borrow their shares ([`MemorySplit::cache_loan`]: 96 MiB at the default,
+//! so 136 MiB of cache): the mount's housekeeping lends them after a few seconds without a
+//! write, if the process has room, and the next write takes them back before it buffers
+//! anything (evicting at once). Random reads of a 128 MiB file then stay in the cache.
+//!
 //! The overhead share is what measurements asked for: a fresh mount is 17 to 34 MiB resident,
 //! and during a long sequential write glibc's arenas hold 60 to 110 MiB of freed buffers not
 //! yet reused (the mount limits glibc to two arenas and trims them whenever the process holds
@@ -105,6 +111,7 @@ impl MemoryBudget {
                 .clamp(MIN_FLUSH_THRESHOLD, DEFAULT_FLUSH_THRESHOLD),
             buffer_budget: write_buffers / 2,
             cache,
+            cache_loan: write_buffers + memtables,
             overhead,
         }
     }
@@ -166,16 +173,24 @@ pub struct MemorySplit {
     pub buffer_budget: usize,
     /// The plaintext cache.
     pub cache: usize,
+    /// What the plaintext cache may borrow while nothing is written: the write buffers' and
+    /// memtables' shares.
+    pub cache_loan: usize,
     /// Code, stacks, request buffers, decoded-record caches and allocator slack.
     pub overhead: usize,
 }
 
 impl MemorySplit {
     /// The split with the plaintext cache set to `bytes` (`--cache-size`, plugin option
-    /// `cache-size`): smaller than its share leaves the rest unused; larger is refused.
+    /// `cache-size`): smaller than its share leaves the rest unused, and the cache borrows
+    /// nothing (a size given is a size meant); larger is refused.
     pub fn with_cache_size(self, bytes: u64) -> Result<MemorySplit, CacheOverBudget> {
         match usize::try_from(bytes) {
-            Ok(c) if c <= self.cache => Ok(MemorySplit { cache: c, ..self }),
+            Ok(c) if c <= self.cache => Ok(MemorySplit {
+                cache: c,
+                cache_loan: 0,
+                ..self
+            }),
             _ => Err(CacheOverBudget {
                 cache: format_size(bytes),
                 budget: format_size(self.total as u64),
@@ -246,6 +261,8 @@ mod tests {
         let d = MemoryBudget::DEFAULT.split();
         assert_eq!(d.with_cache_size(0).unwrap().cache, 0);
         assert_eq!(d.with_cache_size(40 << 20).unwrap().cache, 40 << 20);
+        assert_eq!(d.cache_loan, 96 << 20);
+        assert_eq!(d.with_cache_size(40 << 20).unwrap().cache_loan, 0);
         let e = d.with_cache_size(256 << 20).unwrap_err().to_string();
         assert!(
             e.contains("256M") && e.contains("40M") && e.contains("raise the memory budget"),

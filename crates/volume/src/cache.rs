@@ -46,6 +46,9 @@ struct Inner {
 /// The plaintext cache (see the module documentation).
 pub(crate) struct PlainCache {
     budget: AtomicUsize,
+    /// Bytes the cache may hold beyond its budget for now: memory lent by the write path while
+    /// nothing is written, taken back at the next write (see [`PlainCache::repay`]).
+    loan: AtomicUsize,
     inner: Mutex<Inner>,
 }
 
@@ -56,15 +59,46 @@ impl PlainCache {
     pub(crate) fn new(budget: usize) -> Self {
         PlainCache {
             budget: AtomicUsize::new(budget),
+            loan: AtomicUsize::new(0),
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    /// What the cache may hold now: its budget and the loan.
+    fn limit(&self) -> usize {
+        self.budget
+            .load(Ordering::Relaxed)
+            .saturating_add(self.loan.load(Ordering::Relaxed))
     }
 
     /// Change the budget; shrinking evicts at once.
     pub(crate) fn set_budget(&self, budget: usize) {
         self.budget.store(budget, Ordering::Relaxed);
         let mut g = self.inner.lock();
-        Self::evict(&mut g, budget);
+        Self::evict(&mut g, self.limit());
+    }
+
+    /// Lend the cache `bytes` beyond its budget (0 ends a loan, evicting at once).
+    pub(crate) fn lend(&self, bytes: usize) {
+        self.loan.store(bytes, Ordering::Relaxed);
+        let mut g = self.inner.lock();
+        Self::evict(&mut g, self.limit());
+    }
+
+    /// Bytes lent now.
+    pub(crate) fn loan(&self) -> usize {
+        self.loan.load(Ordering::Relaxed)
+    }
+
+    /// End the loan, if any, evicting down to the budget at once; true if there was one. Cheap
+    /// when there is none (one atomic load): meant to be called before every write.
+    pub(crate) fn repay(&self) -> bool {
+        if self.loan.load(Ordering::Relaxed) == 0 || self.loan.swap(0, Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut g = self.inner.lock();
+        Self::evict(&mut g, self.limit());
+        true
     }
 
     /// Bytes held, bookkeeping included.
@@ -128,7 +162,7 @@ impl PlainCache {
     }
 
     fn put(&self, addr: ChunkAddr, part: Part, data: Plain) {
-        let budget = self.budget.load(Ordering::Relaxed);
+        let budget = self.limit();
         let size = data.len() + ENTRY_OVERHEAD;
         if size > budget / 4 {
             return; // one entry never takes over the cache
@@ -214,5 +248,32 @@ mod tests {
         c.set_budget(0);
         assert_eq!(c.bytes(), 0);
         assert!(c.range(&addr(99), SEGMENT, 0..1).is_none());
+    }
+
+    #[test]
+    fn a_loan_lets_the_cache_grow_until_repaid() {
+        let entry = SEGMENT + ENTRY_OVERHEAD;
+        let c = PlainCache::new(4 * entry);
+        let seg = vec![7u8; SEGMENT];
+        assert!(!c.repay(), "nothing lent");
+        c.lend(6 * entry);
+        assert_eq!(c.loan(), 6 * entry);
+        for n in 0..20u8 {
+            c.put_segments(addr(n), 0, &seg);
+        }
+        assert_eq!(c.bytes(), 10 * entry, "budget and loan");
+        assert!(c.repay());
+        assert_eq!(
+            (c.bytes(), c.loan()),
+            (4 * entry, 0),
+            "back within the budget at once"
+        );
+        assert!(!c.repay());
+        c.lend(2 * entry);
+        for n in 20..30u8 {
+            c.put_segments(addr(n), 0, &seg);
+        }
+        c.lend(0);
+        assert_eq!(c.bytes(), 4 * entry);
     }
 }

@@ -447,6 +447,23 @@ impl Volume {
         self.cache.bytes()
     }
 
+    /// Let the plaintext cache hold `bytes` beyond its budget until the next write (memory the
+    /// write path does not use while nothing is written; see `crate::budget`). 0 ends a loan.
+    pub fn lend_cache(&self, bytes: usize) {
+        self.cache.lend(bytes);
+    }
+
+    /// Bytes the plaintext cache has borrowed now.
+    pub fn cache_loan(&self) -> usize {
+        self.cache.loan()
+    }
+
+    /// End the plaintext cache's loan, if any, evicting down to its budget at once: call it
+    /// before a write, which needs the memory back. One atomic load when nothing is lent.
+    pub fn repay_cache_loan(&self) -> bool {
+        self.cache.repay()
+    }
+
     /// Bytes buffered by writes, in all files, not yet handed to a write-out.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered.load(std::sync::atomic::Ordering::Relaxed)
