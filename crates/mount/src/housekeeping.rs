@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | purge | 20 ms | delete the unlinked files the kernel has forgotten, many per transaction |
 //! | stats | 2 s | publish the volume's totals to the stats file (if any) |
-//! | memory | 1 s | shrink the plaintext cache to an eighth while the host is short of memory or the volume idle; on going idle, flush memtables and give free memory back (`crate::memory`) |
+//! | memory | 1 s | shrink the plaintext cache to an eighth while the host is short of memory or the volume idle (on going idle, also flush memtables and give free memory back); give free memory back while the process holds more than 15/16 of its budget; lend the cache the write path's share while nothing is written ([`crate::memory`]) |
 //! | reclaim | 60 s | trim the operation log; compact the store if it holds much more than its live data |
 //!
 //! Each task runs on its own thread (a compaction must not hold up purging), and each waits on

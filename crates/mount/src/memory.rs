@@ -1,19 +1,19 @@
 //! A mount's memory: what the process holds (for reports), and when to give memory back.
 //!
-//! The plaintext cache's budget follows two signals (the housekeeping "memory" task reads them
-//! every second):
+//! The plaintext cache's budget follows three signals (the housekeeping "memory" task reads
+//! them every second):
 //! - **the host**: when less than an eighth of its memory is available the budget drops to an
 //!   eighth; it returns when a quarter is available again;
 //! - **the volume**: when it has served no request for [`IDLE_AFTER`], the budget drops to an
 //!   eighth too, the RocksDB memtables are flushed, and the allocator's free memory goes back
-//!   to the system (`malloc_trim`); the next request brings the budget back.
-//!
+//!   to the system (`malloc_trim`); the next request brings the budget back;
 //! - **writes**: after [`LEND_AFTER`] without a write request, with nothing left buffered, the
-//!   plaintext cache may borrow the write buffers' and memtables' shares (if the process has
-//!   room for them); the next write takes them back before it buffers anything.
+//!   plaintext cache may borrow the write buffers' and memtables' shares (as much as the process
+//!   has room for); the next write takes them back before it buffers anything.
 //!
-//! Without the trim, buffers freed after a burst of writes stay resident in glibc's arenas
-//! (docs/benchmarks.md, "Memory").
+//! The task also gives the allocator's free memory back while the process holds more than
+//! 15/16 of its budget. Without these trims, buffers freed after a burst of writes stay resident
+//! in glibc's arenas (docs/benchmarks.md, "Memory").
 
 use std::time::{Duration, Instant};
 
