@@ -117,11 +117,12 @@ start_serve || exit 1
 
 # 1. create with options; ls; inspect shows Status; nothing readable in the state dir ----------
 check "create with passphrase-file" docker volume create --driver sealvol -o passphrase-file="$work/keys/app.pass" appdata
-check "create with keyfile, chunk-size and cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o chunk-size=64K -o cache-size=32M vola
+check "create with keyfile, chunk-size, memory and cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o chunk-size=64K -o memory=512M -o cache-size=32M vola
 check "ls lists both" bash -c "docker volume ls --filter driver=sealvol -q | sort | tr '\n' ' ' | grep -q 'appdata vola'"
 check "inspect shows Status" bash -c "docker volume inspect vola --format '{{json .Status}}' | grep -q '\"cipher\":\"XChaCha20-Poly1305' && docker volume inspect vola --format '{{json .Status}}' | grep -q '\"chunk_size\":65536'"
 docker run -d --network none --label sealvol-test --name svt-c -v vola:/data "$img" sleep 600 >/dev/null
-check "cache-size reaches the volume's mount process" bash -c "pgrep -af 'sealvol mount' | grep -- '--cache-size 32M' | grep -q '/vola/'"
+check "memory and cache-size reach the volume's mount process" bash -c "pgrep -af 'sealvol mount' | grep -- '--memory 536870912' | grep -- '--cache-size 33554432' | grep -q '/vola/'"
+check "inspect shows the mount's memory while mounted" bash -c "s=\$(docker volume inspect vola --format '{{json .Status}}'); echo \"\$s\" | grep -q '\"memory_budget_bytes\":536870912' && echo \"\$s\" | grep -q '\"memory_resident_bytes\":[1-9]' && echo \"\$s\" | grep -q '\"memory_locked_bytes\":'"
 docker rm -f svt-c >/dev/null 2>&1
 check "create with a memory budget" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o memory=128M memvol
 docker run -d --network none --label sealvol-test --name svt-m -v memvol:/data "$img" sleep 600 >/dev/null
@@ -194,6 +195,8 @@ refuses "no key option and no default" "no key for volume" docker volume create 
 refuses "passphrase= is refused" "refusing option \"passphrase\".*passphrase-file" docker volume create -d sealvol -o passphrase=hunter2 leaky
 refuses "unknown option lists the valid ones" "unknown option \"colour\"; valid options: passphrase-file, keyfile, chunk-size, memory, cache-size" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o colour=blue oddvol
 refuses "bad cache-size" "invalid cache-size \"lots\"" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o cache-size=lots badcache
+refuses "memory out of range" "option memory: invalid memory budget \"16M\": give a size from 64M to 64G" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o memory=16M smallmem
+refuses "cache-size over its share of the budget" "does not fit in the memory budget 256M, which leaves 40M" docker volume create -d sealvol -o keyfile="$work/keys/a.key" -o cache-size=256M bigcache
 refuses "world-readable key file" "readable by group or others.*chmod 600" docker volume create -d sealvol -o keyfile="$work/keys/open.key" openkey
 refuses "missing key file" "cannot read .*/nonexistent.key" docker volume create -d sealvol -o keyfile=/nonexistent.key missing
 check "create again with the same key is idempotent" docker volume create -d sealvol -o keyfile="$work/keys/a.key" vola
