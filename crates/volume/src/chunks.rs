@@ -22,6 +22,14 @@ impl Volume {
         )?)
     }
 
+    /// Hash and seal `plain` as a chunk that may be new to the store: (address, plaintext
+    /// length, sealed bytes), as a transaction takes it.
+    pub(crate) fn seal_new_chunk(&self, plain: &[u8]) -> Result<crate::txn::NewChunk> {
+        let tree = self.keys.chunk_addr.chunk_tree(plain);
+        let sealed = self.seal_chunk(&tree, plain)?;
+        Ok((tree.addr, plain.len() as u32, sealed))
+    }
+
     /// Authenticate, decrypt and verify a chunk against its address (re-hash): for `check`,
     /// and for chunks whose bytes come from elsewhere.
     pub(crate) fn open_chunk(

@@ -5,7 +5,7 @@
 use sealvol_store::Durability;
 
 use crate::error::Result;
-use crate::schema::{Extent, MAX_SLICES};
+use crate::schema::MAX_SLICES;
 use crate::volume::Volume;
 
 impl Volume {
@@ -30,19 +30,13 @@ impl Volume {
             return Ok(false);
         }
         let merged = self.chunk_plain(ino, index, &e)?;
-        let tree = self.keys.chunk_addr.chunk_tree(&merged);
-        let sealed = self.seal_chunk(&tree, &merged)?;
-        let (addr, len) = (tree.addr, merged.len() as u32);
+        let chunk = self.seal_new_chunk(&merged)?;
+        let addr = chunk.0;
         let mut t = self.begin();
         if t.extent(ino, index)?.as_ref() != Some(&e) {
             return Ok(false);
         }
-        t.put_extent(
-            ino,
-            index,
-            Extent::whole(addr, len),
-            vec![(addr, len, sealed)],
-        )?;
+        t.put_whole_extent(ino, index, chunk)?;
         t.commit(Durability::Process)?;
         self.cache.put_whole(addr, merged);
         Ok(true)

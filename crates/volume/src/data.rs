@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sealvol_crypto::ChunkAddr;
 use sealvol_store::Durability;
 
 use crate::cache::{plain, Plain};
@@ -381,17 +380,13 @@ impl Volume {
         let geo = self.cfg.chunk_size;
         let inode = self.read_inode(ino)?.ok_or(FsError::NotFound)?;
         // Cut the chunk that will hold the new end, before taking the commit lock.
-        let mut cut: Option<(u64, ChunkAddr, Vec<u8>, u32)> = None;
+        let mut cut: Option<(u64, crate::txn::NewChunk)> = None;
         if size < inode.size && geo.offset_in(size) != 0 {
             let index = geo.index_of(size);
             let keep = geo.offset_in(size);
             let stored = self.stored_chunk(&inode, index)?;
             if stored.len() > keep {
-                let data = &stored[..keep];
-                let tree = self.keys.chunk_addr.chunk_tree(data);
-                let addr = tree.addr;
-                let sealed = self.seal_chunk(&tree, data)?;
-                cut = Some((index, addr, sealed, keep as u32));
+                cut = Some((index, self.seal_new_chunk(&stored[..keep])?));
             }
         }
         let mut t: Txn<'_> = self.begin();
@@ -403,13 +398,8 @@ impl Volume {
             t.del_extent(ino, index)?;
         }
         holes::truncate(&mut inode.holes, new_n);
-        if let Some((index, addr, sealed, len)) = cut {
-            t.put_extent(
-                ino,
-                index,
-                Extent::whole(addr, len),
-                vec![(addr, len, sealed)],
-            )?;
+        if let Some((index, chunk)) = cut {
+            t.put_whole_extent(ino, index, chunk)?;
         }
         if new_n > old_n {
             holes::add(&mut inode.holes, old_n, new_n);

@@ -192,6 +192,12 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Point chunk `index` of `ino` at one whole chunk (sealed bytes given, in case it is new).
+    pub(crate) fn put_whole_extent(&mut self, ino: u64, index: u64, chunk: NewChunk) -> Result<()> {
+        let extent = Extent::whole(chunk.0, chunk.1);
+        self.put_extent(ino, index, extent, vec![chunk])
+    }
+
     pub(crate) fn del_extent(&mut self, ino: u64, index: u64) -> Result<()> {
         if let Some(o) = self.extent(ino, index)? {
             for s in &o.slices {
