@@ -124,10 +124,12 @@ pub enum Purpose {
     MetadataSeal,
     /// Keyed hash that turns metadata identities (inode numbers, names) into store keys.
     RecordKey,
-    /// Reserved for the multi-host sync layer: authenticating peers and log entries.
+    /// The multi-host sync layer: sealing (and so authenticating) its entries and snapshots.
     SyncAuth,
     /// Reserved for encrypted backup export.
     Export,
+    /// Keyed hash of the multi-host sync layer: entry hashes (chains) and replica record keys.
+    SyncHash,
 }
 
 impl Purpose {
@@ -139,6 +141,7 @@ impl Purpose {
             Purpose::RecordKey => "sealvol 2026-11-29 record key v1",
             Purpose::SyncAuth => "sealvol 2026-11-29 sync auth v1",
             Purpose::Export => "sealvol 2026-11-29 export v1",
+            Purpose::SyncHash => "sealvol 2026-12-02 sync hash v1",
         }
     }
 }
@@ -225,6 +228,7 @@ mod tests {
             Purpose::RecordKey,
             Purpose::SyncAuth,
             Purpose::Export,
+            Purpose::SyncHash,
         ];
         let mk = MasterKey::from_bytes(&[7u8; 32]).unwrap();
         let mut keys: Vec<[u8; 32]> = all.iter().map(|p| *mk.seal_key(*p).expose()).collect();

@@ -51,6 +51,12 @@ pub enum Domain {
     KeySlot,
     /// The list of chunks a bulk write put in the store before committing what uses them.
     Staged,
+    /// An entry of a replica's operation chain (multi-host replication).
+    SyncEntry,
+    /// A record of a replica's replicated state (tree nodes, inodes, names, versions).
+    ReplicaRecord,
+    /// A replica snapshot, authenticated as a whole.
+    Snapshot,
 }
 
 impl Domain {
@@ -66,6 +72,9 @@ impl Domain {
             Domain::Config => b"sealvol/config",
             Domain::KeySlot => b"sealvol/keyslot",
             Domain::Staged => b"sealvol/staged",
+            Domain::SyncEntry => b"sealvol/sync-entry",
+            Domain::ReplicaRecord => b"sealvol/replica-record",
+            Domain::Snapshot => b"sealvol/snapshot",
         }
     }
 }

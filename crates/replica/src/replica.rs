@@ -1,0 +1,1346 @@
+//! A replica: its own chain of entries, the chains of every other member as far as it has them
+//! (its version vector), and the state they fold into.
+//!
+//! Receiving an entry: authenticate it (sealed under the volume's sync key, bound to the volume,
+//! its origin and its sequence number), check it extends its origin's chain (dense sequence,
+//! hash of the previous entry), hold it if it comes early (a gap, an origin not yet admitted, a
+//! stamp too far in the future), refuse it if it contradicts what is known (a fork, a removed
+//! member), and fold it: undo the operations that sort after it, apply it, redo them; all in one
+//! atomic batch with the entry itself and the new chain head.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use sealvol_crypto::Domain;
+use sealvol_store::{Cf, Durability, Engine, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{apply, Applied, Member};
+use crate::error::{corrupt, Error, Result};
+use crate::ids::{Hlc, NodeId, OpId, ReplicaId};
+use crate::op::{ChunkRef, Kind, Op, Victim};
+use crate::state::{
+    decode, encode, InodeRec, NameRec, NodeRec, RefRec, ReplicaKeys, Table, Tx, UndoItem,
+};
+
+/// Wall-clock milliseconds, injected so that simulations can skew and step it.
+pub trait WallClock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemWallClock;
+
+impl WallClock for SystemWallClock {
+    fn now_ms(&self) -> u64 {
+        #[allow(clippy::disallowed_methods)]
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        d.as_millis() as u64
+    }
+}
+
+/// An entry as it travels and is stored: sealed; origin and sequence number in the clear (they
+/// are bound into the seal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEntry {
+    pub origin: ReplicaId,
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct EntryBody {
+    prev: [u8; 32],
+    hlc: Hlc,
+    op: Op,
+}
+
+/// The newest entry of an origin's chain that a replica has applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    pub hlc: Hlc,
+}
+
+/// Per origin, the newest entry applied.
+pub type VersionVector = BTreeMap<ReplicaId, Head>;
+
+/// Settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// An entry stamped further than this ahead of the local clock is held (and reported), not
+    /// applied: it would win every later conflict.
+    pub max_skew_ms: u64,
+    /// Bugs to inject, for the simulator's own tests only.
+    pub faults: Faults,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_skew_ms: 60_000,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Deliberate bugs, so that tests can show the simulator catches them. Never set outside tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Apply an entry again when it arrives twice.
+    pub reapply_duplicates: bool,
+    /// A `chmod` sends every attribute as its author sees them (last writer wins per record).
+    pub whole_record_attrs: bool,
+    /// Apply entries in arrival order, without undoing and redoing later ones.
+    pub no_undo_redo: bool,
+}
+
+/// What became of a received entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    Applied,
+    /// Seen before: nothing to do.
+    Duplicate,
+    Held(Hold),
+    Refused(Refusal),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Entries before it in its chain are missing (the sender or the path lags).
+    Gap,
+    /// Its origin is not (yet) a member here.
+    UnknownMember,
+    /// Stamped this far ahead of the local clock.
+    Future { ahead_ms: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Does not authenticate under this volume's key (or was made for another volume).
+    Forged,
+    /// A second, different entry for one (origin, sequence number): two replicas claim one id
+    /// (a copied store), or a member rewrote its history.
+    Fork,
+    /// Older than the history kept here, and not verifiable: a replay of old state.
+    Stale,
+    /// From a replica removed from the volume.
+    RemovedMember,
+}
+
+/// A fork: two different entries for one position of one chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub origin: ReplicaId,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Local {
+    id: ReplicaId,
+    volume: [u8; 16],
+    /// The next node number this replica allocates.
+    next_node: u64,
+    /// Replicas this one has admitted.
+    admitted: u64,
+    /// The largest HLC stamp seen.
+    hlc: Hlc,
+    /// The last operation in fold order.
+    last: Option<OpId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LogRec {
+    op: Op,
+    undo: Vec<UndoItem>,
+}
+
+/// A point-in-time copy of a replica's replicated state, sealed as a whole: a new replica
+/// starts from it, then applies the entries after its version vector.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    volume: [u8; 16],
+    last: Option<OpId>,
+    hlc: Hlc,
+    pairs: Vec<(u8, Vec<u8>, Vec<u8>)>,
+}
+
+/// Counters, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub applied: u64,
+    pub undone: u64,
+    pub skipped: u64,
+}
+
+const LOCAL_KEY: &[u8] = b"L";
+const HEAD_PREFIX: u8 = b'h';
+const ENTRY_PREFIX: u8 = b'e';
+const OPLOG_PREFIX: u8 = b'o';
+
+pub struct Replica {
+    eng: Arc<dyn Engine>,
+    keys: Arc<ReplicaKeys>,
+    clock: Arc<dyn WallClock>,
+    cfg: Config,
+    local: Local,
+    vv: VersionVector,
+    held: BTreeMap<(ReplicaId, u64), SealedEntry>,
+    forks: Vec<Fork>,
+    refused: Vec<(ReplicaId, u64, Refusal)>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.local.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn meta_key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(rest);
+    k
+}
+
+fn entry_key(origin: ReplicaId, seq: u64) -> Vec<u8> {
+    let mut k = vec![ENTRY_PREFIX];
+    k.extend_from_slice(&origin.0.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Replica {
+    /// A new volume, with this replica as its first member.
+    pub fn found(
+        eng: Arc<dyn Engine>,
+        keys: Arc<ReplicaKeys>,
+        clock: Arc<dyn WallClock>,
+        cfg: Config,
+        volume: [u8; 16],
+        id: ReplicaId,
+    ) -> Result<Replica> {
+        let mut r = Replica::blank(eng, keys, clock, cfg, volume, id, None, Hlc(0));
+        let mut tx = Tx::new(&*r.eng, &r.keys);
+        let root = NodeRec {
+            id: NodeId::ROOT,
+            parent: NodeId::ROOT,
+            name: Vec::new(),
+            inode: NodeId::ROOT,
+            is_dir: true,
+            trashed_from: None,
+        };
+        tx.put_node(&root)?;
+        tx.put_inode(&InodeRec {
+            id: NodeId::ROOT,
+            kind: Kind::Dir,
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            xattrs: Default::default(),
+            target: Vec::new(),
+            rdev: 0,
+            version: None,
+            size: 0,
+            chunks: Vec::new(),
+            links: vec![NodeId::ROOT],
+            trashed: Vec::new(),
+            children: 0,
+        })?;
+        let mut b = WriteBatch::new();
+        tx.into_batch(&mut b)?;
+        r.put_local(&mut b)?;
+        r.eng.write(b, Durability::Disk)?;
+        r.commit_local(Op::AddMember { id })?;
+        Ok(r)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn blank(
+        eng: Arc<dyn Engine>,
+        keys: Arc<ReplicaKeys>,
+        clock: Arc<dyn WallClock>,
+        cfg: Config,
+        volume: [u8; 16],
+        id: ReplicaId,
+        last: Option<OpId>,
+        hlc: Hlc,
+    ) -> Replica {
+        Replica {
+            eng,
+            keys,
+            clock,
+            cfg,
+            local: Local {
+                id,
+                volume,
+                next_node: 1,
+                admitted: 0,
+                hlc,
+                last,
+            },
+            vv: BTreeMap::new(),
+            held: BTreeMap::new(),
+            forks: Vec::new(),
+            refused: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Open a replica from its store (after a restart or a crash).
+    pub fn open(
+        eng: Arc<dyn Engine>,
+        keys: Arc<ReplicaKeys>,
+        clock: Arc<dyn WallClock>,
+        cfg: Config,
+    ) -> Result<Replica> {
+        let sealed = eng
+            .get(Cf::Meta, LOCAL_KEY)?
+            .ok_or_else(|| corrupt("no replica in this store"))?;
+        let local: Local = decode(&keys.open_record(LOCAL_KEY, &sealed)?)?;
+        let mut r = Replica::blank(
+            eng,
+            keys,
+            clock,
+            cfg,
+            local.volume,
+            local.id,
+            local.last,
+            local.hlc,
+        );
+        r.local = local;
+        r.load_vv()?;
+        Ok(r)
+    }
+
+    fn load_vv(&mut self) -> Result<()> {
+        let mut vv = BTreeMap::new();
+        let keys = self.keys.clone();
+        self.eng.for_each(Cf::Meta, &[HEAD_PREFIX], &mut |k, v| {
+            let head: Head =
+                decode(&keys.open_record(k, v).map_err(to_store)?).map_err(to_store)?;
+            let mut o = [0u8; 8];
+            o.copy_from_slice(&k[1..9]);
+            vv.insert(ReplicaId(u64::from_be_bytes(o)), head);
+            Ok(())
+        })?;
+        self.vv = vv;
+        Ok(())
+    }
+
+    pub fn id(&self) -> ReplicaId {
+        self.local.id
+    }
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+    pub fn forks(&self) -> &[Fork] {
+        &self.forks
+    }
+    pub fn refused(&self) -> &[(ReplicaId, u64, Refusal)] {
+        &self.refused
+    }
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+    /// Held entries: (origin, seq), with the head applied from that origin.
+    pub fn held_summary(&self) -> Vec<(String, u64, u64)> {
+        self.held
+            .keys()
+            .map(|(o, s)| (o.short(), *s, self.vv.get(o).map_or(0, |h| h.seq)))
+            .collect()
+    }
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.eng
+    }
+    pub(crate) fn keys_ref(&self) -> &ReplicaKeys {
+        &self.keys
+    }
+    pub(crate) fn version_home(&self, v: OpId) -> Result<Option<NodeId>> {
+        self.tx().verhome(v)
+    }
+    pub(crate) fn receive_chunk_check(&self, addr: &[u8; 32], sealed: &[u8]) -> bool {
+        self.open_chunk(addr, sealed).is_ok()
+    }
+
+    fn put_local(&self, b: &mut WriteBatch) -> Result<()> {
+        let plain = encode(&self.local)?;
+        b.put(
+            Cf::Meta,
+            LOCAL_KEY.to_vec(),
+            self.keys.seal_record(LOCAL_KEY, &plain)?,
+        );
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Hlc {
+        let phys = Hlc::from_ms(self.clock.now_ms());
+        self.local.hlc = Hlc(phys.0.max(self.local.hlc.0 + 1));
+        self.local.hlc
+    }
+
+    fn binding(&self, origin: ReplicaId, seq: u64) -> Vec<u8> {
+        let mut b = self.local.volume.to_vec();
+        b.extend_from_slice(&origin.0.to_be_bytes());
+        b.extend_from_slice(&seq.to_be_bytes());
+        b
+    }
+
+    fn entry_hash(&self, origin: ReplicaId, seq: u64, plain: &[u8]) -> [u8; 32] {
+        self.keys.hash.record_key::<32>(
+            b"replica/entry",
+            &[&origin.0.to_be_bytes(), &seq.to_be_bytes(), plain],
+        )
+    }
+
+    /// Authenticate and decode an entry; its hash.
+    fn open_entry(&self, e: &SealedEntry) -> Option<(EntryBody, [u8; 32])> {
+        let plain = self
+            .keys
+            .entry_seal
+            .open(Domain::SyncEntry, &self.binding(e.origin, e.seq), &e.bytes)
+            .ok()?;
+        let body: EntryBody = decode(&plain).ok()?;
+        Some((body, self.entry_hash(e.origin, e.seq, &plain)))
+    }
+
+    /// Make, apply and store a local change: the returned id acknowledges it.
+    pub(crate) fn commit_local(&mut self, op: Op) -> Result<OpId> {
+        let me = self.local.id;
+        let head = self.vv.get(&me).copied();
+        let seq = head.map_or(1, |h| h.seq + 1);
+        let hlc = self.tick();
+        let body = EntryBody {
+            prev: head.map_or([0; 32], |h| h.hash),
+            hlc,
+            op,
+        };
+        let plain = encode(&body)?;
+        let bytes = self
+            .keys
+            .entry_seal
+            .seal(Domain::SyncEntry, 0, &self.binding(me, seq), &plain)
+            .map_err(|e| corrupt(format!("sealing an entry: {e}")))?;
+        let hash = self.entry_hash(me, seq, &plain);
+        let entry = SealedEntry {
+            origin: me,
+            seq,
+            bytes,
+        };
+        let id = OpId {
+            hlc,
+            origin: me,
+            seq,
+        };
+        self.integrate(id, &body.op, &entry, Head { seq, hash, hlc })?;
+        Ok(id)
+    }
+
+    /// Fold `op` in at its place, with its entry and the new head of its chain, atomically.
+    fn integrate(&mut self, id: OpId, op: &Op, entry: &SealedEntry, head: Head) -> Result<Applied> {
+        let later = if self.cfg.faults.no_undo_redo || self.local.last.is_none_or(|l| l < id) {
+            Vec::new()
+        } else {
+            self.log_after(id)?
+        };
+        let keys = self.keys.clone();
+        let eng = self.eng.clone();
+        let mut tx = Tx::new(&*eng, &keys);
+        for (_, rec) in later.iter().rev() {
+            tx.restore(&rec.undo);
+        }
+        self.counters.undone += later.len() as u64;
+        let mut b = WriteBatch::new();
+        tx.begin();
+        let applied = apply(&mut tx, id, op)?;
+        let undo = tx.finish();
+        self.put_logrec(&mut b, id, op, undo)?;
+        if applied != Applied::Done {
+            self.counters.skipped += 1;
+        }
+        for (lid, rec) in later {
+            tx.begin();
+            apply(&mut tx, lid, &rec.op)?;
+            let undo = tx.finish();
+            self.put_logrec(&mut b, lid, &rec.op, undo)?;
+        }
+        tx.into_batch(&mut b)?;
+        b.put(
+            Cf::Log,
+            entry_key(entry.origin, entry.seq),
+            entry.bytes.clone(),
+        );
+        let hk = meta_key(HEAD_PREFIX, &entry.origin.0.to_be_bytes());
+        b.put(
+            Cf::Meta,
+            hk.clone(),
+            self.keys.seal_record(&hk, &encode(&head)?)?,
+        );
+        self.local.last = Some(self.local.last.map_or(id, |l| l.max(id)));
+        self.local.hlc = Hlc(self.local.hlc.0.max(id.hlc.0));
+        if let Op::Create { node, .. } | Op::Link { node, .. } = op {
+            if node.origin == self.local.id.0 && node.tag == crate::ids::NodeTag::Made {
+                self.local.next_node = self.local.next_node.max(node.n + 1);
+            }
+        }
+        self.put_local(&mut b)?;
+        self.eng.write(b, Durability::Process)?;
+        self.vv.insert(entry.origin, head);
+        self.counters.applied += 1;
+        Ok(applied)
+    }
+
+    fn put_logrec(&self, b: &mut WriteBatch, id: OpId, op: &Op, undo: Vec<UndoItem>) -> Result<()> {
+        let k = meta_key(OPLOG_PREFIX, &id.key());
+        let rec = LogRec {
+            op: op.clone(),
+            undo,
+        };
+        b.put(
+            Cf::Log,
+            k.clone(),
+            self.keys.seal_record(&k, &encode(&rec)?)?,
+        );
+        Ok(())
+    }
+
+    /// Operations folded after `id`, in fold order.
+    fn log_after(&self, id: OpId) -> Result<Vec<(OpId, LogRec)>> {
+        let mut out = Vec::new();
+        let start = meta_key(OPLOG_PREFIX, &id.key());
+        let keys = self.keys.clone();
+        let mut err = None;
+        let mut start = start;
+        start.push(0);
+        loop {
+            let page = self.eng.scan(Cf::Log, &[OPLOG_PREFIX], &start, 1024)?;
+            for (k, v) in &page {
+                let Some(lid) = OpId::from_key(&k[1..]) else {
+                    err = Some(corrupt("a malformed operation log key"));
+                    break;
+                };
+                let rec: LogRec = decode(&keys.open_record(k, v)?)?;
+                out.push((lid, rec));
+            }
+            match page.last() {
+                Some((k, _)) if page.len() == 1024 => {
+                    start = k.clone();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    fn member(&self, id: ReplicaId) -> Result<Option<Member>> {
+        Ok(Tx::new(&*self.eng, &self.keys)
+            .get::<(ReplicaId, Member)>(Table::Member, &id.0.to_be_bytes())?
+            .map(|(_, m)| m))
+    }
+
+    /// Take in an entry from a peer or a bucket.
+    pub fn receive(&mut self, e: &SealedEntry) -> Result<Received> {
+        let r = self.receive_one(e)?;
+        if r == Received::Applied {
+            self.drain_held()?;
+        }
+        Ok(r)
+    }
+
+    /// Try held entries again (after the clock moved, or entries arrived).
+    pub fn retry_held(&mut self) -> Result<()> {
+        self.drain_held()
+    }
+
+    fn drain_held(&mut self) -> Result<()> {
+        loop {
+            let mut progress = false;
+            let keys: Vec<(ReplicaId, u64)> = self.held.keys().copied().collect();
+            for k in keys {
+                let next = self.vv.get(&k.0).map_or(1, |h| h.seq + 1);
+                if k.1 > next {
+                    continue;
+                }
+                let Some(e) = self.held.remove(&k) else {
+                    continue;
+                };
+                if self.receive_one(&e)? == Received::Applied {
+                    progress = true;
+                }
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    fn refuse(&mut self, e: &SealedEntry, why: Refusal) -> Received {
+        if why == Refusal::Fork {
+            tracing::error!(origin = %e.origin.short(), seq = e.seq,
+                "FORK: two different entries for one position of a chain (a copied store, or a member rewrote its history); not merged: the copy must re-join");
+            if !self.forks.contains(&Fork {
+                origin: e.origin,
+                seq: e.seq,
+            }) {
+                self.forks.push(Fork {
+                    origin: e.origin,
+                    seq: e.seq,
+                });
+            }
+        } else {
+            tracing::warn!(origin = %e.origin.short(), seq = e.seq, ?why, "refused an entry");
+        }
+        self.refused.push((e.origin, e.seq, why));
+        Received::Refused(why)
+    }
+
+    fn hold(&mut self, e: &SealedEntry, why: Hold) -> Result<Received> {
+        if let Some(other) = self.held.get(&(e.origin, e.seq)) {
+            if other.bytes != e.bytes {
+                let a = self.open_entry(other).map(|x| x.1);
+                let b = self.open_entry(e).map(|x| x.1);
+                if a != b {
+                    return Ok(self.refuse(e, Refusal::Fork));
+                }
+            }
+        }
+        if let Hold::Future { ahead_ms } = why {
+            tracing::warn!(origin = %e.origin.short(), seq = e.seq, ahead_ms,
+                "held an entry stamped too far in the future (its origin's clock is off)");
+        }
+        self.held.insert((e.origin, e.seq), e.clone());
+        Ok(Received::Held(why))
+    }
+
+    fn receive_one(&mut self, e: &SealedEntry) -> Result<Received> {
+        let Some((body, hash)) = self.open_entry(e) else {
+            return Ok(self.refuse(e, Refusal::Forged));
+        };
+        let have = self.vv.get(&e.origin).copied();
+        if let Some(h) = have {
+            if e.seq <= h.seq {
+                let stored = match self.eng.get(Cf::Log, &entry_key(e.origin, e.seq))? {
+                    Some(bytes) => self
+                        .open_entry(&SealedEntry {
+                            origin: e.origin,
+                            seq: e.seq,
+                            bytes,
+                        })
+                        .map(|x| x.1),
+                    None if e.seq == h.seq => Some(h.hash),
+                    None => None,
+                };
+                return Ok(match stored {
+                    Some(s) if s == hash => {
+                        if self.cfg.faults.reapply_duplicates {
+                            let id = OpId {
+                                hlc: body.hlc,
+                                origin: e.origin,
+                                seq: e.seq,
+                            };
+                            self.integrate(id, &body.op, e, h)?;
+                        }
+                        Received::Duplicate
+                    }
+                    Some(_) => self.refuse(e, Refusal::Fork),
+                    None => self.refuse(e, Refusal::Stale),
+                });
+            }
+        }
+        match self.member(e.origin)? {
+            Some(Member::Active { .. }) => {}
+            Some(Member::Removed { upto, .. }) if e.seq <= upto => {}
+            Some(Member::Removed { .. }) => return Ok(self.refuse(e, Refusal::RemovedMember)),
+            None => return self.hold(e, Hold::UnknownMember),
+        }
+        let next = have.map_or(1, |h| h.seq + 1);
+        if e.seq > next {
+            return self.hold(e, Hold::Gap);
+        }
+        if body.prev != have.map_or([0; 32], |h| h.hash) {
+            return Ok(self.refuse(e, Refusal::Fork));
+        }
+        let now = self.clock.now_ms();
+        if body.hlc.ms() > now + self.cfg.max_skew_ms {
+            return self.hold(
+                e,
+                Hold::Future {
+                    ahead_ms: body.hlc.ms() - now,
+                },
+            );
+        }
+        let id = OpId {
+            hlc: body.hlc,
+            origin: e.origin,
+            seq: e.seq,
+        };
+        self.integrate(
+            id,
+            &body.op,
+            e,
+            Head {
+                seq: e.seq,
+                hash,
+                hlc: body.hlc,
+            },
+        )?;
+        Ok(Received::Applied)
+    }
+
+    /// Entries a peer whose version vector is `theirs` lacks, as far as this replica still has
+    /// them; `Err` names an origin whose needed entries were trimmed here (the peer must start
+    /// from a snapshot).
+    pub fn entries_for(&self, theirs: &VersionVector) -> Result<Vec<SealedEntry>> {
+        let mut out = Vec::new();
+        for (origin, head) in &self.vv {
+            let from = theirs.get(origin).map_or(0, |h| h.seq) + 1;
+            if from > head.seq {
+                continue;
+            }
+            let mut prefix = vec![ENTRY_PREFIX];
+            prefix.extend_from_slice(&origin.0.to_be_bytes());
+            let start = entry_key(*origin, from);
+            let mut expect = from;
+            for (k, v) in self
+                .eng
+                .scan(Cf::Log, &prefix, &start, (head.seq - from + 1) as usize)?
+            {
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&k[9..17]);
+                let seq = u64::from_be_bytes(s);
+                if seq != expect {
+                    return Err(Error::Invalid(
+                        "entries the peer needs were trimmed here: it must re-join from a snapshot",
+                    ));
+                }
+                expect += 1;
+                out.push(SealedEntry {
+                    origin: *origin,
+                    seq,
+                    bytes: v,
+                });
+            }
+            if expect <= head.seq {
+                return Err(Error::Invalid(
+                    "entries the peer needs were trimmed here: it must re-join from a snapshot",
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- Reading -------------------------------------------------------------------------
+
+    fn tx(&self) -> Tx<'_> {
+        Tx::new(&*self.eng, &self.keys)
+    }
+
+    pub fn node(&self, n: NodeId) -> Result<Option<NodeRec>> {
+        self.tx().node(n)
+    }
+    pub fn inode(&self, n: NodeId) -> Result<Option<InodeRec>> {
+        self.tx().inode(n)
+    }
+    pub fn lookup(&self, parent: NodeId, name: &[u8]) -> Result<Option<NodeId>> {
+        self.tx().lookup(parent, name)
+    }
+
+    /// A directory's entries, by name.
+    pub fn readdir(&self, dir: NodeId) -> Result<Vec<(Vec<u8>, NodeId)>> {
+        let prefix = self.keys.dir_prefix(dir);
+        let mut out = Vec::new();
+        let keys = self.keys.clone();
+        self.eng.for_each(Cf::Dirents, &prefix, &mut |k, v| {
+            let r: NameRec =
+                decode(&keys.open_record(k, v).map_err(to_store)?).map_err(to_store)?;
+            if r.parent == dir {
+                out.push((r.name, r.node));
+            }
+            Ok(())
+        })?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// A file's contents; a chunk that has not arrived yet is `Pending`, not zeros.
+    pub fn read(&self, inode: NodeId) -> Result<Vec<u8>> {
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        let mut out = Vec::with_capacity(i.size as usize);
+        for c in &i.chunks {
+            let data = self.chunk(&c.addr)?;
+            out.extend_from_slice(&data);
+        }
+        out.resize(i.size as usize, 0);
+        Ok(out)
+    }
+
+    fn chunk(&self, addr: &[u8; 32]) -> Result<Vec<u8>> {
+        let sealed = self
+            .eng
+            .get(Cf::Chunks, addr)?
+            .ok_or_else(|| Error::Pending(hex8(addr)))?;
+        self.open_chunk(addr, &sealed)
+    }
+
+    fn open_chunk(&self, addr: &[u8; 32], sealed: &[u8]) -> Result<Vec<u8>> {
+        let plain = self
+            .keys
+            .chunk_seal
+            .open(Domain::Chunk, addr, sealed)
+            .map_err(|e| corrupt(format!("chunk {}: {e}", hex8(addr))))?;
+        if self.keys.chunk_addr.chunk_addr(&plain).0 != *addr {
+            return Err(corrupt(format!(
+                "chunk {} does not match its address",
+                hex8(addr)
+            )));
+        }
+        Ok(plain)
+    }
+
+    /// Store a chunk of local data; what a write names.
+    pub fn put_chunk(&self, data: &[u8]) -> Result<ChunkRef> {
+        let addr = self.keys.chunk_addr.chunk_addr(data).0;
+        if self.eng.get(Cf::Chunks, &addr)?.is_none() {
+            let sealed = self
+                .keys
+                .chunk_seal
+                .seal(Domain::Chunk, 0, &addr, data)
+                .map_err(|e| corrupt(format!("sealing a chunk: {e}")))?;
+            let mut b = WriteBatch::new();
+            b.put(Cf::Chunks, addr.to_vec(), sealed);
+            self.eng.write(b, Durability::Process)?;
+        }
+        Ok(ChunkRef {
+            addr,
+            len: data.len() as u32,
+        })
+    }
+
+    /// A chunk as stored (sealed), to send to a peer.
+    pub fn sealed_chunk(&self, addr: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        Ok(self.eng.get(Cf::Chunks, addr)?)
+    }
+
+    /// Take in a chunk from elsewhere: authenticated and re-hashed against its address before
+    /// it is stored. `false`: refused.
+    pub fn receive_chunk(&self, addr: &[u8; 32], sealed: &[u8]) -> Result<bool> {
+        if self.open_chunk(addr, sealed).is_err() {
+            tracing::warn!(chunk = %hex8(addr), "refused a chunk that does not authenticate or match its address");
+            return Ok(false);
+        }
+        let mut b = WriteBatch::new();
+        b.put(Cf::Chunks, addr.to_vec(), sealed.to_vec());
+        self.eng.write(b, Durability::Process)?;
+        Ok(true)
+    }
+
+    /// Every chunk stored here.
+    pub fn chunk_addrs(&self) -> Result<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        self.eng.for_each(Cf::Chunks, b"", &mut |k, _| {
+            if let Ok(a) = <[u8; 32]>::try_from(k) {
+                out.push(a);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Chunks referenced here that have not arrived.
+    pub fn pending_chunks(&self) -> Result<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        for r in self.refs()? {
+            if self.eng.get(Cf::Chunks, &r.addr)?.is_none() {
+                out.push(r.addr);
+            }
+        }
+        Ok(out)
+    }
+
+    fn refs(&self) -> Result<Vec<RefRec>> {
+        let mut out = Vec::new();
+        let keys = self.keys.clone();
+        self.eng
+            .for_each(Cf::Refs, &[Table::Ref.place().1], &mut |k, v| {
+                out.push(decode(&keys.open_record(k, v).map_err(to_store)?).map_err(to_store)?);
+                Ok(())
+            })?;
+        Ok(out)
+    }
+
+    // ---- Local changes -------------------------------------------------------------------
+
+    fn alloc(&mut self) -> NodeId {
+        let n = NodeId::made(self.local.id, self.local.next_node);
+        self.local.next_node += 1;
+        n
+    }
+
+    fn live_dir(&self, n: NodeId) -> Result<NodeRec> {
+        let r = self.node(n)?.ok_or(Error::NotFound)?;
+        if r.parent == NodeId::TRASH {
+            return Err(Error::NotFound);
+        }
+        if !r.is_dir {
+            return Err(Error::NotDir);
+        }
+        Ok(r)
+    }
+
+    fn check_name(name: &[u8]) -> Result<()> {
+        if name.is_empty()
+            || name.len() > 255
+            || name.contains(&b'/')
+            || name == b"."
+            || name == b".."
+        {
+            return Err(Error::Invalid(
+                "a name must be 1-255 bytes, without '/', not . or ..",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Create a file, directory, symlink or special file. Returns (node, inode).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        kind: Kind,
+        perm: u32,
+        uid: u32,
+        gid: u32,
+        target: &[u8],
+    ) -> Result<(NodeId, NodeId, OpId)> {
+        Self::check_name(name)?;
+        self.live_dir(parent)?;
+        if self.lookup(parent, name)?.is_some() {
+            return Err(Error::Exists);
+        }
+        let node = self.alloc();
+        let inode = if kind == Kind::Dir {
+            node
+        } else {
+            self.alloc()
+        };
+        let id = self.commit_local(Op::Create {
+            node,
+            inode,
+            parent,
+            name: name.to_vec(),
+            kind,
+            perm,
+            uid,
+            gid,
+            target: target.to_vec(),
+            rdev: 0,
+        })?;
+        Ok((node, inode, id))
+    }
+
+    /// Another name for a file.
+    pub fn link(&mut self, inode: NodeId, parent: NodeId, name: &[u8]) -> Result<(NodeId, OpId)> {
+        Self::check_name(name)?;
+        self.live_dir(parent)?;
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        if i.kind == Kind::Dir {
+            return Err(Error::IsDir);
+        }
+        if self.lookup(parent, name)?.is_some() {
+            return Err(Error::Exists);
+        }
+        let node = self.alloc();
+        let id = self.commit_local(Op::Link {
+            node,
+            inode,
+            parent,
+            name: name.to_vec(),
+        })?;
+        Ok((node, id))
+    }
+
+    /// rename(2), replacing what is at the new name (a file, or an empty directory).
+    pub fn rename(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        newparent: NodeId,
+        newname: &[u8],
+    ) -> Result<OpId> {
+        Self::check_name(newname)?;
+        let node = self.lookup(parent, name)?.ok_or(Error::NotFound)?;
+        self.live_dir(newparent)?;
+        let src = self.node(node)?.ok_or(Error::NotFound)?;
+        // A directory may not move under itself.
+        let mut cur = newparent;
+        for _ in 0..crate::apply::MAX_DEPTH {
+            if cur == node {
+                return Err(Error::Invalid("a directory cannot move into itself"));
+            }
+            if cur == NodeId::ROOT {
+                break;
+            }
+            cur = self.node(cur)?.ok_or(Error::NotFound)?.parent;
+        }
+        let mut replace = None;
+        if let Some(y) = self.lookup(newparent, newname)? {
+            if y == node {
+                return Err(Error::Invalid("renaming a name onto itself"));
+            }
+            let yr = self.node(y)?.ok_or(Error::NotFound)?;
+            let yi = self.inode(yr.inode)?.ok_or(Error::NotFound)?;
+            match (src.is_dir, yr.is_dir) {
+                (true, false) => return Err(Error::NotDir),
+                (false, true) => return Err(Error::IsDir),
+                (true, true) if yi.children > 0 => return Err(Error::NotEmpty),
+                _ => {}
+            }
+            replace = Some(Victim {
+                node: y,
+                seen: if yr.is_dir { None } else { yi.version },
+            });
+        }
+        self.commit_local(Op::Move {
+            node,
+            parent: newparent,
+            name: newname.to_vec(),
+            replace,
+        })
+    }
+
+    /// unlink(2).
+    pub fn unlink(&mut self, parent: NodeId, name: &[u8]) -> Result<OpId> {
+        let node = self.lookup(parent, name)?.ok_or(Error::NotFound)?;
+        let r = self.node(node)?.ok_or(Error::NotFound)?;
+        if r.is_dir {
+            return Err(Error::IsDir);
+        }
+        let seen = self.inode(r.inode)?.ok_or(Error::NotFound)?.version;
+        self.commit_local(Op::Remove { node, seen })
+    }
+
+    /// rmdir(2).
+    pub fn rmdir(&mut self, parent: NodeId, name: &[u8]) -> Result<OpId> {
+        let node = self.lookup(parent, name)?.ok_or(Error::NotFound)?;
+        let r = self.node(node)?.ok_or(Error::NotFound)?;
+        if !r.is_dir {
+            return Err(Error::NotDir);
+        }
+        if self.inode(node)?.ok_or(Error::NotFound)?.children > 0 {
+            return Err(Error::NotEmpty);
+        }
+        self.commit_local(Op::Remove { node, seen: None })
+    }
+
+    /// Set some attributes (`None`: unchanged).
+    pub fn setattr(
+        &mut self,
+        inode: NodeId,
+        perm: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        atime: Option<i64>,
+        mtime: Option<i64>,
+    ) -> Result<OpId> {
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        let op = if self.cfg.faults.whole_record_attrs {
+            Op::SetAttr {
+                inode,
+                perm: Some(perm.unwrap_or(i.perm)),
+                uid: Some(uid.unwrap_or(i.uid)),
+                gid: Some(gid.unwrap_or(i.gid)),
+                atime: Some(atime.unwrap_or(i.atime)),
+                mtime: Some(mtime.unwrap_or(i.mtime)),
+            }
+        } else {
+            Op::SetAttr {
+                inode,
+                perm,
+                uid,
+                gid,
+                atime,
+                mtime,
+            }
+        };
+        self.commit_local(op)
+    }
+
+    pub fn setxattr(&mut self, inode: NodeId, name: &[u8], value: Option<&[u8]>) -> Result<OpId> {
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        if value.is_none() && !i.xattrs.contains_key(name) {
+            return Err(Error::NotFound);
+        }
+        self.commit_local(Op::SetXattr {
+            inode,
+            name: name.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// Replace a file's contents (chunks already stored with [`Replica::put_chunk`]). Works on
+    /// an open file that another replica unlinked meanwhile: the write brings it back.
+    pub fn write(&mut self, inode: NodeId, size: u64, chunks: Vec<ChunkRef>) -> Result<OpId> {
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        if i.kind != Kind::File {
+            return Err(Error::IsDir);
+        }
+        self.commit_local(Op::Write {
+            inode,
+            base: i.version,
+            size,
+            chunks,
+        })
+    }
+
+    // ---- Membership and snapshots --------------------------------------------------------
+
+    /// Admit a new replica: its id, unique in the volume (checked against the member list).
+    pub fn admit(&mut self) -> Result<ReplicaId> {
+        loop {
+            self.local.admitted += 1;
+            let id = ReplicaId::admitted(self.local.id, self.local.admitted);
+            if self.member(id)?.is_none() {
+                self.commit_local(Op::AddMember { id })?;
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Remove a member (it lost its store, or was silent too long).
+    pub fn expel(&mut self, id: ReplicaId) -> Result<OpId> {
+        let upto = self.vv.get(&id).map_or(0, |h| h.seq);
+        self.commit_local(Op::RemoveMember { id, upto })
+    }
+
+    /// Active members.
+    pub fn members(&self) -> Result<Vec<ReplicaId>> {
+        let mut out = Vec::new();
+        let keys = self.keys.clone();
+        self.eng
+            .for_each(Cf::Meta, &[Table::Member.place().1], &mut |k, v| {
+                let (id, m): (ReplicaId, Member) =
+                    decode(&keys.open_record(k, v).map_err(to_store)?).map_err(to_store)?;
+                if matches!(m, Member::Active { .. }) {
+                    out.push(id);
+                }
+                Ok(())
+            })?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// A consistent copy of the replicated state (not this replica's identity), sealed.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let mut pairs = Vec::new();
+        for (i, cf) in Cf::ALL.iter().enumerate() {
+            self.eng.for_each(*cf, b"", &mut |k, v| {
+                if !(*cf == Cf::Meta && k == LOCAL_KEY) {
+                    pairs.push((i as u8, k.to_vec(), v.to_vec()));
+                }
+                Ok(())
+            })?;
+        }
+        let body = SnapshotBody {
+            volume: self.local.volume,
+            last: self.local.last,
+            hlc: self.local.hlc,
+            pairs,
+        };
+        let bytes = self
+            .keys
+            .entry_seal
+            .seal(Domain::Snapshot, 0, &self.local.volume, &encode(&body)?)
+            .map_err(|e| corrupt(format!("sealing a snapshot: {e}")))?;
+        Ok(Snapshot { bytes })
+    }
+
+    /// A replica that starts from `snap` as member `id` (admitted by the replica that made the
+    /// snapshot, before it made it).
+    pub fn join(
+        eng: Arc<dyn Engine>,
+        keys: Arc<ReplicaKeys>,
+        clock: Arc<dyn WallClock>,
+        cfg: Config,
+        volume: [u8; 16],
+        snap: &Snapshot,
+        id: ReplicaId,
+    ) -> Result<Replica> {
+        let plain = keys
+            .entry_seal
+            .open(Domain::Snapshot, &volume, &snap.bytes)
+            .map_err(|_| {
+                Error::Invalid("the snapshot does not authenticate under this volume's key")
+            })?;
+        let body: SnapshotBody = decode(&plain)?;
+        let mut b = WriteBatch::new();
+        for (i, k, v) in body.pairs {
+            let cf = *Cf::ALL
+                .get(i as usize)
+                .ok_or_else(|| corrupt("a snapshot names an unknown column family"))?;
+            b.put(cf, k, v);
+        }
+        eng.write(b, Durability::Disk)?;
+        let mut r = Replica::blank(eng, keys, clock, cfg, volume, id, body.last, body.hlc);
+        match r.member(id)? {
+            Some(Member::Active { .. }) => {}
+            _ => {
+                return Err(Error::Invalid(
+                    "this replica id was not admitted in the snapshot: admit it first",
+                ))
+            }
+        }
+        r.load_vv()?;
+        let mut b = WriteBatch::new();
+        r.put_local(&mut b)?;
+        r.eng.write(b, Durability::Disk)?;
+        Ok(r)
+    }
+
+    // ---- Trimming ------------------------------------------------------------------------
+
+    /// Forget what every member has: `acks` holds each member's version vector as it last
+    /// reported it. An operation is stable once every active member has applied it and this
+    /// replica has applied everything each member had made when it said so: nothing concurrent
+    /// with it can still arrive. Stable operations lose their undo records, entries every member
+    /// has are deleted, the contents of files removed by stable operations are released, and
+    /// chunks nothing references are reclaimed. Returns the number of operations made stable.
+    pub fn trim(&mut self, acks: &BTreeMap<ReplicaId, VersionVector>) -> Result<u64> {
+        let members = self.members()?;
+        let mut own = BTreeMap::new();
+        own.insert(self.local.id, self.vv.clone());
+        let ack = |m: &ReplicaId| acks.get(m).or_else(|| own.get(m));
+        // Per origin, the highest sequence number that is stable.
+        let mut stable: BTreeMap<ReplicaId, u64> = BTreeMap::new();
+        for origin in self.vv.keys() {
+            let mut s = self.vv[origin].seq;
+            for m in &members {
+                let Some(a) = ack(m) else { return Ok(0) };
+                let mine = a.get(m).map_or(0, |h| h.seq);
+                if self.vv.get(m).map_or(0, |h| h.seq) < mine {
+                    s = 0; // this replica has not applied everything m had made
+                }
+                s = s.min(a.get(origin).map_or(0, |h| h.seq));
+            }
+            stable.insert(*origin, s);
+        }
+        let is_stable = |id: &OpId| stable.get(&id.origin).is_some_and(|s| id.seq <= *s);
+        // Stable operations: drop their log records; remember the rest's undo records.
+        let mut b = WriteBatch::new();
+        let mut n = 0;
+        let mut live_undo: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let mut undo_chunks: BTreeSet<[u8; 32]> = BTreeSet::new();
+        let keys = self.keys.clone();
+        let mut recs = Vec::new();
+        self.eng.for_each(Cf::Log, &[OPLOG_PREFIX], &mut |k, v| {
+            recs.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })?;
+        for (k, v) in recs {
+            let id = OpId::from_key(&k[1..]).ok_or_else(|| corrupt("a malformed log key"))?;
+            if is_stable(&id) {
+                b.delete(Cf::Log, k);
+                n += 1;
+            } else {
+                let rec: LogRec = decode(&keys.open_record(&k, &v)?)?;
+                for (t, tid, pre) in rec.undo {
+                    if t == Table::Inode {
+                        live_undo.insert(tid);
+                        if let Some(p) = pre {
+                            let i: InodeRec = decode(&p)?;
+                            undo_chunks.extend(i.chunks.iter().map(|c| c.addr));
+                        }
+                    }
+                }
+            }
+        }
+        // Entries every member has applied.
+        for (origin, head) in &self.vv {
+            let mut upto = head.seq;
+            for m in &members {
+                upto = upto.min(ack(m).and_then(|a| a.get(origin)).map_or(0, |h| h.seq));
+            }
+            for s in 1..=upto {
+                b.delete(Cf::Log, entry_key(*origin, s));
+            }
+        }
+        self.eng.write(b, Durability::Process)?;
+        // Files whose last name was removed by a stable operation: release their contents.
+        let mut tx = Tx::new(&*self.eng, &keys);
+        let mut inodes = Vec::new();
+        self.eng
+            .for_each(Cf::Inodes, &[Table::Inode.place().1], &mut |k, v| {
+                inodes.push(
+                    decode::<InodeRec>(&keys.open_record(k, v).map_err(to_store)?)
+                        .map_err(to_store)?,
+                );
+                Ok(())
+            })?;
+        for mut i in inodes {
+            // Every operation that touched an inode records its old value in its undo record:
+            // none left means every one of them (the removal too) is stable.
+            if !i.links.is_empty()
+                || i.chunks.is_empty()
+                || live_undo.contains(i.id.bytes().as_slice())
+            {
+                continue;
+            }
+            tx.add_refs(&i.chunks, -1)?;
+            if let Some(v) = i.version {
+                if tx.verhome(v)? == Some(i.id) {
+                    tx.set_verhome(v, None)?;
+                }
+            }
+            i.chunks.clear();
+            i.size = 0;
+            i.version = None;
+            tx.put_inode(&i)?;
+        }
+        let mut b = WriteBatch::new();
+        tx.into_batch(&mut b)?;
+        self.eng.write(b, Durability::Process)?;
+        // Chunks nothing references (and no undo record could bring back).
+        let referenced: BTreeSet<[u8; 32]> = self.refs()?.into_iter().map(|r| r.addr).collect();
+        let mut b = WriteBatch::new();
+        self.eng.for_each(Cf::Chunks, b"", &mut |k, _| {
+            let mut a = [0u8; 32];
+            if k.len() == 32 {
+                a.copy_from_slice(k);
+                if !referenced.contains(&a) && !undo_chunks.contains(&a) {
+                    b.delete(Cf::Chunks, k.to_vec());
+                }
+            }
+            Ok(())
+        })?;
+        self.eng.write(b, Durability::Process)?;
+        Ok(n)
+    }
+}
+
+fn to_store(e: Error) -> sealvol_store::StoreError {
+    sealvol_store::StoreError::Corruption(e.to_string())
+}
+
+pub(crate) fn hex8(a: &[u8; 32]) -> String {
+    a[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,348 @@
+//! The replicated state as sealed records in an [`Engine`], and the transaction every fold step
+//! runs in: it reads through its own writes and records, per operation, the value each key had
+//! before the operation first touched it (the undo record).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sealvol_crypto::{Domain, HashKey, MasterKey, Purpose, SealKey};
+use sealvol_store::{Cf, Engine, WriteBatch};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{corrupt, Result};
+use crate::ids::{NodeId, OpId};
+use crate::op::{ChunkRef, Kind};
+
+/// The subkeys a replica uses, derived from the volume's master key.
+pub struct ReplicaKeys {
+    /// Seals (and so authenticates) chain entries and snapshots.
+    pub(crate) entry_seal: SealKey,
+    /// Keyed hash: entry hashes of the chains, and the store keys of state records.
+    pub(crate) hash: HashKey,
+    /// Seals state records.
+    pub(crate) record_seal: SealKey,
+    pub(crate) chunk_seal: SealKey,
+    pub(crate) chunk_addr: HashKey,
+}
+
+impl ReplicaKeys {
+    pub fn derive(master: &MasterKey) -> ReplicaKeys {
+        ReplicaKeys {
+            entry_seal: master.seal_key(Purpose::SyncAuth),
+            hash: master.hash_key(Purpose::SyncHash),
+            record_seal: master.seal_key(Purpose::MetadataSeal),
+            chunk_seal: master.seal_key(Purpose::ChunkSeal),
+            chunk_addr: master.hash_key(Purpose::ChunkAddress),
+        }
+    }
+
+    pub(crate) fn record_key(&self, t: Table, id: &[u8]) -> Vec<u8> {
+        let (_, tag) = t.place();
+        let mut k = vec![tag];
+        if t == Table::Name {
+            // Names share an 8-byte prefix per directory, so a directory lists by prefix.
+            let parent = &id[..17.min(id.len())];
+            k.extend_from_slice(&self.hash.record_key::<8>(b"replica/dir", &[parent]));
+        }
+        k.extend_from_slice(&self.hash.record_key::<16>(t.label(), &[id]));
+        k
+    }
+
+    pub(crate) fn dir_prefix(&self, dir: NodeId) -> Vec<u8> {
+        let mut k = vec![Table::Name.place().1];
+        k.extend_from_slice(
+            &self
+                .hash
+                .record_key::<8>(b"replica/dir", &[dir.bytes().as_slice()]),
+        );
+        k
+    }
+
+    pub(crate) fn seal_record(&self, key: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+        self.record_seal
+            .seal(Domain::ReplicaRecord, 0, key, plain)
+            .map_err(|e| corrupt(format!("sealing a record: {e}")))
+    }
+
+    pub(crate) fn open_record(&self, key: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+        self.record_seal
+            .open(Domain::ReplicaRecord, key, sealed)
+            .map_err(|e| corrupt(format!("a replica record does not authenticate: {e}")))
+    }
+}
+
+/// The kinds of state record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(crate) enum Table {
+    /// A tree node: where it is (parent, name) and which inode it names.
+    Node,
+    /// An inode: attributes and contents.
+    Inode,
+    /// The index (directory, name) → node.
+    Name,
+    /// Reference count of a chunk.
+    Ref,
+    /// Which inode holds a content version now.
+    VerHome,
+    /// The member list.
+    Member,
+}
+
+impl Table {
+    pub(crate) fn place(self) -> (Cf, u8) {
+        match self {
+            Table::Node => (Cf::Inodes, b'n'),
+            Table::Inode => (Cf::Inodes, b'i'),
+            Table::Name => (Cf::Dirents, b'd'),
+            Table::Ref => (Cf::Refs, b'r'),
+            Table::VerHome => (Cf::Meta, b'v'),
+            Table::Member => (Cf::Meta, b'm'),
+        }
+    }
+    fn label(self) -> &'static [u8] {
+        match self {
+            Table::Node => b"replica/node",
+            Table::Inode => b"replica/inode",
+            Table::Name => b"replica/name",
+            Table::Ref => b"replica/ref",
+            Table::VerHome => b"replica/verhome",
+            Table::Member => b"replica/member",
+        }
+    }
+}
+
+/// A tree node. Directories are their own inode; every other node is one name of a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRec {
+    pub id: NodeId,
+    pub parent: NodeId,
+    pub name: Vec<u8>,
+    pub inode: NodeId,
+    pub is_dir: bool,
+    /// Where the node was when it was moved into the trash, to bring it back (modify beats
+    /// delete; a directory that receives a child comes back).
+    pub trashed_from: Option<(NodeId, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InodeRec {
+    pub id: NodeId,
+    pub kind: Kind,
+    pub perm: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub target: Vec<u8>,
+    pub rdev: u32,
+    /// The version of the contents: the write that made them (`None`: never written).
+    pub version: Option<OpId>,
+    pub size: u64,
+    pub chunks: Vec<ChunkRef>,
+    /// Live names (for a directory: itself while it is in the tree). Derived, kept sorted.
+    pub links: Vec<NodeId>,
+    /// Names in the trash, most recently removed last.
+    pub trashed: Vec<NodeId>,
+    /// Directories: live entries. Derived.
+    pub children: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct NameRec {
+    pub parent: NodeId,
+    pub name: Vec<u8>,
+    pub node: NodeId,
+}
+
+/// A chunk's reference count (the address is kept so that a scan can name the chunk).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RefRec {
+    pub addr: [u8; 32],
+    pub n: u64,
+}
+
+pub(crate) type UndoItem = (Table, Vec<u8>, Option<Vec<u8>>);
+
+/// One operation's undo record so far, and the keys it has already recorded.
+type Recording = (Vec<UndoItem>, BTreeSet<(Table, Vec<u8>)>);
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(v).map_err(|e| corrupt(format!("encoding: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    postcard::from_bytes(b).map_err(|e| corrupt(format!("decoding: {e}")))
+}
+
+/// A transaction over the state records.
+pub(crate) struct Tx<'a> {
+    eng: &'a dyn Engine,
+    keys: &'a ReplicaKeys,
+    writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    recording: Option<Recording>,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(eng: &'a dyn Engine, keys: &'a ReplicaKeys) -> Self {
+        Tx {
+            eng,
+            keys,
+            writes: BTreeMap::new(),
+            recording: None,
+        }
+    }
+
+    pub(crate) fn raw_get(&self, t: Table, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.writes.get(&(t, id.to_vec())) {
+            return Ok(v.clone());
+        }
+        let key = self.keys.record_key(t, id);
+        match self.eng.get(t.place().0, &key)? {
+            None => Ok(None),
+            Some(sealed) => Ok(Some(self.keys.open_record(&key, &sealed)?)),
+        }
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(&self, t: Table, id: &[u8]) -> Result<Option<T>> {
+        match self.raw_get(t, id)? {
+            None => Ok(None),
+            Some(b) => Ok(Some(decode(&b)?)),
+        }
+    }
+
+    pub(crate) fn raw_set(&mut self, t: Table, id: &[u8], v: Option<Vec<u8>>) -> Result<()> {
+        let pre = match &self.recording {
+            Some((_, seen)) if !seen.contains(&(t, id.to_vec())) => Some(self.raw_get(t, id)?),
+            _ => None,
+        };
+        if let (Some(pre), Some((undo, seen))) = (pre, self.recording.as_mut()) {
+            seen.insert((t, id.to_vec()));
+            undo.push((t, id.to_vec(), pre));
+        }
+        self.writes.insert((t, id.to_vec()), v);
+        Ok(())
+    }
+
+    pub(crate) fn put<T: Serialize>(&mut self, t: Table, id: &[u8], v: &T) -> Result<()> {
+        let b = encode(v)?;
+        self.raw_set(t, id, Some(b))
+    }
+
+    pub(crate) fn del(&mut self, t: Table, id: &[u8]) -> Result<()> {
+        self.raw_set(t, id, None)
+    }
+
+    /// Start recording pre-images for one operation.
+    pub(crate) fn begin(&mut self) {
+        self.recording = Some((Vec::new(), BTreeSet::new()));
+    }
+
+    /// Stop recording; the operation's undo record.
+    pub(crate) fn finish(&mut self) -> Vec<UndoItem> {
+        self.recording.take().map(|(u, _)| u).unwrap_or_default()
+    }
+
+    /// Put back what an operation changed (its undo record), newest change last undone first.
+    pub(crate) fn restore(&mut self, undo: &[UndoItem]) {
+        for (t, id, pre) in undo.iter().rev() {
+            self.writes.insert((*t, id.clone()), pre.clone());
+        }
+    }
+
+    /// Seal every write into `batch`.
+    pub(crate) fn into_batch(self, batch: &mut WriteBatch) -> Result<()> {
+        for ((t, id), v) in self.writes {
+            let key = self.keys.record_key(t, &id);
+            let cf = t.place().0;
+            match v {
+                Some(plain) => {
+                    let sealed = self.keys.seal_record(&key, &plain)?;
+                    batch.put(cf, key, sealed);
+                }
+                None => batch.delete(cf, key),
+            }
+        }
+        Ok(())
+    }
+
+    // Typed accessors.
+
+    pub(crate) fn node(&self, n: NodeId) -> Result<Option<NodeRec>> {
+        self.get(Table::Node, &n.bytes())
+    }
+    pub(crate) fn put_node(&mut self, r: &NodeRec) -> Result<()> {
+        self.put(Table::Node, &r.id.bytes(), r)
+    }
+    pub(crate) fn inode(&self, n: NodeId) -> Result<Option<InodeRec>> {
+        self.get(Table::Inode, &n.bytes())
+    }
+    pub(crate) fn put_inode(&mut self, r: &InodeRec) -> Result<()> {
+        self.put(Table::Inode, &r.id.bytes(), r)
+    }
+    pub(crate) fn lookup(&self, parent: NodeId, name: &[u8]) -> Result<Option<NodeId>> {
+        Ok(self
+            .get::<NameRec>(Table::Name, &name_id(parent, name))?
+            .map(|r| r.node))
+    }
+    pub(crate) fn set_name(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        node: Option<NodeId>,
+    ) -> Result<()> {
+        let id = name_id(parent, name);
+        match node {
+            Some(node) => self.put(
+                Table::Name,
+                &id,
+                &NameRec {
+                    parent,
+                    name: name.to_vec(),
+                    node,
+                },
+            ),
+            None => self.del(Table::Name, &id),
+        }
+    }
+    pub(crate) fn refs(&self, addr: &[u8; 32]) -> Result<u64> {
+        Ok(self.get::<RefRec>(Table::Ref, addr)?.map_or(0, |r| r.n))
+    }
+    pub(crate) fn add_refs(&mut self, chunks: &[ChunkRef], delta: i64) -> Result<()> {
+        for c in chunks {
+            let n = self.refs(&c.addr)? as i64 + delta;
+            if n < 0 {
+                return Err(corrupt("a chunk's reference count fell below zero"));
+            }
+            if n == 0 {
+                self.del(Table::Ref, &c.addr)?;
+            } else {
+                self.put(
+                    Table::Ref,
+                    &c.addr,
+                    &RefRec {
+                        addr: c.addr,
+                        n: n as u64,
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+    pub(crate) fn verhome(&self, v: OpId) -> Result<Option<NodeId>> {
+        self.get(Table::VerHome, &v.key())
+    }
+    pub(crate) fn set_verhome(&mut self, v: OpId, home: Option<NodeId>) -> Result<()> {
+        match home {
+            Some(h) => self.put(Table::VerHome, &v.key(), &h),
+            None => self.del(Table::VerHome, &v.key()),
+        }
+    }
+}
+
+pub(crate) fn name_id(parent: NodeId, name: &[u8]) -> Vec<u8> {
+    let mut id = parent.bytes().to_vec();
+    id.extend_from_slice(name);
+    id
+}

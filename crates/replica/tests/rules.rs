@@ -1,0 +1,551 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+//! One test per rule of docs/sync.md, on replicas in memory with delivery under the test's
+//! control: "concurrent" below means neither replica had received the other's change.
+
+mod support;
+
+use sealvol_replica::*;
+use sealvol_store::Engine;
+use support::*;
+
+const R: NodeId = NodeId::ROOT;
+
+#[test]
+fn attributes_merge_per_field_a_chmod_and_a_create_in_one_directory_both_survive() {
+    let mut c = Cluster::new(2);
+    let d = c.dir(0, R, b"d");
+    let f = c.file(0, d, b"f");
+    c.sync();
+    c.reps[0]
+        .setattr(d, Some(0o700), None, None, None, None)
+        .unwrap();
+    c.file(1, d, b"new");
+    // And on one file: a chmod on one host, a chown on the other.
+    c.reps[0]
+        .setattr(f, Some(0o600), None, None, None, None)
+        .unwrap();
+    c.reps[1]
+        .setattr(f, None, Some(42), None, None, None)
+        .unwrap();
+    c.sync();
+    let t = c.converged();
+    assert_eq!(
+        t[b"/d".as_slice()].perm,
+        0o700,
+        "the chmod of the directory survives"
+    );
+    assert!(
+        t.contains_key(b"/d/new".as_slice()),
+        "the file created meanwhile survives"
+    );
+    assert_eq!(t[b"/d/f".as_slice()].perm, 0o600);
+    assert_eq!(t[b"/d/f".as_slice()].uid, 42);
+}
+
+#[test]
+fn the_last_writer_of_one_attribute_wins_by_hlc() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"f");
+    c.sync();
+    c.reps[1]
+        .setattr(f, Some(0o611), None, None, None, None)
+        .unwrap();
+    c.advance(10);
+    c.reps[0]
+        .setattr(f, Some(0o644), None, None, None, None)
+        .unwrap();
+    c.sync();
+    assert_eq!(c.converged()[b"/f".as_slice()].perm, 0o644);
+}
+
+#[test]
+fn kleppmanns_cycle_two_concurrent_moves_of_directories_into_each_other_make_no_cycle() {
+    let mut c = Cluster::new(2);
+    let x = c.dir(0, R, b"x");
+    let y = c.dir(0, R, b"y");
+    c.file(0, x, b"in-x");
+    c.file(0, y, b"in-y");
+    c.sync();
+    c.reps[0].rename(R, b"x", y, b"x").unwrap(); // A: /x into /y
+    c.advance(5);
+    c.reps[1].rename(R, b"y", x, b"y").unwrap(); // B: /y into /x
+    c.sync();
+    let t = c.converged();
+    // The earlier move (A's) wins; B's would make a cycle and is skipped.
+    assert!(t.contains_key(b"/y/x/in-x".as_slice()), "{:?}", names(&t));
+    assert!(t.contains_key(b"/y/in-y".as_slice()), "{:?}", names(&t));
+    assert_eq!(t.len(), 4, "every node reachable once: {:?}", names(&t));
+}
+
+#[test]
+fn concurrent_creates_of_one_name_keep_both() {
+    let mut c = Cluster::new(2);
+    let a = c.file(0, R, b"notes.txt");
+    c.write(0, a, b"from A");
+    c.advance(3);
+    let b = c.file(1, R, b"notes.txt");
+    c.write(1, b, b"from B");
+    c.sync();
+    let t = c.converged();
+    assert_eq!(t.len(), 2, "{:?}", names(&t));
+    assert_eq!(
+        c.cat(0, b"/notes.txt"),
+        b"from A",
+        "the earlier create keeps the name"
+    );
+    let other = names(&t)
+        .into_iter()
+        .find(|n| n.contains(".sync-conflict-"))
+        .unwrap();
+    assert!(
+        other.starts_with("/notes.sync-conflict-") && other.ends_with(".txt"),
+        "{other}"
+    );
+    assert_eq!(c.cat(1, other.as_bytes()), b"from B");
+}
+
+#[test]
+fn concurrent_writes_keep_both_versions_whole_the_newer_at_the_name() {
+    let mut c = Cluster::new(3);
+    let f = c.file(0, R, b"db.sqlite");
+    c.write(0, f, b"v0 v0 v0 v0 v0 v0 v0 v0 v0 v0");
+    c.sync();
+    c.write(0, f, b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    c.advance(7);
+    c.write(1, f, b"BBBBBBBBBBBBBBBBBBBB");
+    // Deliver in different orders to each replica.
+    c.pull(2, 1);
+    c.pull(2, 0);
+    c.sync();
+    let t = c.converged();
+    assert_eq!(
+        c.cat(2, b"/db.sqlite"),
+        b"BBBBBBBBBBBBBBBBBBBB",
+        "the newer write keeps the name"
+    );
+    let copy = names(&t)
+        .into_iter()
+        .find(|n| n.contains(".sync-conflict-"))
+        .unwrap();
+    assert!(copy.ends_with(".sqlite"), "{copy}");
+    assert!(
+        copy.contains(&ReplicaId(c.reps[0].id().0).short()),
+        "named after the losing host: {copy}"
+    );
+    assert_eq!(
+        c.cat(2, copy.as_bytes()),
+        b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "never a mix"
+    );
+}
+
+#[test]
+fn a_writer_that_lost_the_name_keeps_writing_into_its_conflict_copy() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"log");
+    c.write(0, f, b"base");
+    c.sync();
+    c.write(0, f, b"A1");
+    c.advance(5);
+    c.write(1, f, b"B1");
+    c.advance(5);
+    // A goes on from its own version before it hears of B's.
+    c.write(0, f, b"A1 A2");
+    c.sync();
+    let t = c.converged();
+    let vals: Vec<Vec<u8>> = names(&t).iter().map(|n| c.cat(0, n.as_bytes())).collect();
+    assert!(
+        vals.contains(&b"B1".to_vec()) && vals.contains(&b"A1 A2".to_vec()),
+        "{vals:?}"
+    );
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn modify_beats_delete_in_either_order() {
+    for writer_first in [true, false] {
+        let mut c = Cluster::new(2);
+        let f = c.file(0, R, b"f");
+        c.write(0, f, b"old");
+        c.sync();
+        if writer_first {
+            c.write(0, f, b"changed");
+            c.advance(5);
+            c.reps[1].unlink(R, b"f").unwrap();
+        } else {
+            c.reps[1].unlink(R, b"f").unwrap();
+            c.advance(5);
+            c.write(0, f, b"changed");
+        }
+        c.sync();
+        c.converged();
+        assert_eq!(c.cat(1, b"/f"), b"changed", "writer_first = {writer_first}");
+    }
+}
+
+#[test]
+fn an_unlink_that_saw_the_last_write_removes_the_file() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"f");
+    c.write(0, f, b"x");
+    c.sync();
+    c.reps[1].unlink(R, b"f").unwrap();
+    c.sync();
+    assert!(c.converged().is_empty());
+}
+
+#[test]
+fn writes_to_an_open_file_unlinked_by_another_host_are_kept() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"open.log");
+    c.write(0, f, b"1");
+    c.sync();
+    c.reps[1].unlink(R, b"open.log").unwrap();
+    c.sync(); // A has applied the unlink; its process still has the file open.
+    assert!(c.reps[0].dump().unwrap().is_empty());
+    c.write(0, f, b"1 2");
+    c.sync();
+    c.converged();
+    assert_eq!(c.cat(1, b"/open.log"), b"1 2");
+}
+
+#[test]
+fn rmdir_of_a_directory_that_gained_a_file_meanwhile_keeps_both() {
+    let mut c = Cluster::new(2);
+    let d = c.dir(0, R, b"d");
+    c.sync();
+    c.reps[0].rmdir(R, b"d").unwrap();
+    c.advance(5);
+    c.file(1, d, b"child");
+    c.sync();
+    let t = c.converged();
+    assert!(t.contains_key(b"/d/child".as_slice()), "{:?}", names(&t));
+    // The other order: the create first, the rmdir later (it could not have seen it).
+    let mut c = Cluster::new(2);
+    let d = c.dir(0, R, b"d");
+    c.sync();
+    c.file(1, d, b"child");
+    c.advance(5);
+    c.reps[0].rmdir(R, b"d").unwrap();
+    c.sync();
+    assert!(c.converged().contains_key(b"/d/child".as_slice()));
+}
+
+#[test]
+fn a_hard_linked_file_stays_one_file_on_every_replica() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"a");
+    c.reps[0].link(f, R, b"b").unwrap();
+    c.sync();
+    c.write(1, f, b"through either name");
+    c.sync();
+    let t = c.converged();
+    assert_eq!(t[b"/a".as_slice()].inode, t[b"/b".as_slice()].inode);
+    assert_eq!(t[b"/a".as_slice()].nlink, 2);
+    assert_eq!(c.cat(0, b"/b"), b"through either name");
+}
+
+#[test]
+fn a_rename_over_a_file_changed_meanwhile_does_not_throw_the_change_away() {
+    let mut c = Cluster::new(2);
+    let a = c.file(0, R, b"tmp");
+    let b = c.file(0, R, b"target");
+    c.write(0, a, b"new contents");
+    c.write(0, b, b"old");
+    c.sync();
+    c.reps[0].rename(R, b"tmp", R, b"target").unwrap();
+    c.advance(5);
+    c.write(1, b, b"edited on B");
+    c.sync();
+    let t = c.converged();
+    let vals: Vec<Vec<u8>> = names(&t).iter().map(|n| c.cat(0, n.as_bytes())).collect();
+    assert!(vals.contains(&b"new contents".to_vec()), "{vals:?}");
+    assert!(vals.contains(&b"edited on B".to_vec()), "{vals:?}");
+}
+
+#[test]
+fn apply_is_idempotent_and_commutative_across_orders_and_duplicates() {
+    let mut c = Cluster::new(3);
+    let d = c.dir(0, R, b"d");
+    c.sync();
+    let f = c.file(0, d, b"f");
+    c.write(0, f, b"zero");
+    c.reps[1].rename(R, b"d", R, b"e").unwrap();
+    c.reps[2]
+        .setattr(d, Some(0o711), None, None, None, None)
+        .unwrap();
+    let g = c.file(2, d, b"f");
+    c.write(2, g, b"two");
+    c.reps[1].setxattr(d, b"user.k", Some(b"v")).unwrap();
+    let mut all = Vec::new();
+    for i in 0..3 {
+        all.extend(c.reps[i].entries_for(&Default::default()).unwrap());
+    }
+    all.sort_by_key(|e| (e.origin, e.seq));
+    all.dedup_by(|a, b| a.origin == b.origin && a.seq == b.seq);
+    let mut dumps = Vec::new();
+    for perm in 0..6u64 {
+        // A fresh replica with c's keys, admitted by replica 0.
+        let id = c.reps[0].admit().unwrap();
+        let snap = c.reps[0].snapshot().unwrap();
+        let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
+        let clock =
+            std::sync::Arc::new(TestClock(std::sync::atomic::AtomicU64::new(T0 + 1_000_000)));
+        let mut r =
+            Replica::join(eng, c.keys(), clock, Config::default(), c.volume, &snap, id).unwrap();
+        // Deliver everything in a scrambled order, with duplicates.
+        let mut order: Vec<&SealedEntry> = all.iter().chain(all.iter().step_by(2)).collect();
+        let n = order.len();
+        for i in 0..n {
+            let j = (i as u64 * 7 + perm * 13) as usize % n;
+            order.swap(i, j);
+        }
+        if perm % 2 == 1 {
+            order.reverse();
+        }
+        for e in order {
+            r.receive(e).unwrap();
+        }
+        for i in 0..3 {
+            for a in r.pending_chunks().unwrap() {
+                if let Some(s) = c.reps[i].sealed_chunk(&a).unwrap() {
+                    r.receive_chunk(&a, &s).unwrap();
+                }
+            }
+        }
+        assert!(r.check().unwrap().is_clean());
+        assert_eq!(r.held(), 0);
+        dumps.push(r.dump().unwrap());
+    }
+    for d in &dumps[1..] {
+        assert_eq!(d, &dumps[0]);
+    }
+    c.sync();
+    assert_eq!(c.converged(), dumps[0]);
+}
+
+#[test]
+fn a_copied_store_is_a_fork_detected_and_never_merged() {
+    let mut c = Cluster::new(2);
+    c.file(0, R, b"f");
+    c.sync();
+    // Copy replica 1's store to a third host, which claims the same id.
+    let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
+    let snapshot_of_1 = {
+        let mut b = sealvol_store::WriteBatch::new();
+        for cf in sealvol_store::Cf::ALL {
+            c.engines[1]
+                .for_each(cf, b"", &mut |k, v| {
+                    b.put(cf, k.to_vec(), v.to_vec());
+                    Ok(())
+                })
+                .unwrap();
+        }
+        b
+    };
+    eng.write(snapshot_of_1, sealvol_store::Durability::Disk)
+        .unwrap();
+    let clock = std::sync::Arc::new(TestClock(std::sync::atomic::AtomicU64::new(T0 + 50)));
+    let mut copy = Replica::open(eng, c.keys(), clock, Config::default()).unwrap();
+    assert_eq!(copy.id(), c.reps[1].id());
+    c.file(1, R, b"on the original");
+    copy.create(R, b"on the copy", Kind::File, 0o644, 0, 0, b"")
+        .unwrap();
+    c.pull(0, 1);
+    for e in copy.entries_for(c.reps[0].version_vector()).unwrap() {
+        assert_eq!(
+            c.reps[0].receive(&e).unwrap(),
+            Received::Refused(Refusal::Fork)
+        );
+    }
+    for e in copy.entries_for(&Default::default()).unwrap() {
+        c.reps[0].receive(&e).unwrap();
+    }
+    let report = c.reps[0].check().unwrap();
+    assert_eq!(report.forks.len(), 1, "{report:?}");
+    assert!(!report.is_clean(), "check reports the fork");
+    let t = c.reps[0].dump().unwrap();
+    assert!(t.contains_key(b"/on the original".as_slice()));
+    assert!(
+        !t.contains_key(b"/on the copy".as_slice()),
+        "a fork is never merged"
+    );
+}
+
+#[test]
+fn an_entry_sealed_under_another_key_or_altered_is_refused() {
+    let mut c = Cluster::new(2);
+    let mut other = Cluster::new(1);
+    other.file(0, R, b"x");
+    for e in other.reps[0].entries_for(&Default::default()).unwrap() {
+        let mut e = e;
+        e.origin = c.reps[0].id();
+        assert_eq!(
+            c.reps[1].receive(&e).unwrap(),
+            Received::Refused(Refusal::Forged)
+        );
+    }
+    c.file(0, R, b"y");
+    let mut es = c.entries(0, 1);
+    let last = es.last_mut().unwrap();
+    let n = last.bytes.len();
+    last.bytes[n - 20] ^= 1;
+    assert_eq!(
+        c.reps[1].receive(last).unwrap(),
+        Received::Refused(Refusal::Forged)
+    );
+    // Moved to another position of the chain: the seal binds (origin, seq).
+    let mut moved = c.entries(0, 1).pop().unwrap();
+    moved.seq += 1;
+    assert_eq!(
+        c.reps[1].receive(&moved).unwrap(),
+        Received::Refused(Refusal::Forged)
+    );
+}
+
+#[test]
+fn an_entry_stamped_far_in_the_future_is_held_until_the_clock_catches_up() {
+    let mut c = Cluster::new(2);
+    c.clocks[0]
+        .0
+        .fetch_add(10 * 60_000, std::sync::atomic::Ordering::SeqCst);
+    c.file(0, R, b"from the future");
+    let es = c.entries(0, 1);
+    let r = c.reps[1].receive(&es[es.len() - 1]).unwrap();
+    assert!(
+        matches!(r, Received::Held(Hold::Future { ahead_ms }) if ahead_ms >= 9 * 60_000),
+        "{r:?}"
+    );
+    assert!(c.reps[1].dump().unwrap().is_empty());
+    c.clocks[1]
+        .0
+        .fetch_add(10 * 60_000, std::sync::atomic::Ordering::SeqCst);
+    c.reps[1].retry_held().unwrap();
+    assert!(c.reps[1]
+        .dump()
+        .unwrap()
+        .contains_key(b"/from the future".as_slice()));
+}
+
+#[test]
+fn gaps_are_held_and_duplicates_change_nothing() {
+    let mut c = Cluster::new(2);
+    c.file(0, R, b"1");
+    c.file(0, R, b"2");
+    c.file(0, R, b"3");
+    let es = c.entries(0, 1);
+    let last = es.len() - 1;
+    assert_eq!(
+        c.reps[1].receive(&es[last]).unwrap(),
+        Received::Held(Hold::Gap)
+    );
+    for e in &es[..last] {
+        c.reps[1].receive(e).unwrap();
+    }
+    assert_eq!(c.reps[1].held(), 0);
+    assert_eq!(c.reps[1].dump().unwrap().len(), 3);
+    let before = c.reps[1].dump().unwrap();
+    for e in &es {
+        assert_eq!(c.reps[1].receive(e).unwrap(), Received::Duplicate);
+    }
+    assert_eq!(c.reps[1].dump().unwrap(), before);
+}
+
+#[test]
+fn a_chunk_not_yet_here_is_pending_not_damage_and_a_bad_chunk_is_refused() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"f");
+    c.write(0, f, b"sixteen bytes!!!and more");
+    for e in c.entries(0, 1) {
+        c.reps[1].receive(&e).unwrap();
+    }
+    assert!(matches!(c.reps[1].read(f), Err(Error::Pending(_))));
+    let report = c.reps[1].check().unwrap();
+    assert!(report.is_clean() && report.pending.len() == 2, "{report:?}");
+    let a = c.reps[1].pending_chunks().unwrap()[0];
+    let mut bad = c.reps[0].sealed_chunk(&a).unwrap().unwrap();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    assert!(!c.reps[1].receive_chunk(&a, &bad).unwrap());
+    c.chunks(1, 0);
+    assert_eq!(c.reps[1].read(f).unwrap(), b"sixteen bytes!!!and more");
+}
+
+#[test]
+fn a_removed_member_is_refused_after_its_cutoff_and_trimming_reclaims_space() {
+    let mut c = Cluster::new(3);
+    let f = c.file(2, R, b"f");
+    c.write(2, f, b"kept: made before the cutoff");
+    c.sync();
+    let gone = c.reps[2].id();
+    c.reps[0].expel(gone).unwrap();
+    c.file(2, R, b"after the cutoff");
+    c.pull(0, 1);
+    c.pull(1, 0);
+    for e in c.entries(2, 0) {
+        assert_eq!(
+            c.reps[0].receive(&e).unwrap(),
+            Received::Refused(Refusal::RemovedMember)
+        );
+    }
+    c.reps.pop();
+    c.sync();
+    c.converged();
+    // Remove the file, then trim with everyone's acknowledgements: its chunks go.
+    c.reps[0].unlink(R, b"f").unwrap();
+    c.sync();
+    let acks: std::collections::BTreeMap<_, _> = c
+        .reps
+        .iter()
+        .map(|r| (r.id(), r.version_vector().clone()))
+        .collect();
+    for r in &mut c.reps {
+        assert!(r.trim(&acks).unwrap() > 0);
+        assert_eq!(r.unreferenced_chunks().unwrap(), 0);
+        assert!(
+            r.chunk_addrs().unwrap().is_empty(),
+            "the removed file's chunks are reclaimed"
+        );
+    }
+    c.converged();
+    // A new member still starts (from a snapshot) after the log was trimmed.
+    let n = c.add_member(1);
+    c.file(n, R, b"hello");
+    c.sync();
+    assert_eq!(c.converged().len(), 1);
+}
+
+#[test]
+fn a_snapshot_under_another_key_is_refused() {
+    let mut c = Cluster::new(1);
+    let other = Cluster::new(1);
+    let id = c.reps[0].admit().unwrap();
+    let snap = c.reps[0].snapshot().unwrap();
+    let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
+    let clock = std::sync::Arc::new(TestClock(std::sync::atomic::AtomicU64::new(T0)));
+    let r = Replica::join(
+        eng,
+        other.keys(),
+        clock,
+        Config::default(),
+        c.volume,
+        &snap,
+        id,
+    );
+    assert!(matches!(r, Err(Error::Invalid(_))));
+}
+
+#[test]
+fn a_crashed_replica_reopens_from_its_store_where_it_was() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"f");
+    c.write(0, f, b"durable");
+    c.sync();
+    let eng: std::sync::Arc<dyn sealvol_store::Engine> = c.engines[1].clone();
+    let r = Replica::open(eng, c.keys(), c.clocks[1].clone(), Config::default()).unwrap();
+    assert_eq!(r.version_vector(), c.reps[1].version_vector());
+    c.reps[1] = r;
+    c.file(1, R, b"after restart");
+    c.sync();
+    assert_eq!(c.converged().len(), 2);
+}
