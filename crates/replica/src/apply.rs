@@ -344,22 +344,14 @@ fn is_ancestor_or_self(tx: &Tx<'_>, a: NodeId, b: NodeId) -> Result<bool> {
     Err(corrupt("a cycle in the tree"))
 }
 
-/// The node right under the trash that `n` is in, if it is in the trash.
+/// `n`, if it is in the trash. Only direct children of the trash are in it: a directory goes
+/// there only empty, and anything placed into a trashed directory brings it back first.
 fn trashed_top(tx: &Tx<'_>, n: NodeId) -> Result<Option<NodeId>> {
-    let mut cur = n;
-    for _ in 0..MAX_DEPTH {
-        if cur == NodeId::ROOT || cur == NodeId::TRASH {
-            return Ok(None);
-        }
-        let r = tx
-            .node(cur)?
-            .ok_or_else(|| corrupt("a node's parent is missing"))?;
-        if r.parent == NodeId::TRASH {
-            return Ok(Some(cur));
-        }
-        cur = r.parent;
+    if n == NodeId::ROOT || n == NodeId::TRASH {
+        return Ok(None);
     }
-    Err(corrupt("a cycle in the tree"))
+    let r = tx.node(n)?.ok_or_else(|| corrupt("a node is missing"))?;
+    Ok((r.parent == NodeId::TRASH).then_some(n))
 }
 
 /// Whether the node at a name may be replaced by a rename that expected `victim` there.

@@ -15,6 +15,7 @@
 //! layer), and is not yet what the single-host volume runs on: see docs/sync.md, "Status".
 
 mod apply;
+pub mod bench;
 mod check;
 pub mod error;
 mod ids;

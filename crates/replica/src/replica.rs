@@ -20,7 +20,8 @@ use crate::error::{corrupt, Error, Result};
 use crate::ids::{Hlc, NodeId, OpId, ReplicaId};
 use crate::op::{ChunkRef, Kind, Op, Victim};
 use crate::state::{
-    decode, encode, InodeRec, NameRec, NodeRec, RefRec, ReplicaKeys, Table, Tx, UndoItem,
+    decode, encode, InodeRec, NameRec, NodeRec, RecordCache, RefRec, ReplicaKeys, Table, Tx,
+    UndoItem,
 };
 
 /// Wall-clock milliseconds, injected so that simulations can skew and step it.
@@ -197,6 +198,7 @@ pub struct Replica {
     forks: Vec<Fork>,
     refused: Vec<(ReplicaId, u64, Refusal)>,
     counters: Counters,
+    cache: Arc<RecordCache>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -297,6 +299,7 @@ impl Replica {
             forks: Vec::new(),
             refused: Vec::new(),
             counters: Counters::default(),
+            cache: Arc::new(RecordCache::default()),
         }
     }
 
@@ -461,36 +464,59 @@ impl Replica {
         };
         let keys = self.keys.clone();
         let eng = self.eng.clone();
-        let mut tx = Tx::new(&*eng, &keys);
+        let cache = self.cache.clone();
+        let mut tx = Tx::new(&*eng, &keys).cached(&cache);
+        let mut b = WriteBatch::new();
+        let applied = self.fold_into(&mut tx, &mut b, id, op, later)?;
+        self.note_applied(&mut b, id, op, entry, head);
+        self.commit(tx, b, &cache, &[entry.origin])?;
+        Ok(applied)
+    }
+
+    /// Fold `op` into `tx` at its place: undo `later` (the operations after it, in order),
+    /// apply it, redo them; their new undo records into `b`.
+    fn fold_into(
+        &mut self,
+        tx: &mut Tx<'_>,
+        b: &mut WriteBatch,
+        id: OpId,
+        op: &Op,
+        later: Vec<(OpId, LogRec)>,
+    ) -> Result<Applied> {
         for (_, rec) in later.iter().rev() {
             tx.restore(&rec.undo);
         }
         self.counters.undone += later.len() as u64;
-        let mut b = WriteBatch::new();
         tx.begin();
-        let applied = apply(&mut tx, id, op)?;
+        let applied = apply(tx, id, op)?;
         let undo = tx.finish();
-        self.put_logrec(&mut b, id, op, undo)?;
+        self.put_logrec(b, id, op, undo)?;
         if applied != Applied::Done {
             self.counters.skipped += 1;
         }
         for (lid, rec) in later {
             tx.begin();
-            apply(&mut tx, lid, &rec.op)?;
+            apply(tx, lid, &rec.op)?;
             let undo = tx.finish();
-            self.put_logrec(&mut b, lid, &rec.op, undo)?;
+            self.put_logrec(b, lid, &rec.op, undo)?;
         }
-        tx.into_batch(&mut b)?;
+        Ok(applied)
+    }
+
+    /// The entry itself into `b`; the chain head and this replica's counters in memory (written
+    /// by [`Replica::commit`]).
+    fn note_applied(
+        &mut self,
+        b: &mut WriteBatch,
+        id: OpId,
+        op: &Op,
+        entry: &SealedEntry,
+        head: Head,
+    ) {
         b.put(
             Cf::Log,
             entry_key(entry.origin, entry.seq),
             entry.bytes.clone(),
-        );
-        let hk = meta_key(HEAD_PREFIX, &entry.origin.0.to_be_bytes());
-        b.put(
-            Cf::Meta,
-            hk.clone(),
-            self.keys.seal_record(&hk, &encode(&head)?)?,
         );
         self.local.last = Some(self.local.last.map_or(id, |l| l.max(id)));
         self.local.hlc = Hlc(self.local.hlc.0.max(id.hlc.0));
@@ -499,11 +525,127 @@ impl Replica {
                 self.local.next_node = self.local.next_node.max(node.n + 1);
             }
         }
-        self.put_local(&mut b)?;
-        self.eng.write(b, Durability::Process)?;
         self.vv.insert(entry.origin, head);
         self.counters.applied += 1;
-        Ok(applied)
+    }
+
+    /// Write a fold's records, the heads of `origins` and this replica's counters atomically. On
+    /// failure, what is in memory is reloaded from the store.
+    fn commit(
+        &mut self,
+        tx: Tx<'_>,
+        mut b: WriteBatch,
+        cache: &RecordCache,
+        origins: &[ReplicaId],
+    ) -> Result<()> {
+        let written = tx.into_batch(&mut b)?;
+        for o in origins {
+            if let Some(head) = self.vv.get(o) {
+                let hk = meta_key(HEAD_PREFIX, &o.0.to_be_bytes());
+                b.put(
+                    Cf::Meta,
+                    hk.clone(),
+                    self.keys.seal_record(&hk, &encode(head)?)?,
+                );
+            }
+        }
+        self.put_local(&mut b)?;
+        match self.eng.write(b, Durability::Process) {
+            Ok(()) => {
+                cache.committed(written);
+                Ok(())
+            }
+            Err(e) => {
+                self.reload()?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Back to what the store holds (after a failed commit).
+    fn reload(&mut self) -> Result<()> {
+        let sealed = self
+            .eng
+            .get(Cf::Meta, LOCAL_KEY)?
+            .ok_or_else(|| corrupt("no replica in this store"))?;
+        self.local = decode(&self.keys.open_record(LOCAL_KEY, &sealed)?)?;
+        self.cache = Arc::new(RecordCache::default());
+        self.load_vv()
+    }
+
+    /// Take in many entries: runs of entries that extend their chains in fold order are folded
+    /// in one transaction and written in one batch; anything else goes through
+    /// [`Replica::receive`]'s path one by one.
+    pub fn receive_batch(&mut self, entries: &[SealedEntry]) -> Result<Vec<Received>> {
+        const RUN: usize = 256;
+        let keys = self.keys.clone();
+        let eng = self.eng.clone();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut i = 0;
+        while i < entries.len() {
+            let cache = self.cache.clone();
+            let mut tx = Tx::new(&*eng, &keys).cached(&cache);
+            let mut b = WriteBatch::new();
+            let mut origins = BTreeSet::new();
+            let mut n = 0;
+            while i < entries.len() && n < RUN {
+                let e = &entries[i];
+                let Some((id, op, head)) = self.in_order(&tx, e)? else {
+                    break;
+                };
+                self.fold_into(&mut tx, &mut b, id, &op, Vec::new())?;
+                self.note_applied(&mut b, id, &op, e, head);
+                origins.insert(e.origin);
+                out.push(Received::Applied);
+                i += 1;
+                n += 1;
+            }
+            if n > 0 {
+                let origins: Vec<ReplicaId> = origins.into_iter().collect();
+                self.commit(tx, b, &cache, &origins)?;
+            } else {
+                drop(tx);
+                out.push(self.receive_one(&entries[i])?);
+                i += 1;
+            }
+        }
+        self.drain_held()?;
+        Ok(out)
+    }
+
+    /// `e`, if it simply extends its chain and sorts after everything folded so far (no hold,
+    /// no undo, no refusal): its id, operation and new head.
+    fn in_order(&self, tx: &Tx<'_>, e: &SealedEntry) -> Result<Option<(OpId, Op, Head)>> {
+        let Some((body, hash)) = self.open_entry(e) else {
+            return Ok(None);
+        };
+        let have = self.vv.get(&e.origin).copied();
+        if e.seq != have.map_or(1, |h| h.seq + 1) || body.prev != have.map_or([0; 32], |h| h.hash) {
+            return Ok(None);
+        }
+        let id = OpId {
+            hlc: body.hlc,
+            origin: e.origin,
+            seq: e.seq,
+        };
+        if self.local.last.is_some_and(|l| l > id)
+            || body.hlc.ms() > self.clock.now_ms() + self.cfg.max_skew_ms
+        {
+            return Ok(None);
+        }
+        match tx.get::<(ReplicaId, Member)>(Table::Member, &e.origin.0.to_be_bytes())? {
+            Some((_, Member::Active { .. })) => {}
+            _ => return Ok(None),
+        }
+        Ok(Some((
+            id,
+            body.op,
+            Head {
+                seq: e.seq,
+                hash,
+                hlc: body.hlc,
+            },
+        )))
     }
 
     fn put_logrec(&self, b: &mut WriteBatch, id: OpId, op: &Op, undo: Vec<UndoItem>) -> Result<()> {
@@ -554,6 +696,7 @@ impl Replica {
 
     fn member(&self, id: ReplicaId) -> Result<Option<Member>> {
         Ok(Tx::new(&*self.eng, &self.keys)
+            .cached(&self.cache)
             .get::<(ReplicaId, Member)>(Table::Member, &id.0.to_be_bytes())?
             .map(|(_, m)| m))
     }
@@ -752,7 +895,7 @@ impl Replica {
     // ---- Reading -------------------------------------------------------------------------
 
     fn tx(&self) -> Tx<'_> {
-        Tx::new(&*self.eng, &self.keys)
+        Tx::new(&*self.eng, &self.keys).cached(&self.cache)
     }
 
     pub fn node(&self, n: NodeId) -> Result<Option<NodeRec>> {
@@ -1286,7 +1429,8 @@ impl Replica {
         }
         self.eng.write(b, Durability::Process)?;
         // Files whose last name was removed by a stable operation: release their contents.
-        let mut tx = Tx::new(&*self.eng, &keys);
+        let cache = self.cache.clone();
+        let mut tx = Tx::new(&*self.eng, &keys).cached(&cache);
         let mut inodes = Vec::new();
         self.eng
             .for_each(Cf::Inodes, &[Table::Inode.place().1], &mut |k, v| {
@@ -1317,8 +1461,9 @@ impl Replica {
             tx.put_inode(&i)?;
         }
         let mut b = WriteBatch::new();
-        tx.into_batch(&mut b)?;
+        let written = tx.into_batch(&mut b)?;
         self.eng.write(b, Durability::Process)?;
+        cache.committed(written);
         // Chunks nothing references (and no undo record could bring back).
         let referenced: BTreeSet<[u8; 32]> = self.refs()?.into_iter().map(|r| r.addr).collect();
         let mut b = WriteBatch::new();

@@ -90,7 +90,9 @@ impl WallClock for SimClock {
 
 enum Msg {
     Entries(Vec<SealedEntry>),
-    Chunk([u8; 32], Vec<u8>),
+    /// Chunks, all in one message: their order (by keyed address) differs from one key to the
+    /// next, and must not change the schedule.
+    Chunks(Vec<([u8; 32], Vec<u8>)>),
     Vv(ReplicaId, VersionVector),
 }
 
@@ -573,8 +575,8 @@ impl Sim {
             self.send(a, b, Msg::Entries(rest));
             rest = tail;
         }
-        for (addr, s) in want {
-            self.send(a, b, Msg::Chunk(addr, s));
+        if !want.is_empty() {
+            self.send(a, b, Msg::Chunks(want));
         }
         self.send(a, b, Msg::Vv(vv.0, vv.1));
         // b tells a what it has.
@@ -622,9 +624,11 @@ impl Sim {
                 }
                 self.stats.delivered += 1;
             }
-            Msg::Chunk(addr, s) => {
-                if !r.receive_chunk(addr, s).map_err(err("chunk"))? {
-                    return Err("a genuine chunk was refused".into());
+            Msg::Chunks(cs) => {
+                for (addr, s) in cs {
+                    if !r.receive_chunk(addr, s).map_err(err("chunk"))? {
+                        return Err("a genuine chunk was refused".into());
+                    }
                 }
             }
             Msg::Vv(id, vv) => {
@@ -684,7 +688,8 @@ impl Sim {
         }
         let x = self.pick(&live).ok_or("none")?;
         let s = *live.iter().find(|h| **h != x).ok_or("none")?;
-        // x's chain reaches the sponsor first (its last backup).
+        // Everything x has reaches the sponsor first (its last backup): x may be the only other
+        // holder of entries whose author has re-joined meanwhile.
         let (xid, entries) = {
             let rx = self.hosts[x].rep.as_ref().ok_or("down")?;
             let rs = self.hosts[s].rep.as_ref().ok_or("down")?;
@@ -695,17 +700,26 @@ impl Sim {
             )
         };
         let rs = self.hosts[s].rep.as_mut().ok_or("down")?;
-        for e in entries.iter().filter(|e| e.origin == xid) {
+        for e in &entries {
             rs.receive(e).map_err(err("receive"))?;
         }
-        if rs.version_vector().get(&xid).map(|h| h.seq)
-            != self.hosts[x]
-                .rep
-                .as_ref()
-                .and_then(|r| r.version_vector().get(&xid))
-                .map(|h| h.seq)
+        let xvv = self.hosts[x]
+            .rep
+            .as_ref()
+            .ok_or("down")?
+            .version_vector()
+            .clone();
+        let svv = self.hosts[s]
+            .rep
+            .as_ref()
+            .ok_or("down")?
+            .version_vector()
+            .clone();
+        if xvv
+            .iter()
+            .any(|(o, h)| svv.get(o).is_none_or(|sh| sh.seq < h.seq))
         {
-            return Ok(()); // its chain did not all apply there (held): try another time
+            return Ok(()); // not all of it applied there (held): try another time
         }
         // Every chunk x has that s lacks (a late entry may yet need one).
         let want = self.hosts[x]

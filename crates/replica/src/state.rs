@@ -176,10 +176,47 @@ pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
     postcard::from_bytes(b).map_err(|e| corrupt(format!("decoding: {e}")))
 }
 
+/// Opened records by (table, id), so that a fold step does not read and open the same records
+/// from the engine again (the tree's upper directories, the member list). Holds committed
+/// values only: a transaction adds its writes after they are in the engine.
+#[derive(Default)]
+pub(crate) struct RecordCache {
+    map: parking_lot::Mutex<std::collections::HashMap<RecordAt, Option<Vec<u8>>>>,
+}
+
+/// A record's table and id.
+type RecordAt = (Table, Vec<u8>);
+
+/// Records the cache holds before it starts over.
+const CACHE_RECORDS: usize = 200_000;
+
+impl RecordCache {
+    fn get(&self, k: &(Table, Vec<u8>)) -> Option<Option<Vec<u8>>> {
+        self.map.lock().get(k).cloned()
+    }
+    fn insert(&self, k: (Table, Vec<u8>), v: Option<Vec<u8>>) {
+        let mut m = self.map.lock();
+        if m.len() >= CACHE_RECORDS {
+            m.clear();
+        }
+        m.insert(k, v);
+    }
+    /// After a commit: what it wrote.
+    pub(crate) fn committed(&self, writes: Written) {
+        for (k, v) in writes {
+            self.insert(k, v);
+        }
+    }
+}
+
+/// A transaction's writes, in plaintext, to update the cache with once committed.
+pub(crate) type Written = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+
 /// A transaction over the state records.
 pub(crate) struct Tx<'a> {
     eng: &'a dyn Engine,
     keys: &'a ReplicaKeys,
+    cache: Option<&'a RecordCache>,
     writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     recording: Option<Recording>,
 }
@@ -189,20 +226,34 @@ impl<'a> Tx<'a> {
         Tx {
             eng,
             keys,
+            cache: None,
             writes: BTreeMap::new(),
             recording: None,
         }
     }
 
+    pub(crate) fn cached(mut self, cache: &'a RecordCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
     pub(crate) fn raw_get(&self, t: Table, id: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.writes.get(&(t, id.to_vec())) {
+        let k = (t, id.to_vec());
+        if let Some(v) = self.writes.get(&k) {
             return Ok(v.clone());
         }
-        let key = self.keys.record_key(t, id);
-        match self.eng.get(t.place().0, &key)? {
-            None => Ok(None),
-            Some(sealed) => Ok(Some(self.keys.open_record(&key, &sealed)?)),
+        if let Some(v) = self.cache.and_then(|c| c.get(&k)) {
+            return Ok(v);
         }
+        let key = self.keys.record_key(t, id);
+        let v = match self.eng.get(t.place().0, &key)? {
+            None => None,
+            Some(sealed) => Some(self.keys.open_record(&key, &sealed)?),
+        };
+        if let Some(c) = self.cache {
+            c.insert(k, v.clone());
+        }
+        Ok(v)
     }
 
     pub(crate) fn get<T: DeserializeOwned>(&self, t: Table, id: &[u8]) -> Result<Option<T>> {
@@ -251,20 +302,20 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Seal every write into `batch`.
-    pub(crate) fn into_batch(self, batch: &mut WriteBatch) -> Result<()> {
-        for ((t, id), v) in self.writes {
-            let key = self.keys.record_key(t, &id);
+    /// Seal every write into `batch`; the writes, for [`RecordCache::committed`].
+    pub(crate) fn into_batch(self, batch: &mut WriteBatch) -> Result<Written> {
+        for ((t, id), v) in &self.writes {
+            let key = self.keys.record_key(*t, id);
             let cf = t.place().0;
             match v {
                 Some(plain) => {
-                    let sealed = self.keys.seal_record(&key, &plain)?;
+                    let sealed = self.keys.seal_record(&key, plain)?;
                     batch.put(cf, key, sealed);
                 }
                 None => batch.delete(cf, key),
             }
         }
-        Ok(())
+        Ok(self.writes)
     }
 
     // Typed accessors.

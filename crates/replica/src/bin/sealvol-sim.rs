@@ -10,6 +10,9 @@ use sealvol_replica::Faults;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        return bench(&args[1..]);
+    }
     let mut n = 100u64;
     let mut steps = 400usize;
     let mut faults = Faults::default();
@@ -66,6 +69,37 @@ fn main() -> ExitCode {
         }
         Err(f) => {
             eprintln!("{f}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sealvol-sim bench [N] [DIR]`: apply a history of N mixed entries (default 100,000) into the
+/// memory engine and into RocksDB in DIR (default a new directory under /var/tmp).
+fn bench(args: &[String]) -> ExitCode {
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let dir = match args.get(1) {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("sealvol-replica-bench-{}", std::process::id())),
+    };
+    let out = sealvol_replica::bench::run(n, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    match out {
+        Ok((mem, rocks)) => {
+            for (name, b) in [("memory", mem), ("rocksdb", rocks)] {
+                println!(
+                    "{name}: {} entries in {:.2} s = {:.0} entries/s; longest apply {:.2} ms; {:.0} bytes per sealed entry",
+                    b.entries,
+                    b.seconds,
+                    b.per_second,
+                    b.longest.as_secs_f64() * 1000.0,
+                    b.entry_bytes
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sealvol-sim bench: {e}");
             ExitCode::FAILURE
         }
     }
