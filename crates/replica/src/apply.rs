@@ -288,16 +288,16 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
             Ok(Applied::Done)
         }
         Op::RemoveMember { id: m, upto } => {
+            // Several members may remove one (each when it finds it silent): the smallest
+            // cutoff holds, whatever the order.
+            let upto = match tx.get::<(ReplicaId, Member)>(Table::Member, &m.0.to_be_bytes())? {
+                Some((_, Member::Removed { upto: u0, .. })) => u0.min(*upto),
+                _ => *upto,
+            };
             tx.put(
                 Table::Member,
                 &m.0.to_be_bytes(),
-                &(
-                    *m,
-                    Member::Removed {
-                        at: id,
-                        upto: *upto,
-                    },
-                ),
+                &(*m, Member::Removed { at: id, upto }),
             )?;
             Ok(Applied::Done)
         }

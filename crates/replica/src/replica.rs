@@ -75,6 +75,9 @@ pub struct Config {
     /// An entry stamped further than this ahead of the local clock is held (and reported), not
     /// applied: it would win every later conflict.
     pub max_skew_ms: u64,
+    /// A member silent for longer than this (its newest entry is older) is removed by
+    /// [`Replica::trim`]: it no longer holds trimming back, and must re-join.
+    pub silent_ms: u64,
     /// Bugs to inject, for the simulator's own tests only.
     pub faults: Faults,
 }
@@ -83,6 +86,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_skew_ms: 60_000,
+            silent_ms: 7 * 24 * 3600 * 1000,
             faults: Faults::default(),
         }
     }
@@ -326,6 +330,11 @@ impl Replica {
         );
         r.local = local;
         r.load_vv()?;
+        for (m, state) in r.member_states()? {
+            if matches!(state, Member::Removed { .. }) {
+                r.drop_beyond_cutoff(m)?;
+            }
+        }
         Ok(r)
     }
 
@@ -470,7 +479,105 @@ impl Replica {
         let applied = self.fold_into(&mut tx, &mut b, id, op, later)?;
         self.note_applied(&mut b, id, op, entry, head);
         self.commit(tx, b, &cache, &[entry.origin])?;
+        if let Op::RemoveMember { id: gone, .. } = op {
+            self.drop_beyond_cutoff(*gone)?;
+        }
         Ok(applied)
+    }
+
+    /// A removed member's operations after its cutoff leave the fold on every replica (they
+    /// may have been applied here before the removal arrived): undo from the first of them,
+    /// forget them, redo the rest. Also run at open, in case a crash came between.
+    fn drop_beyond_cutoff(&mut self, gone: ReplicaId) -> Result<()> {
+        let Some(Member::Removed { upto, .. }) = self.member(gone)? else {
+            return Ok(());
+        };
+        self.held.retain(|(o, s), _| *o != gone || *s <= upto);
+        let all = self.log_from(None)?;
+        let beyond = |id: &OpId| id.origin == gone && id.seq > upto;
+        let Some(first) = all.iter().position(|(id, _)| beyond(id)) else {
+            return Ok(());
+        };
+        let tail = &all[first..];
+        let keys = self.keys.clone();
+        let eng = self.eng.clone();
+        let cache = self.cache.clone();
+        let mut tx = Tx::new(&*eng, &keys).cached(&cache);
+        let mut b = WriteBatch::new();
+        for (_, rec) in tail.iter().rev() {
+            tx.restore(&rec.undo);
+        }
+        let mut dropped = 0u64;
+        for (id, rec) in tail {
+            if beyond(id) {
+                b.delete(Cf::Log, meta_key(OPLOG_PREFIX, &id.key()));
+                b.delete(Cf::Log, entry_key(id.origin, id.seq));
+                dropped += 1;
+            } else {
+                tx.begin();
+                apply(&mut tx, *id, &rec.op)?;
+                let undo = tx.finish();
+                self.put_logrec(&mut b, *id, &rec.op, undo)?;
+            }
+        }
+        self.counters.undone += tail.len() as u64;
+        // Its chain ends at the cutoff here.
+        let head = match self.eng.get(Cf::Log, &entry_key(gone, upto))? {
+            Some(bytes) => self
+                .open_entry(&SealedEntry {
+                    origin: gone,
+                    seq: upto,
+                    bytes,
+                })
+                .map(|(body, hash)| Head {
+                    seq: upto,
+                    hash,
+                    hlc: body.hlc,
+                }),
+            None => None,
+        };
+        let hk = meta_key(HEAD_PREFIX, &gone.0.to_be_bytes());
+        match head {
+            Some(h) => {
+                self.vv.insert(gone, h);
+            }
+            None if upto == 0 => {
+                self.vv.remove(&gone);
+                b.delete(Cf::Meta, hk);
+            }
+            None => {
+                let h = Head {
+                    seq: upto,
+                    hash: [0; 32],
+                    hlc: Hlc(0),
+                };
+                self.vv.insert(gone, h);
+            }
+        }
+        self.commit(tx, b, &cache, &[gone])?;
+        tracing::warn!(member = %gone.short(), dropped, upto,
+            "dropped a removed member's operations after its cutoff");
+        Ok(())
+    }
+
+    /// Members whose newest entry is older than `silent_ms`.
+    pub fn silent_members(&self) -> Result<Vec<ReplicaId>> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for m in self.members()? {
+            if m == self.local.id {
+                continue;
+            }
+            let last = self.vv.get(&m).map_or(0, |h| h.hlc.ms());
+            let since = match self.member(m)? {
+                Some(Member::Active { since }) => since.hlc.ms(),
+                _ => continue,
+            };
+            if now.saturating_sub(last.max(since)) > self.cfg.silent_ms {
+                out.push(m);
+            }
+        }
+        Ok(out)
     }
 
     /// Fold `op` into `tx` at its place: undo `later` (the operations after it, in order),
@@ -664,12 +771,19 @@ impl Replica {
 
     /// Operations folded after `id`, in fold order.
     fn log_after(&self, id: OpId) -> Result<Vec<(OpId, LogRec)>> {
+        self.log_from(Some(id))
+    }
+
+    /// Operations folded after `id` (all of them: `None`), in fold order.
+    fn log_from(&self, id: Option<OpId>) -> Result<Vec<(OpId, LogRec)>> {
         let mut out = Vec::new();
-        let start = meta_key(OPLOG_PREFIX, &id.key());
         let keys = self.keys.clone();
         let mut err = None;
-        let mut start = start;
-        start.push(0);
+        let mut start = vec![OPLOG_PREFIX];
+        if let Some(id) = id {
+            start = meta_key(OPLOG_PREFIX, &id.key());
+            start.push(0);
+        }
         loop {
             let page = self.eng.scan(Cf::Log, &[OPLOG_PREFIX], &start, 1024)?;
             for (k, v) in &page {
@@ -1278,18 +1392,26 @@ impl Replica {
 
     /// Active members.
     pub fn members(&self) -> Result<Vec<ReplicaId>> {
+        Ok(self
+            .member_states()?
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Member::Active { .. }))
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Every member ever admitted, and its state.
+    pub fn member_states(&self) -> Result<Vec<(ReplicaId, Member)>> {
         let mut out = Vec::new();
         let keys = self.keys.clone();
         self.eng
             .for_each(Cf::Meta, &[Table::Member.place().1], &mut |k, v| {
-                let (id, m): (ReplicaId, Member) =
+                let rec: (ReplicaId, Member) =
                     decode(&keys.open_record(k, v).map_err(to_store)?).map_err(to_store)?;
-                if matches!(m, Member::Active { .. }) {
-                    out.push(id);
-                }
+                out.push(rec);
                 Ok(())
             })?;
-        out.sort();
+        out.sort_by_key(|(id, _)| *id);
         Ok(out)
     }
 
@@ -1369,6 +1491,10 @@ impl Replica {
     /// has are deleted, the contents of files removed by stable operations are released, and
     /// chunks nothing references are reclaimed. Returns the number of operations made stable.
     pub fn trim(&mut self, acks: &BTreeMap<ReplicaId, VersionVector>) -> Result<u64> {
+        for m in self.silent_members()? {
+            tracing::warn!(member = %m.short(), "removing a member silent for too long: it must re-join from a snapshot");
+            self.expel(m)?;
+        }
         let members = self.members()?;
         let mut own = BTreeMap::new();
         own.insert(self.local.id, self.vv.clone());

@@ -220,6 +220,7 @@ impl Sim {
         Config {
             max_skew_ms: 60_000,
             faults: self.cfg.faults,
+            ..Config::default()
         }
     }
 

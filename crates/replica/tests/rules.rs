@@ -549,3 +549,50 @@ fn a_crashed_replica_reopens_from_its_store_where_it_was() {
     c.sync();
     assert_eq!(c.converged().len(), 2);
 }
+
+#[test]
+fn a_members_operations_after_its_cutoff_leave_every_replica_whatever_it_had_applied() {
+    let mut c = Cluster::new(3);
+    let f = c.file(2, R, b"f");
+    c.write(2, f, b"before the cutoff");
+    c.sync();
+    // Member 2 goes on; replica 1 hears of it, replica 0 does not, and removes it.
+    c.write(2, f, b"after the cutoff");
+    c.file(2, R, b"g");
+    c.pull(1, 2);
+    assert!(c.reps[1].dump().unwrap().contains_key(b"/g".as_slice()));
+    let gone = c.reps[2].id();
+    c.reps[0].expel(gone).unwrap();
+    c.reps.truncate(2);
+    c.sync();
+    let t = c.converged();
+    assert!(!t.contains_key(b"/g".as_slice()), "{:?}", names(&t));
+    assert_eq!(c.cat(1, b"/f"), b"before the cutoff");
+    // A second removal with a larger cutoff changes nothing: the smallest holds.
+    c.reps[1].expel(gone).unwrap();
+    c.sync();
+    assert_eq!(c.converged(), t);
+}
+
+#[test]
+fn a_member_silent_for_longer_than_the_limit_is_removed_when_trimming() {
+    let mut c = Cluster::new(3);
+    c.file(0, R, b"f");
+    c.sync();
+    let silent = c.reps[2].id();
+    c.advance(8 * 24 * 3600 * 1000);
+    c.file(0, R, b"g");
+    c.file(1, R, b"h");
+    c.pull(0, 1);
+    assert_eq!(c.reps[0].silent_members().unwrap(), vec![silent]);
+    c.reps[0].trim(&Default::default()).unwrap();
+    assert!(!c.reps[0].members().unwrap().contains(&silent));
+    // Its entries from now on are refused; it must re-join.
+    c.file(2, R, b"late");
+    for e in c.entries(2, 0) {
+        assert_eq!(
+            c.reps[0].receive(&e).unwrap(),
+            Received::Refused(Refusal::RemovedMember)
+        );
+    }
+}
