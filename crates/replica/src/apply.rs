@@ -273,7 +273,7 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
             }
             Ok(Applied::Done)
         }
-        Op::AddMember { id: m } => {
+        Op::AddMember { id: m, key } => {
             if tx
                 .get::<(ReplicaId, Member)>(Table::Member, &m.0.to_be_bytes())?
                 .is_some()
@@ -283,21 +283,29 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
             tx.put(
                 Table::Member,
                 &m.0.to_be_bytes(),
-                &(*m, Member::Active { since: id }),
+                &(
+                    *m,
+                    Member::Active {
+                        since: id,
+                        key: *key,
+                    },
+                ),
             )?;
             Ok(Applied::Done)
         }
         Op::RemoveMember { id: m, upto } => {
             // Several members may remove one (each when it finds it silent): the smallest
             // cutoff holds, whatever the order.
-            let upto = match tx.get::<(ReplicaId, Member)>(Table::Member, &m.0.to_be_bytes())? {
-                Some((_, Member::Removed { upto: u0, .. })) => u0.min(*upto),
-                _ => *upto,
-            };
+            let (upto, key) =
+                match tx.get::<(ReplicaId, Member)>(Table::Member, &m.0.to_be_bytes())? {
+                    Some((_, Member::Removed { upto: u0, key, .. })) => (u0.min(*upto), key),
+                    Some((_, Member::Active { key, .. })) => (*upto, key),
+                    None => (*upto, [0; 32]),
+                };
             tx.put(
                 Table::Member,
                 &m.0.to_be_bytes(),
-                &(*m, Member::Removed { at: id, upto }),
+                &(*m, Member::Removed { at: id, upto, key }),
             )?;
             Ok(Applied::Done)
         }
@@ -307,14 +315,11 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
 /// A replica's place in the member list.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Member {
-    Active {
-        since: OpId,
-    },
+    /// Admitted by operation `since`; its entries are signed with the private half of `key`
+    /// (Ed25519).
+    Active { since: OpId, key: [u8; 32] },
     /// Removed for good: its id is never used again; its entries after `upto` are refused.
-    Removed {
-        at: OpId,
-        upto: u64,
-    },
+    Removed { at: OpId, upto: u64, key: [u8; 32] },
 }
 
 fn is_dir(tx: &Tx<'_>, n: NodeId) -> Result<bool> {

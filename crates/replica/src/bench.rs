@@ -12,7 +12,9 @@ use sealvol_store::{Engine, MemoryEngine, RocksEngine, RocksTuning};
 
 use crate::ids::{NodeId, ReplicaId};
 use crate::op::Kind;
-use crate::replica::{Config, Received, Replica, SealedEntry, Snapshot, SystemWallClock};
+use crate::replica::{
+    Config, MemberKey, Received, Replica, SealedEntry, Snapshot, SystemWallClock,
+};
 use crate::state::ReplicaKeys;
 
 /// What applying a history cost.
@@ -23,13 +25,13 @@ pub struct ApplyBench {
     pub per_second: f64,
     /// The longest `receive_batch` of 64 entries: the longest the replica is busy applying.
     pub longest: Duration,
-    /// Mean sealed entry size, bytes.
+    /// Mean size of an entry as shipped (sealed bytes, signature, origin and sequence number).
     pub entry_bytes: f64,
 }
 
 /// A history of `n` mixed operations (creates, writes, chmods, renames, unlinks, xattrs) on one
 /// replica; the snapshot a new replica starts from, the keys and the entries.
-pub fn history(n: usize) -> crate::Result<(MasterKey, [u8; 16], Snapshot, Vec<SealedEntry>)> {
+pub fn history(n: usize) -> crate::Result<History> {
     let master = MasterKey::generate().map_err(|e| crate::error::corrupt(e.to_string()))?;
     let keys = Arc::new(ReplicaKeys::derive(&master));
     let volume = [9u8; 16];
@@ -42,9 +44,9 @@ pub fn history(n: usize) -> crate::Result<(MasterKey, [u8; 16], Snapshot, Vec<Se
         volume,
         ReplicaId(0xb000_0000_0000_0001),
     )?;
-    let joiner = a.admit()?;
+    let joiner_key = MemberKey::generate()?;
+    a.admit(joiner_key.public()?)?;
     let snap = a.snapshot()?;
-    let _ = joiner;
     let mut rng = StdRng::seed_from_u64(1);
     let mut dirs = vec![NodeId::ROOT];
     let mut files: Vec<(NodeId, Vec<u8>, NodeId)> = Vec::new(); // (parent, name, inode)
@@ -88,8 +90,11 @@ pub fn history(n: usize) -> crate::Result<(MasterKey, [u8; 16], Snapshot, Vec<Se
     let mut entries = a.entries_for(&Default::default())?;
     entries.retain(|e| e.seq > 2); // founding and admitting are in the snapshot
     entries.truncate(n);
-    Ok((master, volume, snap, entries))
+    Ok((master, volume, snap, entries, joiner_key))
 }
+
+/// Keys, volume id, the snapshot the joiner starts from, the entries, the joiner's key.
+pub type History = (MasterKey, [u8; 16], Snapshot, Vec<SealedEntry>, MemberKey);
 
 /// Apply `entries` to a new replica started from `snap` on `eng`.
 pub fn apply_all(
@@ -98,6 +103,7 @@ pub fn apply_all(
     volume: [u8; 16],
     snap: &Snapshot,
     entries: &[SealedEntry],
+    key: MemberKey,
 ) -> crate::Result<ApplyBench> {
     let keys = Arc::new(ReplicaKeys::derive(master));
     // The joiner was the second entry of the history's founder.
@@ -110,6 +116,7 @@ pub fn apply_all(
         volume,
         snap,
         id,
+        key,
     )?;
     let t = Instant::now();
     let mut longest = Duration::ZERO;
@@ -129,22 +136,34 @@ pub fn apply_all(
         seconds,
         per_second: entries.len() as f64 / seconds,
         longest,
-        entry_bytes: entries.iter().map(|e| e.bytes.len() + 16).sum::<usize>() as f64
+        entry_bytes: entries
+            .iter()
+            .map(|e| e.bytes.len() + e.sig.len() + 16)
+            .sum::<usize>() as f64
             / entries.len().max(1) as f64,
     })
 }
 
 /// The same history into the memory engine and into RocksDB at `dir`.
 pub fn run(n: usize, dir: &Path) -> crate::Result<(ApplyBench, ApplyBench)> {
-    let (master, volume, snap, entries) = history(n)?;
+    let (master, volume, snap, entries, key) = history(n)?;
+    let pkcs8 = key.to_pkcs8_for_bench();
     let mem = apply_all(
         Arc::new(MemoryEngine::new()),
         &master,
         volume,
         &snap,
         &entries,
+        key,
     )?;
     let rocks = RocksEngine::open(dir, true, &RocksTuning::default())?;
-    let rdb = apply_all(Arc::new(rocks), &master, volume, &snap, &entries)?;
+    let rdb = apply_all(
+        Arc::new(rocks),
+        &master,
+        volume,
+        &snap,
+        &entries,
+        MemberKey::from_pkcs8_for_bench(pkcs8),
+    )?;
     Ok((mem, rdb))
 }

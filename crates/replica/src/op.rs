@@ -92,8 +92,8 @@ pub enum Op {
         size: u64,
         chunks: Vec<ChunkRef>,
     },
-    /// Admit a replica to the volume.
-    AddMember { id: ReplicaId },
+    /// Admit a replica to the volume, with the public half of its signing key.
+    AddMember { id: ReplicaId, key: [u8; 32] },
     /// Take a replica out of the volume (it lost its store, or was silent too long): its
     /// entries after `upto` (the last its remover had) are refused, and it no longer holds
     /// trimming back.

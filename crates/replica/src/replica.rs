@@ -49,6 +49,77 @@ pub struct SealedEntry {
     pub origin: ReplicaId,
     pub seq: u64,
     pub bytes: Vec<u8>,
+    /// Ed25519 signature by the origin's member key over the volume, origin, sequence number
+    /// and sealed bytes: another key holder cannot write as this member.
+    pub sig: Vec<u8>,
+}
+
+impl SealedEntry {
+    /// As stored: the sealed bytes, then the signature.
+    fn stored(&self) -> Vec<u8> {
+        let mut v = self.bytes.clone();
+        v.extend_from_slice(&self.sig);
+        v
+    }
+    fn from_stored(origin: ReplicaId, seq: u64, mut v: Vec<u8>) -> SealedEntry {
+        let sig = v.split_off(v.len().saturating_sub(SIG_LEN));
+        SealedEntry {
+            origin,
+            seq,
+            bytes: v,
+            sig,
+        }
+    }
+}
+
+const SIG_LEN: usize = 64;
+
+/// An entry that extends its chain in fold order: its id, operation, new head, and its
+/// origin's member key (to check its signature with).
+type InOrder = (OpId, Op, Head, [u8; 32]);
+
+/// A member's Ed25519 signing key (PKCS#8), made by the member itself; only its public half
+/// leaves the host (in the `AddMember` operation that admits it). Zeroized on drop.
+pub struct MemberKey(Vec<u8>);
+
+impl MemberKey {
+    pub fn generate() -> Result<MemberKey> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| corrupt("the system's random generator failed"))?;
+        Ok(MemberKey(pkcs8.as_ref().to_vec()))
+    }
+    fn pair(&self) -> Result<ring::signature::Ed25519KeyPair> {
+        ring::signature::Ed25519KeyPair::from_pkcs8(&self.0)
+            .map_err(|_| corrupt("the member's signing key is malformed"))
+    }
+    /// The same key twice (the benchmark applies one history twice, as one joiner).
+    pub(crate) fn to_pkcs8_for_bench(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+    pub(crate) fn from_pkcs8_for_bench(v: Vec<u8>) -> MemberKey {
+        MemberKey(v)
+    }
+
+    /// The public half, for [`Replica::admit`].
+    pub fn public(&self) -> Result<[u8; 32]> {
+        use ring::signature::KeyPair;
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.pair()?.public_key().as_ref());
+        Ok(out)
+    }
+}
+
+impl Drop for MemberKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for MemberKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemberKey(..)")
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -155,6 +226,14 @@ struct Local {
     hlc: Hlc,
     /// The last operation in fold order.
     last: Option<OpId>,
+    /// This member's signing key (PKCS#8).
+    key: Vec<u8>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -236,7 +315,19 @@ impl Replica {
         volume: [u8; 16],
         id: ReplicaId,
     ) -> Result<Replica> {
-        let mut r = Replica::blank(eng, keys, clock, cfg, volume, id, None, Hlc(0));
+        let key = MemberKey::generate()?;
+        let public = key.public()?;
+        let mut r = Replica::blank(
+            eng,
+            keys,
+            clock,
+            cfg,
+            volume,
+            id,
+            None,
+            Hlc(0),
+            key.0.clone(),
+        );
         let mut tx = Tx::new(&*r.eng, &r.keys);
         let root = NodeRec {
             id: NodeId::ROOT,
@@ -270,7 +361,7 @@ impl Replica {
         tx.into_batch(&mut b)?;
         r.put_local(&mut b)?;
         r.eng.write(b, Durability::Disk)?;
-        r.commit_local(Op::AddMember { id })?;
+        r.commit_local(Op::AddMember { id, key: public })?;
         Ok(r)
     }
 
@@ -284,6 +375,7 @@ impl Replica {
         id: ReplicaId,
         last: Option<OpId>,
         hlc: Hlc,
+        key: Vec<u8>,
     ) -> Replica {
         Replica {
             eng,
@@ -297,6 +389,7 @@ impl Replica {
                 admitted: 0,
                 hlc,
                 last,
+                key,
             },
             vv: BTreeMap::new(),
             held: BTreeMap::new(),
@@ -327,6 +420,7 @@ impl Replica {
             local.id,
             local.last,
             local.hlc,
+            Vec::new(),
         );
         r.local = local;
         r.load_vv()?;
@@ -421,6 +515,20 @@ impl Replica {
         )
     }
 
+    fn sig_msg(&self, origin: ReplicaId, seq: u64, bytes: &[u8]) -> Vec<u8> {
+        let mut m = b"sealvol/sync-entry-sig".to_vec();
+        m.extend_from_slice(&self.binding(origin, seq));
+        m.extend_from_slice(bytes);
+        m
+    }
+
+    /// Whether `e` is signed by the member key `key`.
+    fn signed_by(&self, e: &SealedEntry, key: &[u8; 32]) -> bool {
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+            .verify(&self.sig_msg(e.origin, e.seq, &e.bytes), &e.sig)
+            .is_ok()
+    }
+
     /// Authenticate and decode an entry; its hash.
     fn open_entry(&self, e: &SealedEntry) -> Option<(EntryBody, [u8; 32])> {
         let plain = self
@@ -450,10 +558,17 @@ impl Replica {
             .seal(Domain::SyncEntry, 0, &self.binding(me, seq), &plain)
             .map_err(|e| corrupt(format!("sealing an entry: {e}")))?;
         let hash = self.entry_hash(me, seq, &plain);
+        let key = MemberKey(self.local.key.clone());
+        let sig = key
+            .pair()?
+            .sign(&self.sig_msg(me, seq, &bytes))
+            .as_ref()
+            .to_vec();
         let entry = SealedEntry {
             origin: me,
             seq,
             bytes,
+            sig,
         };
         let id = OpId {
             hlc,
@@ -523,12 +638,8 @@ impl Replica {
         self.counters.undone += tail.len() as u64;
         // Its chain ends at the cutoff here.
         let head = match self.eng.get(Cf::Log, &entry_key(gone, upto))? {
-            Some(bytes) => self
-                .open_entry(&SealedEntry {
-                    origin: gone,
-                    seq: upto,
-                    bytes,
-                })
+            Some(v) => self
+                .open_entry(&SealedEntry::from_stored(gone, upto, v))
                 .map(|(body, hash)| Head {
                     seq: upto,
                     hash,
@@ -570,7 +681,7 @@ impl Replica {
             }
             let last = self.vv.get(&m).map_or(0, |h| h.hlc.ms());
             let since = match self.member(m)? {
-                Some(Member::Active { since }) => since.hlc.ms(),
+                Some(Member::Active { since, .. }) => since.hlc.ms(),
                 _ => continue,
             };
             if now.saturating_sub(last.max(since)) > self.cfg.silent_ms {
@@ -620,11 +731,7 @@ impl Replica {
         entry: &SealedEntry,
         head: Head,
     ) {
-        b.put(
-            Cf::Log,
-            entry_key(entry.origin, entry.seq),
-            entry.bytes.clone(),
-        );
+        b.put(Cf::Log, entry_key(entry.origin, entry.seq), entry.stored());
         self.local.last = Some(self.local.last.map_or(id, |l| l.max(id)));
         self.local.hlc = Hlc(self.local.hlc.0.max(id.hlc.0));
         if let Op::Create { node, .. } | Op::Link { node, .. } = op {
@@ -693,23 +800,38 @@ impl Replica {
             let cache = self.cache.clone();
             let mut tx = Tx::new(&*eng, &keys).cached(&cache);
             let mut b = WriteBatch::new();
-            let mut origins = BTreeSet::new();
+            // Per origin, the last entry of the run and its member key: its signature covers
+            // the entries before it through the hash chain, so one check per origin and run.
+            let mut last: BTreeMap<ReplicaId, (usize, [u8; 32])> = BTreeMap::new();
+            let start = i;
             let mut n = 0;
             while i < entries.len() && n < RUN {
                 let e = &entries[i];
-                let Some((id, op, head)) = self.in_order(&tx, e)? else {
+                let Some((id, op, head, key)) = self.in_order(&tx, e)? else {
                     break;
                 };
                 self.fold_into(&mut tx, &mut b, id, &op, Vec::new())?;
                 self.note_applied(&mut b, id, &op, e, head);
-                origins.insert(e.origin);
-                out.push(Received::Applied);
+                last.insert(e.origin, (i, key));
                 i += 1;
                 n += 1;
             }
             if n > 0 {
-                let origins: Vec<ReplicaId> = origins.into_iter().collect();
-                self.commit(tx, b, &cache, &origins)?;
+                if last
+                    .values()
+                    .all(|(j, key)| self.signed_by(&entries[*j], key))
+                {
+                    let origins: Vec<ReplicaId> = last.keys().copied().collect();
+                    self.commit(tx, b, &cache, &origins)?;
+                    out.extend(std::iter::repeat_n(Received::Applied, n));
+                } else {
+                    // A bad signature somewhere: forget the run, take its entries one by one.
+                    drop(tx);
+                    self.reload()?;
+                    for e in &entries[start..i] {
+                        out.push(self.receive_one(e)?);
+                    }
+                }
             } else {
                 drop(tx);
                 out.push(self.receive_one(&entries[i])?);
@@ -722,7 +844,7 @@ impl Replica {
 
     /// `e`, if it simply extends its chain and sorts after everything folded so far (no hold,
     /// no undo, no refusal): its id, operation and new head.
-    fn in_order(&self, tx: &Tx<'_>, e: &SealedEntry) -> Result<Option<(OpId, Op, Head)>> {
+    fn in_order(&self, tx: &Tx<'_>, e: &SealedEntry) -> Result<Option<InOrder>> {
         let Some((body, hash)) = self.open_entry(e) else {
             return Ok(None);
         };
@@ -740,10 +862,10 @@ impl Replica {
         {
             return Ok(None);
         }
-        match tx.get::<(ReplicaId, Member)>(Table::Member, &e.origin.0.to_be_bytes())? {
-            Some((_, Member::Active { .. })) => {}
+        let key = match tx.get::<(ReplicaId, Member)>(Table::Member, &e.origin.0.to_be_bytes())? {
+            Some((_, Member::Active { key, .. })) => key,
             _ => return Ok(None),
-        }
+        };
         Ok(Some((
             id,
             body.op,
@@ -752,6 +874,7 @@ impl Replica {
                 hash,
                 hlc: body.hlc,
             },
+            key,
         )))
     }
 
@@ -897,12 +1020,8 @@ impl Replica {
         if let Some(h) = have {
             if e.seq <= h.seq {
                 let stored = match self.eng.get(Cf::Log, &entry_key(e.origin, e.seq))? {
-                    Some(bytes) => self
-                        .open_entry(&SealedEntry {
-                            origin: e.origin,
-                            seq: e.seq,
-                            bytes,
-                        })
+                    Some(v) => self
+                        .open_entry(&SealedEntry::from_stored(e.origin, e.seq, v))
                         .map(|x| x.1),
                     None if e.seq == h.seq => Some(h.hash),
                     None => None,
@@ -924,11 +1043,16 @@ impl Replica {
                 });
             }
         }
-        match self.member(e.origin)? {
-            Some(Member::Active { .. }) => {}
-            Some(Member::Removed { upto, .. }) if e.seq <= upto => {}
+        let key = match self.member(e.origin)? {
+            Some(Member::Active { key, .. }) => key,
+            Some(Member::Removed { upto, key, .. }) if e.seq <= upto => key,
             Some(Member::Removed { .. }) => return Ok(self.refuse(e, Refusal::RemovedMember)),
             None => return self.hold(e, Hold::UnknownMember),
+        };
+        if !self.signed_by(e, &key) {
+            // Sealed under the volume's key, but not signed by its origin: another member
+            // writing as this one.
+            return Ok(self.refuse(e, Refusal::Forged));
         }
         let next = have.map_or(1, |h| h.seq + 1);
         if e.seq > next {
@@ -991,11 +1115,7 @@ impl Replica {
                     ));
                 }
                 expect += 1;
-                out.push(SealedEntry {
-                    origin: *origin,
-                    seq,
-                    bytes: v,
-                });
+                out.push(SealedEntry::from_stored(*origin, seq, v));
             }
             if expect <= head.seq {
                 return Err(Error::Invalid(
@@ -1372,13 +1492,14 @@ impl Replica {
 
     // ---- Membership and snapshots --------------------------------------------------------
 
-    /// Admit a new replica: its id, unique in the volume (checked against the member list).
-    pub fn admit(&mut self) -> Result<ReplicaId> {
+    /// Admit a new replica, whose signing key's public half is `key` ([`MemberKey::public`]):
+    /// its id, unique in the volume (checked against the member list).
+    pub fn admit(&mut self, key: [u8; 32]) -> Result<ReplicaId> {
         loop {
             self.local.admitted += 1;
             let id = ReplicaId::admitted(self.local.id, self.local.admitted);
             if self.member(id)?.is_none() {
-                self.commit_local(Op::AddMember { id })?;
+                self.commit_local(Op::AddMember { id, key })?;
                 return Ok(id);
             }
         }
@@ -1442,6 +1563,7 @@ impl Replica {
 
     /// A replica that starts from `snap` as member `id` (admitted by the replica that made the
     /// snapshot, before it made it).
+    #[allow(clippy::too_many_arguments)]
     pub fn join(
         eng: Arc<dyn Engine>,
         keys: Arc<ReplicaKeys>,
@@ -1450,6 +1572,7 @@ impl Replica {
         volume: [u8; 16],
         snap: &Snapshot,
         id: ReplicaId,
+        key: MemberKey,
     ) -> Result<Replica> {
         let plain = keys
             .entry_seal
@@ -1466,9 +1589,25 @@ impl Replica {
             b.put(cf, k, v);
         }
         eng.write(b, Durability::Disk)?;
-        let mut r = Replica::blank(eng, keys, clock, cfg, volume, id, body.last, body.hlc);
+        let public = key.public()?;
+        let mut r = Replica::blank(
+            eng,
+            keys,
+            clock,
+            cfg,
+            volume,
+            id,
+            body.last,
+            body.hlc,
+            key.0.clone(),
+        );
         match r.member(id)? {
-            Some(Member::Active { .. }) => {}
+            Some(Member::Active { key, .. }) if key == public => {}
+            Some(Member::Active { .. }) => {
+                return Err(Error::Invalid(
+                    "this replica id was admitted with another signing key",
+                ))
+            }
             _ => {
                 return Err(Error::Invalid(
                     "this replica id was not admitted in the snapshot: admit it first",
@@ -1614,4 +1753,78 @@ fn to_store(e: Error) -> sealvol_store::StoreError {
 
 pub(crate) fn hex8(a: &[u8; 32]) -> String {
     a[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sealvol_store::MemoryEngine;
+
+    /// A member that holds the volume key writes an entry as another member: the seal is valid
+    /// (one volume key), the signature is not the origin's.
+    #[test]
+    fn a_member_cannot_write_as_another_member() {
+        let master = sealvol_crypto::MasterKey::generate().unwrap();
+        let keys = Arc::new(ReplicaKeys::derive(&master));
+        let clock: Arc<dyn WallClock> = Arc::new(SystemWallClock);
+        let mk = |r: &mut Replica| {
+            let key = MemberKey::generate().unwrap();
+            let id = r.admit(key.public().unwrap()).unwrap();
+            let snap = r.snapshot().unwrap();
+            (id, snap, key)
+        };
+        let mut a = Replica::found(
+            Arc::new(MemoryEngine::new()),
+            keys.clone(),
+            clock.clone(),
+            Config::default(),
+            [1; 16],
+            ReplicaId(11),
+        )
+        .unwrap();
+        let (bid, bsnap, bkey) = mk(&mut a);
+        let (cid, csnap, ckey) = mk(&mut a);
+        let join = |id, snap: &Snapshot, key| {
+            Replica::join(
+                Arc::new(MemoryEngine::new()),
+                keys.clone(),
+                clock.clone(),
+                Config::default(),
+                [1; 16],
+                snap,
+                id,
+                key,
+            )
+            .unwrap()
+        };
+        let mut b = join(bid, &bsnap, bkey);
+        let mut c = join(cid, &csnap, ckey);
+        for e in a.entries_for(c.version_vector()).unwrap() {
+            c.receive(&e).unwrap();
+        }
+        // b poses as a: the next entry of a's chain, sealed correctly, signed with b's key.
+        b.vv = a.vv.clone();
+        b.local.id = a.id();
+        b.create(NodeId::ROOT, b"forged", Kind::File, 0o644, 0, 0, b"")
+            .unwrap();
+        let forged = b.entries_for(c.version_vector()).unwrap();
+        let forged = forged.iter().find(|e| e.origin == a.id()).unwrap();
+        assert!(b.open_entry(forged).is_some(), "the seal itself is valid");
+        assert_eq!(
+            c.receive(forged).unwrap(),
+            Received::Refused(Refusal::Forged)
+        );
+        assert!(c.dump().unwrap().is_empty());
+        // The same entry through the batch path.
+        assert_eq!(
+            c.receive_batch(std::slice::from_ref(forged)).unwrap(),
+            vec![Received::Refused(Refusal::Forged)]
+        );
+        // And a's genuine next entry is taken.
+        a.create(NodeId::ROOT, b"genuine", Kind::File, 0o644, 0, 0, b"")
+            .unwrap();
+        let genuine = a.entries_for(c.version_vector()).unwrap();
+        assert_eq!(c.receive_batch(&genuine).unwrap(), vec![Received::Applied]);
+    }
 }

@@ -19,7 +19,7 @@ use sealvol_store::{Engine, MemoryEngine};
 
 use crate::ids::{NodeId, OpId, ReplicaId};
 use crate::op::Kind;
-use crate::replica::{Config, Faults, Replica, SealedEntry, VersionVector, WallClock};
+use crate::replica::{Config, Faults, MemberKey, Replica, SealedEntry, VersionVector, WallClock};
 use crate::state::ReplicaKeys;
 
 /// One simulation run.
@@ -243,7 +243,10 @@ impl Sim {
         let keys = self.keys();
         let cfg = self.rconfig();
         let s = self.hosts[sponsor].rep.as_mut().ok_or("sponsor is down")?;
-        let id = s.admit().map_err(err("admit"))?;
+        let key = MemberKey::generate().map_err(err("member key"))?;
+        let id = s
+            .admit(key.public().map_err(err("member key"))?)
+            .map_err(err("admit"))?;
         let snap = s.snapshot().map_err(err("snapshot"))?;
         let eng: Arc<dyn Engine> = self.hosts[h].eng.clone();
         let r = Replica::join(
@@ -254,6 +257,7 @@ impl Sim {
             self.volume,
             &snap,
             id,
+            key,
         )
         .map_err(err("join"))?;
         self.hosts[h].rep = Some(r);

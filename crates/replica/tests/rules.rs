@@ -286,13 +286,23 @@ fn apply_is_idempotent_and_commutative_across_orders_and_duplicates() {
     let mut dumps = Vec::new();
     for perm in 0..6u64 {
         // A fresh replica with c's keys, admitted by replica 0.
-        let id = c.reps[0].admit().unwrap();
+        let key = MemberKey::generate().unwrap();
+        let id = c.reps[0].admit(key.public().unwrap()).unwrap();
         let snap = c.reps[0].snapshot().unwrap();
         let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
         let clock =
             std::sync::Arc::new(TestClock(std::sync::atomic::AtomicU64::new(T0 + 1_000_000)));
-        let mut r =
-            Replica::join(eng, c.keys(), clock, Config::default(), c.volume, &snap, id).unwrap();
+        let mut r = Replica::join(
+            eng,
+            c.keys(),
+            clock,
+            Config::default(),
+            c.volume,
+            &snap,
+            id,
+            key,
+        )
+        .unwrap();
         // Deliver everything in a scrambled order, with duplicates.
         let mut order: Vec<&SealedEntry> = all.iter().chain(all.iter().step_by(2)).collect();
         let n = order.len();
@@ -519,18 +529,34 @@ fn a_removed_member_is_refused_after_its_cutoff_and_trimming_reclaims_space() {
 fn a_snapshot_under_another_key_is_refused() {
     let mut c = Cluster::new(1);
     let other = Cluster::new(1);
-    let id = c.reps[0].admit().unwrap();
+    let key = MemberKey::generate().unwrap();
+    let id = c.reps[0].admit(key.public().unwrap()).unwrap();
     let snap = c.reps[0].snapshot().unwrap();
-    let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
     let clock = std::sync::Arc::new(TestClock(std::sync::atomic::AtomicU64::new(T0)));
+    let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
     let r = Replica::join(
         eng,
         other.keys(),
+        clock.clone(),
+        Config::default(),
+        c.volume,
+        &snap,
+        id,
+        key,
+    );
+    assert!(matches!(r, Err(Error::Invalid(_))));
+    // With the volume's key but another member key than the one admitted: refused too.
+    let eng = std::sync::Arc::new(sealvol_store::MemoryEngine::new());
+    let wrong = MemberKey::generate().unwrap();
+    let r = Replica::join(
+        eng,
+        c.keys(),
         clock,
         Config::default(),
         c.volume,
         &snap,
         id,
+        wrong,
     );
     assert!(matches!(r, Err(Error::Invalid(_))));
 }

@@ -68,7 +68,8 @@ impl Cluster {
 
     /// A new member admitted by `sponsor`, started from its snapshot.
     pub fn add_member(&mut self, sponsor: usize) -> usize {
-        let id = self.reps[sponsor].admit().unwrap();
+        let key = MemberKey::generate().unwrap();
+        let id = self.reps[sponsor].admit(key.public().unwrap()).unwrap();
         let snap = self.reps[sponsor].snapshot().unwrap();
         let (eng, clock) = self.host();
         let r = Replica::join(
@@ -79,6 +80,7 @@ impl Cluster {
             self.volume,
             &snap,
             id,
+            key,
         )
         .unwrap();
         self.reps.push(r);
