@@ -618,14 +618,20 @@ impl Sim {
     }
 
     fn apply_msg(&mut self, m: &InFlight, _dup: bool) -> Result<(), Fail> {
+        // Entries one by one, or as a batch (runs in order folded together): both paths.
+        let batch = self.rng.gen_bool(0.5);
         let Some(r) = self.hosts[m.to].rep.as_mut() else {
             return Ok(()); // down: lost
         };
         let _ = m.from;
         match &m.msg {
             Msg::Entries(es) => {
-                for e in es {
-                    r.receive(e).map_err(err("receive"))?;
+                if batch {
+                    r.receive_batch(es).map_err(err("receive_batch"))?;
+                } else {
+                    for e in es {
+                        r.receive(e).map_err(err("receive"))?;
+                    }
                 }
                 self.stats.delivered += 1;
             }
@@ -822,9 +828,7 @@ impl Sim {
                     };
                     let rb = self.hosts[b].rep.as_mut().ok_or("down")?;
                     rb.retry_held().map_err(err("retry"))?;
-                    for e in &entries {
-                        rb.receive(e).map_err(err("receive"))?;
-                    }
+                    rb.receive_batch(&entries).map_err(err("receive_batch"))?;
                     for (addr, s) in chunks {
                         rb.receive_chunk(&addr, &s).map_err(err("chunk"))?;
                     }
