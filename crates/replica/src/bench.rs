@@ -27,6 +27,9 @@ pub struct ApplyBench {
     pub longest: Duration,
     /// Mean size of an entry as shipped (sealed bytes, signature, origin and sequence number).
     pub entry_bytes: f64,
+    /// Bytes the engine occupies per entry applied, after a flush (0 for the memory engine):
+    /// state records, the fold log with its undo records, and the entries kept for peers.
+    pub store_bytes_per_entry: f64,
 }
 
 /// A history of `n` mixed operations (creates, writes, chmods, renames, unlinks, xattrs) on one
@@ -131,6 +134,7 @@ pub fn apply_all(
     }
     b.engine().flush_memtables()?;
     let seconds = t.elapsed().as_secs_f64();
+    let store_bytes_per_entry = b.engine().disk_bytes()? as f64 / entries.len().max(1) as f64;
     Ok(ApplyBench {
         entries: entries.len(),
         seconds,
@@ -141,6 +145,7 @@ pub fn apply_all(
             .map(|e| e.bytes.len() + e.sig.len() + 16)
             .sum::<usize>() as f64
             / entries.len().max(1) as f64,
+        store_bytes_per_entry,
     })
 }
 
