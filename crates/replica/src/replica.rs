@@ -543,6 +543,11 @@ impl Replica {
     /// Make, apply and store a local change: the returned id acknowledges it.
     pub(crate) fn commit_local(&mut self, op: Op) -> Result<OpId> {
         let me = self.local.id;
+        if let Some(Member::Removed { .. }) = self.member(me)? {
+            return Err(Error::Invalid(
+                "this replica was removed from the volume (silent too long, or its store was copied): re-join from a snapshot",
+            ));
+        }
         let head = self.vv.get(&me).copied();
         let seq = head.map_or(1, |h| h.seq + 1);
         let hlc = self.tick();
@@ -807,10 +812,22 @@ impl Replica {
             let mut n = 0;
             while i < entries.len() && n < RUN {
                 let e = &entries[i];
-                let Some((id, op, head, key)) = self.in_order(&tx, e)? else {
-                    break;
+                let step = self.in_order(&tx, e).and_then(|x| match x {
+                    Some((id, op, head, key)) => self
+                        .fold_into(&mut tx, &mut b, id, &op, Vec::new())
+                        .map(|_| Some((id, op, head, key))),
+                    None => Ok(None),
+                });
+                let (id, op, head, key) = match step {
+                    Ok(Some(x)) => x,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Nothing of the run is committed: forget what memory holds of it.
+                        drop(tx);
+                        self.reload()?;
+                        return Err(e);
+                    }
                 };
-                self.fold_into(&mut tx, &mut b, id, &op, Vec::new())?;
                 self.note_applied(&mut b, id, &op, e, head);
                 last.insert(e.origin, (i, key));
                 i += 1;
