@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::MAX_DEPTH;
 use crate::error::Result;
 use crate::ids::{NodeId, OpId};
-use crate::op::{ChunkRef, Kind};
+use crate::op::Kind;
 use crate::replica::{hex8, Replica};
 use crate::state::{decode, InodeRec, NameRec, NodeRec, RefRec, Table};
 
@@ -30,24 +30,18 @@ impl CheckReport {
     }
 }
 
-/// One file or directory in a canonical dump.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One file or directory in a canonical dump: its name node and its inode record, derived
+/// values (links, entry count, ctime) included, since every replica derives the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DumpEntry {
     pub node: NodeId,
-    pub inode: NodeId,
-    pub kind: Kind,
-    pub perm: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub atime: i64,
-    pub mtime: i64,
-    pub ctime: i64,
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    pub target: Vec<u8>,
-    pub version: Option<OpId>,
-    pub size: u64,
-    pub chunks: Vec<ChunkRef>,
-    pub nlink: usize,
+    pub inode: InodeRec,
+}
+
+impl DumpEntry {
+    pub fn nlink(&self) -> usize {
+        self.inode.links.len()
+    }
 }
 
 impl Replica {
@@ -240,26 +234,7 @@ impl Replica {
                 if n.is_dir {
                     stack.push((p.clone(), node));
                 }
-                out.insert(
-                    p,
-                    DumpEntry {
-                        node,
-                        inode: i.id,
-                        kind: i.kind,
-                        perm: i.perm,
-                        uid: i.uid,
-                        gid: i.gid,
-                        atime: i.atime,
-                        mtime: i.mtime,
-                        ctime: i.ctime,
-                        xattrs: i.xattrs.clone(),
-                        target: i.target.clone(),
-                        version: i.version,
-                        size: i.size,
-                        chunks: i.chunks.clone(),
-                        nlink: i.links.len(),
-                    },
-                );
+                out.insert(p, DumpEntry { node, inode: i });
             }
         }
         Ok(out)

@@ -328,10 +328,10 @@ impl Sim {
         let mut dirs = vec![(Vec::new(), NodeId::ROOT)];
         let mut files = Vec::new();
         for (p, e) in &dump {
-            if e.kind == Kind::Dir {
+            if e.inode.kind == Kind::Dir {
                 dirs.push((p.clone(), e.node));
             } else {
-                files.push((p.clone(), e.node, e.inode, e.kind));
+                files.push((p.clone(), e.node, e.inode.id, e.inode.kind));
             }
         }
         let split = |p: &[u8]| -> (Vec<u8>, Vec<u8>) {
@@ -671,16 +671,22 @@ impl Sim {
             self.hosts[i].open.clear();
             self.stats.crashes += 1;
         } else {
-            let eng: Arc<dyn Engine> = self.hosts[i].eng.clone();
-            let r = Replica::open(
-                eng,
-                self.keys(),
-                self.hosts[i].clock.clone(),
-                self.rconfig(),
-            )
-            .map_err(err("reopen"))?;
-            self.hosts[i].rep = Some(r);
+            self.restart(i)?;
         }
+        Ok(())
+    }
+
+    /// Host `i` comes back: its replica reopens from its store.
+    fn restart(&mut self, i: usize) -> Result<(), Fail> {
+        let eng: Arc<dyn Engine> = self.hosts[i].eng.clone();
+        let r = Replica::open(
+            eng,
+            self.keys(),
+            self.hosts[i].clock.clone(),
+            self.rconfig(),
+        )
+        .map_err(err("reopen"))?;
+        self.hosts[i].rep = Some(r);
         Ok(())
     }
 
@@ -782,15 +788,7 @@ impl Sim {
         self.net.clear();
         for i in 0..self.hosts.len() {
             if self.hosts[i].rep.is_none() {
-                let eng: Arc<dyn Engine> = self.hosts[i].eng.clone();
-                let r = Replica::open(
-                    eng,
-                    self.keys(),
-                    self.hosts[i].clock.clone(),
-                    self.rconfig(),
-                )
-                .map_err(err("reopen"))?;
-                self.hosts[i].rep = Some(r);
+                self.restart(i)?;
             }
         }
         // Clocks catch up with whatever was stamped ahead.
@@ -931,7 +929,7 @@ impl Sim {
         self.stats.undone = undone;
         let (_, dump) = first.ok_or("no replicas")?;
         // Every acknowledged write is still there, unless replaced or removed knowingly.
-        let present: BTreeSet<OpId> = dump.values().filter_map(|e| e.version).collect();
+        let present: BTreeSet<OpId> = dump.values().filter_map(|e| e.inode.version).collect();
         let superseded: BTreeSet<OpId> = self.writes.iter().filter_map(|w| w.base).collect();
         for w in &self.writes {
             if !present.contains(&w.id)
@@ -953,7 +951,7 @@ impl Sim {
             .count() as u64;
         // The last acknowledged change of each attribute won.
         let by_inode: BTreeMap<NodeId, &crate::DumpEntry> =
-            dump.values().map(|e| (e.inode, e)).collect();
+            dump.values().map(|e| (e.inode.id, e)).collect();
         let mut last_perm: BTreeMap<NodeId, (OpId, u32)> = BTreeMap::new();
         let mut last_uid: BTreeMap<NodeId, (OpId, u32)> = BTreeMap::new();
         for a in &self.attrs {
@@ -972,20 +970,20 @@ impl Sim {
         }
         for (ino, (id, p)) in &last_perm {
             if let Some(e) = by_inode.get(ino) {
-                if e.perm != *p {
+                if e.inode.perm != *p {
                     return Err(format!(
                         "{when}: the last chmod of {ino:?} ({id:?}, {p:o}) lost: mode is {:o}",
-                        e.perm
+                        e.inode.perm
                     ));
                 }
             }
         }
         for (ino, (id, u)) in &last_uid {
             if let Some(e) = by_inode.get(ino) {
-                if e.uid != *u {
+                if e.inode.uid != *u {
                     return Err(format!(
                         "{when}: the last chown of {ino:?} ({id:?}, uid {u}) lost: uid is {}",
-                        e.uid
+                        e.inode.uid
                     ));
                 }
             }

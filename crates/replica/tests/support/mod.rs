@@ -169,7 +169,7 @@ impl Cluster {
         let e = d
             .get(path)
             .unwrap_or_else(|| panic!("{} is missing", String::from_utf8_lossy(path)));
-        self.reps[r].read(e.inode).unwrap()
+        self.reps[r].read(e.inode.id).unwrap()
     }
 }
 
