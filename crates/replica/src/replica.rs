@@ -282,6 +282,8 @@ pub struct Replica {
     refused: Vec<(ReplicaId, u64, Refusal)>,
     counters: Counters,
     cache: Arc<RecordCache>,
+    /// This member's signing key, parsed once.
+    signer: Option<ring::signature::Ed25519KeyPair>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -397,6 +399,7 @@ impl Replica {
             refused: Vec::new(),
             counters: Counters::default(),
             cache: Arc::new(RecordCache::default()),
+            signer: None,
         }
     }
 
@@ -563,12 +566,14 @@ impl Replica {
             .seal(Domain::SyncEntry, 0, &self.binding(me, seq), &plain)
             .map_err(|e| corrupt(format!("sealing an entry: {e}")))?;
         let hash = self.entry_hash(me, seq, &plain);
-        let key = MemberKey(self.local.key.clone());
-        let sig = key
-            .pair()?
-            .sign(&self.sig_msg(me, seq, &bytes))
-            .as_ref()
-            .to_vec();
+        if self.signer.is_none() {
+            self.signer = Some(MemberKey(self.local.key.clone()).pair()?);
+        }
+        let msg = self.sig_msg(me, seq, &bytes);
+        let sig = match &self.signer {
+            Some(k) => k.sign(&msg).as_ref().to_vec(),
+            None => return Err(corrupt("no signing key")),
+        };
         let entry = SealedEntry {
             origin: me,
             seq,
