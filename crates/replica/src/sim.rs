@@ -65,13 +65,29 @@ pub struct SimFailure {
     pub seed: u64,
     pub step: usize,
     pub invariant: String,
+    /// The run's injected bugs and steps, for the replay command.
+    pub faults: Faults,
+    pub steps: usize,
 }
 
 impl std::fmt::Display for SimFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut extra = String::new();
+        if self.steps != SimConfig::new(0).steps {
+            extra.push_str(&format!(" --steps {}", self.steps));
+        }
+        for (on, name) in [
+            (self.faults.reapply_duplicates, "reapply-duplicates"),
+            (self.faults.whole_record_attrs, "whole-record-attrs"),
+            (self.faults.no_undo_redo, "no-undo-redo"),
+        ] {
+            if on {
+                extra.push_str(&format!(" --fault {name}"));
+            }
+        }
         write!(
             f,
-            "seed {} failed at step {}: {}\n  replay: SIM_FIRST_SEED={} scripts/sim.sh 1",
+            "seed {} failed at step {}: {}\n  replay: SIM_FIRST_SEED={} scripts/sim.sh 1{extra}",
             self.seed, self.step, self.invariant, self.seed
         )
     }
@@ -151,16 +167,15 @@ type Fail = String;
 
 /// Run one seed.
 pub fn run(cfg: &SimConfig) -> Result<SimStats, SimFailure> {
-    let mut sim = Sim::new(cfg.clone()).map_err(|e| SimFailure {
+    let fail = |step, invariant| SimFailure {
         seed: cfg.seed,
-        step: 0,
-        invariant: format!("setting up: {e}"),
-    })?;
-    sim.run().map_err(|invariant| SimFailure {
-        seed: cfg.seed,
-        step: sim.step,
+        step,
         invariant,
-    })?;
+        faults: cfg.faults,
+        steps: cfg.steps,
+    };
+    let mut sim = Sim::new(cfg.clone()).map_err(|e| fail(0, format!("setting up: {e}")))?;
+    sim.run().map_err(|invariant| fail(sim.step, invariant))?;
     Ok(sim.stats)
 }
 
