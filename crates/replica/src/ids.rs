@@ -136,4 +136,27 @@ impl NodeId {
         b[16] = self.tag as u8;
         b
     }
+
+    pub fn from_bytes(b: &[u8]) -> Option<NodeId> {
+        if b.len() < 17 {
+            return None;
+        }
+        let u = |r: std::ops::Range<usize>| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[r]);
+            u64::from_be_bytes(x)
+        };
+        let tag = match b[16] {
+            0 => NodeTag::Made,
+            1 => NodeTag::ConflictInode,
+            2 => NodeTag::ConflictName,
+            3 => NodeTag::Fixed,
+            _ => return None,
+        };
+        Some(NodeId {
+            origin: u(0..8),
+            n: u(8..16),
+            tag,
+        })
+    }
 }

@@ -284,6 +284,36 @@ pub struct Replica {
     cache: Arc<RecordCache>,
     /// This member's signing key, parsed once.
     signer: Option<ring::signature::Ed25519KeyPair>,
+    changes: Changes,
+}
+
+/// What committed folds changed since [`Replica::take_changes`]: the names (directory, name)
+/// and the inodes (attributes, contents, link counts) a mount must tell the kernel to forget,
+/// so that no stale name, attribute or page is served once a remote change is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub names: BTreeSet<(NodeId, Vec<u8>)>,
+    pub inodes: BTreeSet<NodeId>,
+}
+
+impl Changes {
+    fn note(&mut self, written: &crate::state::Written) {
+        for (t, id) in written.keys() {
+            match t {
+                Table::Name => {
+                    if let Some(parent) = NodeId::from_bytes(id) {
+                        self.names.insert((parent, id[17..].to_vec()));
+                    }
+                }
+                Table::Inode => {
+                    if let Some(n) = NodeId::from_bytes(id) {
+                        self.inodes.insert(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Replica {
@@ -400,6 +430,7 @@ impl Replica {
             counters: Counters::default(),
             cache: Arc::new(RecordCache::default()),
             signer: None,
+            changes: Changes::default(),
         }
     }
 
@@ -474,6 +505,10 @@ impl Replica {
     }
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+    /// The names and inodes changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.eng
@@ -776,6 +811,7 @@ impl Replica {
         self.put_local(&mut b)?;
         match self.eng.write(b, Durability::Process) {
             Ok(()) => {
+                self.changes.note(&written);
                 cache.committed(written);
                 Ok(())
             }

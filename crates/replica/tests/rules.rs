@@ -622,3 +622,24 @@ fn a_member_silent_for_longer_than_the_limit_is_removed_when_trimming() {
         );
     }
 }
+
+#[test]
+fn applying_a_remote_change_names_every_name_and_inode_to_invalidate() {
+    let mut c = Cluster::new(2);
+    let d = c.dir(0, R, b"d");
+    let f = c.file(0, R, b"f");
+    c.sync();
+    c.reps[1].take_changes();
+    c.reps[0].rename(R, b"f", d, b"g").unwrap();
+    c.write(0, f, b"new");
+    c.pull(1, 0);
+    let ch = c.reps[1].take_changes();
+    assert!(ch.names.contains(&(R, b"f".to_vec())), "{ch:?}");
+    assert!(ch.names.contains(&(d, b"g".to_vec())), "{ch:?}");
+    assert!(ch.inodes.contains(&f), "the file's contents and times");
+    assert!(
+        ch.inodes.contains(&d) && ch.inodes.contains(&R),
+        "both directories' times and counts"
+    );
+    assert_eq!(c.reps[1].take_changes(), Changes::default(), "taken once");
+}
