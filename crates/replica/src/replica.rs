@@ -269,6 +269,7 @@ const LOCAL_KEY: &[u8] = b"L";
 const HEAD_PREFIX: u8 = b'h';
 const ENTRY_PREFIX: u8 = b'e';
 const OPLOG_PREFIX: u8 = b'o';
+const FORK_PREFIX: u8 = b'f';
 
 pub struct Replica {
     eng: Arc<dyn Engine>,
@@ -458,6 +459,7 @@ impl Replica {
         );
         r.local = local;
         r.load_vv()?;
+        r.load_forks()?;
         for (m, state) in r.member_states()? {
             if matches!(state, Member::Removed { .. }) {
                 r.drop_beyond_cutoff(m)?;
@@ -1032,24 +1034,44 @@ impl Replica {
         }
     }
 
-    fn refuse(&mut self, e: &SealedEntry, why: Refusal) -> Received {
+    fn refuse(&mut self, e: &SealedEntry, why: Refusal) -> Result<Received> {
         if why == Refusal::Fork {
             tracing::error!(origin = %e.origin.short(), seq = e.seq,
                 "FORK: two different entries for one position of a chain (a copied store, or a member rewrote its history); not merged: the copy must re-join");
-            if !self.forks.contains(&Fork {
+            let f = Fork {
                 origin: e.origin,
                 seq: e.seq,
-            }) {
-                self.forks.push(Fork {
-                    origin: e.origin,
-                    seq: e.seq,
-                });
+            };
+            if !self.forks.contains(&f) {
+                // Kept in the store: a fork is reported until someone deals with it, across
+                // restarts.
+                let mut k = vec![FORK_PREFIX];
+                k.extend_from_slice(&e.origin.0.to_be_bytes());
+                k.extend_from_slice(&e.seq.to_be_bytes());
+                let v = self.keys.seal_record(&k, &encode(&(e.origin, e.seq))?)?;
+                let mut b = WriteBatch::new();
+                b.put(Cf::Meta, k, v);
+                self.eng.write(b, Durability::Process)?;
+                self.forks.push(f);
             }
         } else {
             tracing::warn!(origin = %e.origin.short(), seq = e.seq, ?why, "refused an entry");
         }
         self.refused.push((e.origin, e.seq, why));
-        Received::Refused(why)
+        Ok(Received::Refused(why))
+    }
+
+    fn load_forks(&mut self) -> Result<()> {
+        let keys = self.keys.clone();
+        let mut forks = Vec::new();
+        self.eng.for_each(Cf::Meta, &[FORK_PREFIX], &mut |k, v| {
+            let (origin, seq): (ReplicaId, u64) =
+                decode(&keys.open_record(k, v).map_err(to_store)?).map_err(to_store)?;
+            forks.push(Fork { origin, seq });
+            Ok(())
+        })?;
+        self.forks = forks;
+        Ok(())
     }
 
     fn hold(&mut self, e: &SealedEntry, why: Hold) -> Result<Received> {
@@ -1058,7 +1080,7 @@ impl Replica {
                 let a = self.open_entry(other).map(|x| x.1);
                 let b = self.open_entry(e).map(|x| x.1);
                 if a != b {
-                    return Ok(self.refuse(e, Refusal::Fork));
+                    return self.refuse(e, Refusal::Fork);
                 }
             }
         }
@@ -1072,7 +1094,7 @@ impl Replica {
 
     fn receive_one(&mut self, e: &SealedEntry) -> Result<Received> {
         let Some((body, hash)) = self.open_entry(e) else {
-            return Ok(self.refuse(e, Refusal::Forged));
+            return self.refuse(e, Refusal::Forged);
         };
         let have = self.vv.get(&e.origin).copied();
         if let Some(h) = have {
@@ -1096,28 +1118,28 @@ impl Replica {
                         }
                         Received::Duplicate
                     }
-                    Some(_) => self.refuse(e, Refusal::Fork),
-                    None => self.refuse(e, Refusal::Stale),
+                    Some(_) => self.refuse(e, Refusal::Fork)?,
+                    None => self.refuse(e, Refusal::Stale)?,
                 });
             }
         }
         let key = match self.member(e.origin)? {
             Some(Member::Active { key, .. }) => key,
             Some(Member::Removed { upto, key, .. }) if e.seq <= upto => key,
-            Some(Member::Removed { .. }) => return Ok(self.refuse(e, Refusal::RemovedMember)),
+            Some(Member::Removed { .. }) => return self.refuse(e, Refusal::RemovedMember),
             None => return self.hold(e, Hold::UnknownMember),
         };
         if !self.signed_by(e, &key) {
             // Sealed under the volume's key, but not signed by its origin: another member
             // writing as this one.
-            return Ok(self.refuse(e, Refusal::Forged));
+            return self.refuse(e, Refusal::Forged);
         }
         let next = have.map_or(1, |h| h.seq + 1);
         if e.seq > next {
             return self.hold(e, Hold::Gap);
         }
         if body.prev != have.map_or([0; 32], |h| h.hash) {
-            return Ok(self.refuse(e, Refusal::Fork));
+            return self.refuse(e, Refusal::Fork);
         }
         let now = self.clock.now_ms();
         if body.hlc.ms() > now + self.cfg.max_skew_ms {
