@@ -286,6 +286,8 @@ pub struct Replica {
     /// This member's signing key, parsed once.
     signer: Option<ring::signature::Ed25519KeyPair>,
     changes: Changes,
+    /// Counts chunks received; readers waiting for a pending chunk wait on it.
+    arrivals: Arc<(parking_lot::Mutex<u64>, parking_lot::Condvar)>,
 }
 
 /// What committed folds changed since [`Replica::take_changes`]: the names (directory, name)
@@ -432,6 +434,7 @@ impl Replica {
             cache: Arc::new(RecordCache::default()),
             signer: None,
             changes: Changes::default(),
+            arrivals: Arc::default(),
         }
     }
 
@@ -1308,7 +1311,33 @@ impl Replica {
         let mut b = WriteBatch::new();
         b.put(Cf::Chunks, addr.to_vec(), sealed.to_vec());
         self.eng.write(b, Durability::Process)?;
+        let (n, arrived) = &*self.arrivals;
+        *n.lock() += 1;
+        arrived.notify_all();
         Ok(true)
+    }
+
+    /// A file's contents, waiting up to `bound` for chunks that have not been replicated here
+    /// yet (another thread takes them in with [`Replica::receive_chunk`]); then `Pending`, with
+    /// a log line naming the chunk.
+    pub fn read_waiting(&self, inode: NodeId, bound: std::time::Duration) -> Result<Vec<u8>> {
+        let deadline = std::time::Instant::now() + bound;
+        let (n, arrived) = &*self.arrivals;
+        loop {
+            let seen = *n.lock();
+            match self.read(inode) {
+                Err(Error::Pending(c)) => {
+                    let mut g = n.lock();
+                    if *g == seen && arrived.wait_until(&mut g, deadline).timed_out() && *g == seen
+                    {
+                        tracing::warn!(chunk = %c,
+                            "a read waited for a chunk that has not been replicated here yet; it fails with EIO until the chunk arrives");
+                        return Err(Error::Pending(c));
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Every chunk stored here.

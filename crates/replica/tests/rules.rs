@@ -643,3 +643,33 @@ fn applying_a_remote_change_names_every_name_and_inode_to_invalidate() {
     );
     assert_eq!(c.reps[1].take_changes(), Changes::default(), "taken once");
 }
+
+#[test]
+fn a_read_waits_for_a_pending_chunk_up_to_a_bound() {
+    use std::time::{Duration, Instant};
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"f");
+    c.write(0, f, b"arrives later");
+    for e in c.entries(0, 1) {
+        c.reps[1].receive(&e).unwrap();
+    }
+    let t = Instant::now();
+    assert!(matches!(
+        c.reps[1].read_waiting(f, Duration::from_millis(100)),
+        Err(Error::Pending(_))
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(100), "it waited");
+    let addr = c.reps[1].pending_chunks().unwrap()[0];
+    let sealed = c.reps[0].sealed_chunk(&addr).unwrap().unwrap();
+    let r1 = &c.reps[1];
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(r1.receive_chunk(&addr, &sealed).unwrap());
+        });
+        assert_eq!(
+            r1.read_waiting(f, Duration::from_secs(30)).unwrap(),
+            b"arrives later"
+        );
+    });
+}
