@@ -1328,11 +1328,13 @@ impl Replica {
             match self.read(inode) {
                 Err(Error::Pending(c)) => {
                     let mut g = n.lock();
-                    if *g == seen && arrived.wait_until(&mut g, deadline).timed_out() && *g == seen
-                    {
-                        tracing::warn!(chunk = %c,
-                            "a read waited for a chunk that has not been replicated here yet; it fails with EIO until the chunk arrives");
-                        return Err(Error::Pending(c));
+                    if *g == seen {
+                        let timed_out = arrived.wait_until(&mut g, deadline).timed_out();
+                        if timed_out && *g == seen {
+                            tracing::warn!(chunk = %c,
+                                "a read waited for a chunk that has not been replicated here yet; it fails with EIO until the chunk arrives");
+                            return Err(Error::Pending(c));
+                        }
                     }
                 }
                 other => return other,
