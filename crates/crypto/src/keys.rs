@@ -126,8 +126,14 @@ pub enum Purpose {
     RecordKey,
     /// Reserved for the multi-host sync layer: authenticating peers and log entries.
     SyncAuth,
-    /// Reserved for encrypted backup export.
+    /// Encrypted backup export: sealing an export chain's objects, metadata and manifests
+    /// (derived from the chain's own data key, not the volume's master key).
     Export,
+    /// Encrypted backup export: the keyed hash that names an export chain's chunk objects.
+    ExportAddress,
+    /// Encrypted backup export: derived from a volume's master key, the secret of the key slot
+    /// through which the volume's key opens an export chain's data key.
+    ExportSlot,
 }
 
 impl Purpose {
@@ -139,6 +145,8 @@ impl Purpose {
             Purpose::RecordKey => "sealvol 2026-11-29 record key v1",
             Purpose::SyncAuth => "sealvol 2026-11-29 sync auth v1",
             Purpose::Export => "sealvol 2026-11-29 export v1",
+            Purpose::ExportAddress => "sealvol 2026-12-02 export address v1",
+            Purpose::ExportSlot => "sealvol 2026-12-02 export slot v1",
         }
     }
 }

@@ -51,6 +51,12 @@ pub enum Domain {
     KeySlot,
     /// The list of chunks a bulk write put in the store before committing what uses them.
     Staged,
+    /// A chunk of file data in an export.
+    ExportChunk,
+    /// One entry (a file's attributes and chunk list) of an export's metadata stream.
+    ExportEntry,
+    /// An export's manifest.
+    ExportManifest,
 }
 
 impl Domain {
@@ -66,6 +72,9 @@ impl Domain {
             Domain::Config => b"sealvol/config",
             Domain::KeySlot => b"sealvol/keyslot",
             Domain::Staged => b"sealvol/staged",
+            Domain::ExportChunk => b"sealvol/export-chunk",
+            Domain::ExportEntry => b"sealvol/export-entry",
+            Domain::ExportManifest => b"sealvol/export-manifest",
         }
     }
 }

@@ -1,0 +1,1 @@
+//! tar.age: to come.
