@@ -1,0 +1,372 @@
+//! `export`, `import`, `verify` and `export-ls`: the command-line side of sealvol-export.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use sealvol_crypto::{read_passphrase_file, KdfParams, KeyHeader, MasterKey, Secret};
+use sealvol_export::chain::{ExportKey, OpenKey, Target};
+use sealvol_export::tar_age::{AgeKey, AgeOpen};
+use sealvol_store::{Engine, RocksEngine};
+use sealvol_volume::{volume_admin, ChunkSize, CreateOptions, MemoryBudget, SystemClock, Volume};
+
+use crate::keys::KeyArgs;
+use crate::progress::CliProgress;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// A directory: a deduplicated, incremental chain of encrypted exports (sealvol restores it).
+    Native,
+    /// One file: a pax tar of the files encrypted with age (`age -d | tar -x` restores it).
+    #[value(name = "tar.age")]
+    TarAge,
+}
+
+/// The backup key options, shared by export, import and verify.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct BackupKeyArgs {
+    /// Encrypt to (export) an age X25519 recipient (age1…) as well as the volume's key: the
+    /// matching identity alone restores.
+    #[arg(
+        long,
+        value_name = "AGE_PUBKEY",
+        conflicts_with = "backup_passphrase_file"
+    )]
+    pub(crate) recipient: Option<String>,
+    /// A backup passphrase (file, mode 0600): it alone restores (native: an Argon2id key slot;
+    /// tar.age: age's scrypt passphrase).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) backup_passphrase_file: Option<PathBuf>,
+    /// Open (import, verify) with this age identity file, as `age -i` takes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["backup_passphrase_file", "recipient"])]
+    pub(crate) identity: Option<PathBuf>,
+}
+
+impl BackupKeyArgs {
+    fn passphrase(&self) -> Result<Option<Secret>> {
+        self.backup_passphrase_file
+            .as_deref()
+            .map(|p| read_passphrase_file(p).context("reading --backup-passphrase-file"))
+            .transpose()
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ExportArgs {
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: PathBuf,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    #[command(flatten)]
+    pub(crate) backup: BackupKeyArgs,
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) format: Format,
+    /// Progress and the summary as JSON lines on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Argon2id memory for a backup passphrase's slot, MiB (native format).
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..))]
+    pub(crate) kdf_memory_mib: u32,
+    /// native: a directory (new, empty, or holding earlier exports of this volume: only what
+    /// they lack is written). tar.age: a file that does not exist yet, or `-` for stdout.
+    pub(crate) target: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ImportArgs {
+    /// The new store (absent or empty): it opens with the key options given here.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) store: PathBuf,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    #[command(flatten)]
+    pub(crate) backup: BackupKeyArgs,
+    /// Which export of a native chain (default: the newest; `export-ls` lists them).
+    #[arg(long, value_name = "N")]
+    pub(crate) export: Option<u64>,
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A native export directory, a tar.age file, or `-` (a tar.age on stdin).
+    pub(crate) source: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    #[command(flatten)]
+    pub(crate) backup: BackupKeyArgs,
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// A native export directory, a tar.age file, or `-`.
+    pub(crate) source: PathBuf,
+}
+
+/// The volume in `store`, read at one point in time, with its key header and master key. A
+/// store in use by a mount is read through a snapshot copy (see [`sealvol_store::snapshot`]).
+struct Opened {
+    v: Volume,
+    header: KeyHeader,
+    master: MasterKey,
+    /// The snapshot copy to delete when done, if one was made.
+    snapshot: Option<sealvol_store::Snapshot>,
+}
+
+fn open_store(store: &Path, key: &KeyArgs) -> Result<Opened> {
+    let header = volume_admin::read_header(store)?;
+    let secret = key.secret(false)?;
+    let (master, _) = header
+        .unlock(&secret)
+        .with_context(|| format!("opening the store {}", store.display()))?;
+    let memory = MemoryBudget::DEFAULT.split();
+    let db = store.join("db");
+    let (engine, snapshot) = match RocksEngine::open(&db, false, &memory.rocks_tuning()) {
+        Ok(e) => (e, None),
+        Err(sealvol_store::StoreError::Locked { .. }) => {
+            // Mounted: copy the database as it stands (hard links to its immutable files, a copy
+            // of its log), and read the copy.
+            let snap = sealvol_store::Snapshot::take(&db, store).with_context(|| {
+                format!("taking a snapshot of the mounted store {}", store.display())
+            })?;
+            let e = RocksEngine::open(snap.path(), false, &memory.rocks_tuning())
+                .with_context(|| format!("opening the snapshot {}", snap.path().display()))?;
+            (e, Some(snap))
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening the store {}", store.display())),
+    };
+    let v = Volume::open_in(
+        Arc::new(engine) as Arc<dyn Engine>,
+        &header,
+        &master,
+        Arc::new(SystemClock),
+    )
+    .with_context(|| format!("opening the store {}", store.display()))?;
+    v.set_cache_size(memory.cache);
+    Ok(Opened {
+        v,
+        header,
+        master,
+        snapshot,
+    })
+}
+
+pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
+    let progress = CliProgress::new(a.json);
+    let pass = a.backup.passphrase()?;
+    if a.backup.identity.is_some() {
+        bail!("--identity is for import and verify; export takes --recipient AGE_PUBKEY (`age-keygen -y FILE` prints it)");
+    }
+    let o = open_store(&a.store, &a.key)?;
+    let summary = match a.format {
+        Format::Native => {
+            if a.target.as_os_str() == "-" {
+                bail!("the native format is a directory; for a stream use --format tar.age");
+            }
+            let key = match (&pass, &a.backup.recipient) {
+                (Some(p), _) => ExportKey::Passphrase(p),
+                (None, Some(r)) => ExportKey::Recipient(r),
+                (None, None) => ExportKey::Volume,
+            };
+            let opts = sealvol_export::native::ExportOptions {
+                key,
+                kdf: KdfParams {
+                    m_cost_kib: a.kdf_memory_mib.saturating_mul(1024),
+                    ..KdfParams::default()
+                },
+            };
+            sealvol_export::native::export(&o.v, &o.header, &o.master, &a.target, &opts, &progress)
+                .with_context(|| {
+                    format!("exporting {} to {}", a.store.display(), a.target.display())
+                })?
+        }
+        Format::TarAge => {
+            let key = match (&pass, &a.backup.recipient) {
+                (Some(p), _) => AgeKey::Passphrase(p),
+                (None, Some(r)) => AgeKey::Recipient(r),
+                (None, None) => bail!(
+                    "tar.age is encrypted with age: give --recipient AGE_PUBKEY or --backup-passphrase-file FILE"
+                ),
+            };
+            sealvol_export::tar_age::export_to_path(&o.v, &a.target, &key, &progress).with_context(
+                || format!("exporting {} to {}", a.store.display(), a.target.display()),
+            )?
+        }
+    };
+    drop(o.v);
+    drop(o.snapshot);
+    progress.summary("export", &summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_native(source: &Path) -> bool {
+    source.is_dir()
+}
+
+pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
+    let progress = CliProgress::new(a.json);
+    if std::fs::read_dir(&a.store).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "{} is not empty: import makes a new store; name a new or empty directory",
+            a.store.display()
+        );
+    }
+    let pass = a.backup.passphrase()?;
+    let summary = if is_native(&a.source) {
+        // The source is opened (and the key checked) before anything is made.
+        let vol_secret;
+        let key = match (&pass, &a.backup.identity) {
+            (Some(p), _) => OpenKey::Passphrase(p),
+            (None, Some(i)) => OpenKey::Identity(i),
+            (None, None) => {
+                vol_secret = a.key.secret(false)?;
+                OpenKey::Volume(&vol_secret)
+            }
+        };
+        let t = Target::open(&a.source, &key)?;
+        let (m, problems) = sealvol_export::restore::pick(&t, a.export)?;
+        let secret = a.key.secret(false)?;
+        let opts = CreateOptions {
+            chunk_size: ChunkSize::new(m.chunk_size as u64).unwrap_or(ChunkSize::DEFAULT),
+            ..CreateOptions::default()
+        };
+        let mut s = into_new_store(&a.store, &secret, &opts, |v| {
+            sealvol_export::restore::restore(&t, &m, v, &progress)
+        })?;
+        s.damaged.splice(0..0, problems);
+        s
+    } else {
+        if a.export.is_some() {
+            bail!("--export N names an export of a native chain (a directory); a tar.age file holds one");
+        }
+        let key = match (&pass, &a.backup.identity) {
+            (Some(p), _) => AgeOpen::Passphrase(p),
+            (None, Some(i)) => AgeOpen::Identity(i),
+            (None, None) => bail!(
+                "a tar.age export opens with its age identity (--identity FILE) or passphrase (--backup-passphrase-file FILE)"
+            ),
+        };
+        // The key is checked on the age header before the store is made.
+        let input = sealvol_export::tar_age::open_source(&a.source, &key)?;
+        let secret = a.key.secret(false)?;
+        into_new_store(&a.store, &secret, &CreateOptions::default(), |v| {
+            sealvol_export::tar_age::import(input, v, &progress)
+        })?
+    };
+    progress.summary("import", &summary);
+    if !summary.damaged.is_empty() {
+        eprintln!(
+            "sealvol: {} problem(s): the files named above were not restored; every other file was (store {})",
+            summary.damaged.len(),
+            a.store.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Create a store in `dir` and fill it with `fill`; if anything fails (a full disk, a write
+/// error), what was made is removed and the error says so.
+fn into_new_store(
+    dir: &Path,
+    secret: &Secret,
+    opts: &CreateOptions,
+    fill: impl FnOnce(&Volume) -> sealvol_export::Result<sealvol_export::Summary>,
+) -> Result<sealvol_export::Summary> {
+    let r = sealvol_mount::remove_on_failure(dir, || {
+        let v = Volume::create(dir, secret, opts, Arc::new(SystemClock)).map_err(|e| {
+            anyhow::anyhow!(e).context(format!("creating the store {}", dir.display()))
+        })?;
+        let s = fill(&v).map_err(|e| {
+            let full = e.is_no_space();
+            let e = anyhow::anyhow!(e);
+            if full {
+                e.context("the disk of the new store is full")
+            } else {
+                e
+            }
+        })?;
+        v.close().map_err(anyhow::Error::from)?;
+        Ok::<_, anyhow::Error>(s)
+    });
+    match r {
+        Ok(s) => Ok(s),
+        Err(sealvol_mount::Cleanup::Failed(e)) => Err(e.context(format!(
+            "importing into {}: the partial store was removed; fix the cause and run import again",
+            dir.display()
+        ))),
+        Err(sealvol_mount::Cleanup::Incomplete {
+            cause,
+            leftover,
+            source,
+        }) => Err(cause.context(format!(
+            "importing into {}; removing the partial store failed too ({}: {source}): delete it by hand",
+            dir.display(),
+            leftover.display()
+        ))),
+    }
+}
+
+pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    let progress = CliProgress::new(a.json);
+    let pass = a.backup.passphrase()?;
+    let summary = if is_native(&a.source) {
+        let vol_secret;
+        let key = match (&pass, &a.backup.identity) {
+            (Some(p), _) => OpenKey::Passphrase(p),
+            (None, Some(i)) => OpenKey::Identity(i),
+            (None, None) => {
+                vol_secret = a.key.secret(false)?;
+                OpenKey::Volume(&vol_secret)
+            }
+        };
+        let t = Target::open(&a.source, &key)?;
+        sealvol_export::restore::verify(&t, &progress)?
+    } else {
+        let key = match (&pass, &a.backup.identity) {
+            (Some(p), _) => AgeOpen::Passphrase(p),
+            (None, Some(i)) => AgeOpen::Identity(i),
+            (None, None) => bail!(
+                "a tar.age export opens with its age identity (--identity FILE) or passphrase (--backup-passphrase-file FILE)"
+            ),
+        };
+        let input = sealvol_export::tar_age::open_source(&a.source, &key)?;
+        sealvol_export::tar_age::verify(input, &progress)?
+    };
+    progress.summary("verify", &summary);
+    Ok(if summary.damaged.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(crate) fn export_ls(source: &Path, json: bool) -> Result<ExitCode> {
+    let l = sealvol_export::chain::list(source)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "chain {} of volume {} (backup key: {:?}); {} chunk objects, {} bytes",
+        l.chain, l.volume, l.backup, l.objects, l.object_bytes
+    );
+    println!(
+        "{:>6}  {:<20}  {:>12}  {:>10}",
+        "export", "written (UTC)", "metadata", "manifest"
+    );
+    for e in &l.exports {
+        println!(
+            "{:>6}  {:<20}  {:>12}  {:>10}",
+            e.seq,
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.written_unix)
+            ),
+            e.meta_bytes,
+            e.manifest_bytes
+        );
+    }
+    println!("(dates and sizes from the files; `sealvol verify` authenticates the chain)");
+    Ok(ExitCode::SUCCESS)
+}
