@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use age::secrecy::SecretString;
 use sealvol_crypto::Secret;
-use sealvol_volume::{Caller, Inode, Kind, SetAttr, Ts, Volume, ROOT_INO};
+use sealvol_volume::{Caller, Kind, SetAttr, Ts, Volume, ROOT_INO};
 use tar::{EntryType, Header};
 
 use crate::error::{io, ExportError, Result};
@@ -230,7 +230,8 @@ pub fn export<W: Write>(
         h.set_cksum();
         let reader = FileReader {
             v,
-            inode: i,
+            ino: i.ino,
+            size,
             off: 0,
             cs,
         };
@@ -277,22 +278,24 @@ fn parse_pax_time(v: &[u8]) -> Option<Ts> {
 /// A file's contents, read chunk by chunk from the volume.
 struct FileReader<'a> {
     v: &'a Volume,
-    inode: &'a Inode,
+    ino: u64,
+    /// Bytes to read: the file's size, 0 for anything but a file's first name.
+    size: u64,
     off: u64,
     cs: u32,
 }
 
 impl Read for FileReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.inode.kind != Kind::File || self.off >= self.inode.size || buf.is_empty() {
+        if self.off >= self.size || buf.is_empty() {
             return Ok(0);
         }
         let want = (buf.len() as u64)
-            .min(self.inode.size - self.off)
+            .min(self.size - self.off)
             .min(self.cs as u64) as u32;
         let data = self
             .v
-            .read(self.inode.ino, self.off, want)
+            .read(self.ino, self.off, want)
             .map_err(std::io::Error::other)?;
         if data.is_empty() {
             return Err(std::io::Error::other("the file ended early"));
@@ -458,6 +461,10 @@ fn read_tar(input: Box<dyn Read>, v: Option<&Volume>, progress: &dyn Progress) -
     dirs.insert(Vec::new(), ROOT_INO);
     let mut files: HashMap<Vec<Vec<u8>>, u64> = HashMap::new();
     let mut dir_attrs: Vec<(u64, Attrs)> = Vec::new();
+    // Times of files, set again at the end on those that gained hard links (a link moves
+    // ctime).
+    let mut times: HashMap<u64, Attrs> = HashMap::new();
+    let mut linked: Vec<u64> = Vec::new();
     let mut last = String::from("the start of the archive");
     let entries = match ar.entries() {
         Ok(e) => e,
@@ -477,10 +484,14 @@ fn read_tar(input: Box<dyn Read>, v: Option<&Volume>, progress: &dyn Progress) -
             }
         };
         let raw = e.path_bytes().into_owned();
-        let shown = format!(
-            "/{}",
-            String::from_utf8_lossy(&raw).trim_start_matches("./")
-        );
+        let shown = String::from_utf8_lossy(&raw)
+            .trim_start_matches("./")
+            .to_string();
+        let shown = if shown.starts_with('/') {
+            shown
+        } else {
+            format!("/{shown}")
+        };
         let Some(parts) = clean(&raw) else {
             sum.damaged.push(format!(
                 "{shown}: refused: an absolute path or one with `..`"
@@ -547,7 +558,10 @@ fn read_tar(input: Box<dyn Read>, v: Option<&Volume>, progress: &dyn Progress) -
                     .and_then(clean)
                     .and_then(|t| files.get(&t).copied());
                 match target {
-                    Some(ino) => v.link(ino, parent, &name).map(|i| i.ino),
+                    Some(ino) => {
+                        linked.push(ino);
+                        v.link(ino, parent, &name).map(|i| i.ino)
+                    }
                     None => {
                         sum.damaged.push(format!(
                             "{shown}: refused: a hard link to {} , which is not a file restored before it",
@@ -621,11 +635,25 @@ fn read_tar(input: Box<dyn Read>, v: Option<&Volume>, progress: &dyn Progress) -
             dir_attrs.push((ino, a));
         } else if kind != EntryType::Link {
             set(v, ino, &a, kind == EntryType::Symlink)?;
+            if matches!(kind, EntryType::Regular | EntryType::Continuous) {
+                times.insert(
+                    ino,
+                    Attrs {
+                        xattrs: Vec::new(),
+                        ..a
+                    },
+                );
+            }
         }
         last = shown.clone();
         progress.advance(&shown, e.size());
     }
     if let Some(v) = v {
+        for ino in linked {
+            if let Some(a) = times.get(&ino) {
+                set(v, ino, a, false)?;
+            }
+        }
         for (ino, a) in dir_attrs.iter().rev() {
             set(v, *ino, a, false)?;
         }
