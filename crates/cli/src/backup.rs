@@ -153,7 +153,10 @@ fn open_store(store: &Path, key: &KeyArgs) -> Result<Opened> {
 }
 
 pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
-    let progress = CliProgress::new(a.json);
+    let mut progress = CliProgress::new(a.json);
+    if a.target.as_os_str() == "-" {
+        progress = progress.on_stderr();
+    }
     let pass = a.backup.passphrase()?;
     if a.backup.identity.is_some() {
         bail!("--identity is for import and verify; export takes --recipient AGE_PUBKEY (`age-keygen -y FILE` prints it)");

@@ -23,6 +23,15 @@ pub(crate) enum Shown {
 pub(crate) struct CliProgress {
     shown: Shown,
     files: Cell<u64>,
+    /// Report on stderr: stdout carries the export itself (`export ... -`).
+    stderr: bool,
+}
+
+/// A line of report, on stdout or (when stdout carries data) stderr.
+macro_rules! say {
+    ($p:expr, $($t:tt)*) => {
+        if $p.stderr { eprintln!($($t)*) } else { println!($($t)*) }
+    };
 }
 
 impl CliProgress {
@@ -50,7 +59,14 @@ impl CliProgress {
         CliProgress {
             shown,
             files: Cell::new(0),
+            stderr: false,
         }
+    }
+
+    /// Report on stderr, leaving stdout to the data.
+    pub(crate) fn on_stderr(mut self) -> CliProgress {
+        self.stderr = true;
+        self
     }
 
     fn json_line(&self, force: bool) {
@@ -67,7 +83,8 @@ impl CliProgress {
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
             if force || due {
                 last.set(Some(Instant::now()));
-                println!(
+                say!(
+                    self,
                     "{}",
                     serde_json::json!({
                         "event": "progress",
@@ -90,14 +107,14 @@ impl CliProgress {
                     o.insert("event".into(), "summary".into());
                     o.insert("what".into(), what.into());
                 }
-                println!("{v}");
+                say!(self, "{v}");
             }
             _ => {
                 for d in &s.damaged {
-                    println!("DAMAGED {d}");
+                    say!(self, "DAMAGED {d}");
                 }
                 if what == "verify" {
-                    println!(
+                    say!(self,
                         "verified {} export(s): {} files, {} directories, {} others, {} distinct chunks read and authenticated; {}; {:.1} s",
                         s.seq,
                         s.files,
@@ -109,7 +126,7 @@ impl CliProgress {
                     );
                     return;
                 }
-                println!(
+                say!(self,
                     "{what}{}: {} files, {} directories, {} others, {} bytes of file data; {} bytes written, {} new chunks, {} already held; {:.1} s",
                     if s.seq > 0 { format!(" {}", s.seq) } else { String::new() },
                     s.files,
@@ -161,7 +178,8 @@ impl Progress for CliProgress {
     fn damaged(&self, path: &str, why: &str) {
         match &self.shown {
             Shown::Bar(b) => b.println(format!("damaged: {path}: {why}")),
-            Shown::Json { .. } => println!(
+            Shown::Json { .. } => say!(
+                self,
                 "{}",
                 serde_json::json!({"event": "damaged", "path": path, "why": why})
             ),
