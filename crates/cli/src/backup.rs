@@ -55,8 +55,21 @@ impl BackupKeyArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct ExportArgs {
-    #[arg(long, value_name = "DIR")]
-    pub(crate) store: PathBuf,
+    /// The store to export (mounted or not).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "volume",
+        conflicts_with = "volume"
+    )]
+    pub(crate) store: Option<PathBuf>,
+    /// Or a volume of the Docker driver, by name: its store in STATE_DIR/volumes/NAME/store
+    /// (give the key file or passphrase file the volume was created with).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) volume: Option<String>,
+    /// The Docker driver's state directory (with --volume).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/sealvol")]
+    pub(crate) state_dir: PathBuf,
     #[command(flatten)]
     pub(crate) key: KeyArgs,
     #[command(flatten)]
@@ -161,7 +174,24 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
     if a.backup.identity.is_some() {
         bail!("--identity is for import and verify; export takes --recipient AGE_PUBKEY (`age-keygen -y FILE` prints it)");
     }
-    let o = open_store(&a.store, &a.key)?;
+    let store = match (&a.store, &a.volume) {
+        (Some(s), _) => s.clone(),
+        (None, Some(name)) => {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                bail!("{name:?} is not a volume name");
+            }
+            let s = a.state_dir.join("volumes").join(name).join("store");
+            if !s.exists() {
+                bail!(
+                    "the Docker driver has no volume {name:?} in {} (`docker volume ls` lists them; --state-dir names another state directory)",
+                    a.state_dir.display()
+                );
+            }
+            s
+        }
+        (None, None) => bail!("say what to export: --store DIR or --volume NAME"),
+    };
+    let o = open_store(&store, &a.key)?;
     let summary = match a.format {
         Format::Native => {
             if a.target.as_os_str() == "-" {
@@ -181,7 +211,7 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
             };
             sealvol_export::native::export(&o.v, &o.header, &o.master, &a.target, &opts, &progress)
                 .with_context(|| {
-                    format!("exporting {} to {}", a.store.display(), a.target.display())
+                    format!("exporting {} to {}", store.display(), a.target.display())
                 })?
         }
         Format::TarAge => {
@@ -193,7 +223,7 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
                 ),
             };
             sealvol_export::tar_age::export_to_path(&o.v, &a.target, &key, &progress).with_context(
-                || format!("exporting {} to {}", a.store.display(), a.target.display()),
+                || format!("exporting {} to {}", store.display(), a.target.display()),
             )?
         }
     };

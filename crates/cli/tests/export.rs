@@ -348,3 +348,70 @@ fn a_full_disk_during_import_is_named_and_the_partial_store_removed() {
     );
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn the_backup_commands_are_listed_and_their_help_names_their_options() {
+    let top = ok(&sealvol(&["--help"]));
+    for c in ["export", "import", "verify", "export-ls"] {
+        assert!(top.contains(c), "{top}");
+    }
+    let table: &[(&str, &[&str])] = &[
+        (
+            "export",
+            &[
+                "--store",
+                "--volume",
+                "--state-dir",
+                "--keyfile",
+                "--format",
+                "tar.age",
+                "--recipient",
+                "--backup-passphrase-file",
+                "--json",
+                "TARGET",
+            ],
+        ),
+        (
+            "import",
+            &[
+                "--store",
+                "--keyfile",
+                "--identity",
+                "--backup-passphrase-file",
+                "--export",
+                "SOURCE",
+            ],
+        ),
+        (
+            "verify",
+            &[
+                "--keyfile",
+                "--identity",
+                "--backup-passphrase-file",
+                "SOURCE",
+            ],
+        ),
+        ("export-ls", &["--json", "SOURCE"]),
+    ];
+    for (cmd, wants) in table {
+        let out = ok(&sealvol(&[cmd, "--help"]));
+        for w in *wants {
+            assert!(out.contains(w), "{cmd} --help does not mention {w}: {out}");
+        }
+    }
+    // A volume the driver does not have is named, with where it was looked for.
+    let dir = tempfile::tempdir().unwrap();
+    let o = sealvol(&[
+        "export",
+        "--volume",
+        "nosuch",
+        "--state-dir",
+        s(dir.path()),
+        "/tmp/x",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no volume \"nosuch\""),
+        "{err}"
+    );
+}
