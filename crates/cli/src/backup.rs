@@ -82,8 +82,13 @@ pub(crate) struct ExportArgs {
     /// Argon2id memory for a backup passphrase's slot, MiB (native format).
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..))]
     pub(crate) kdf_memory_mib: u32,
+    /// A native export to a file or `-`: the previous exports of the chain (its archives, or
+    /// an export directory); only what they lack is written. Repeat for several archives.
+    #[arg(long, value_name = "PREVIOUS")]
+    pub(crate) since: Vec<PathBuf>,
     /// native: a directory (new, empty, or holding earlier exports of this volume: only what
-    /// they lack is written). tar.age: a file that does not exist yet, or `-` for stdout.
+    /// they lack is written), or an archive: a file named *.tar, or `-` for stdout.
+    /// tar.age: a file that does not exist yet, or `-` for stdout.
     pub(crate) target: PathBuf,
 }
 
@@ -101,8 +106,10 @@ pub(crate) struct ImportArgs {
     pub(crate) export: Option<u64>,
     #[arg(long)]
     pub(crate) json: bool,
-    /// A native export directory, a tar.age file, or `-` (a tar.age on stdin).
-    pub(crate) source: PathBuf,
+    /// A native export directory; or native archives (the first of the chain and each one
+    /// made --since it, up to the export to restore); or a tar.age file; `-` reads stdin.
+    #[arg(required = true)]
+    pub(crate) source: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -113,8 +120,9 @@ pub(crate) struct VerifyArgs {
     pub(crate) backup: BackupKeyArgs,
     #[arg(long)]
     pub(crate) json: bool,
-    /// A native export directory, a tar.age file, or `-`.
-    pub(crate) source: PathBuf,
+    /// A native export directory, native archives, a tar.age file, or `-`.
+    #[arg(required = true)]
+    pub(crate) source: Vec<PathBuf>,
 }
 
 /// The volume in `store`, read at one point in time, with its key header and master key. A
@@ -194,9 +202,6 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
     let o = open_store(&store, &a.key)?;
     let summary = match a.format {
         Format::Native => {
-            if a.target.as_os_str() == "-" {
-                bail!("the native format is a directory; for a stream use --format tar.age");
-            }
             let key = match (&pass, &a.backup.recipient) {
                 (Some(p), _) => ExportKey::Passphrase(p),
                 (None, Some(r)) => ExportKey::Recipient(r),
@@ -208,11 +213,20 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
                     m_cost_kib: a.kdf_memory_mib.saturating_mul(1024),
                     ..KdfParams::default()
                 },
+                held: Default::default(),
             };
-            sealvol_export::native::export(&o.v, &o.header, &o.master, &a.target, &opts, &progress)
-                .with_context(|| {
-                    format!("exporting {} to {}", store.display(), a.target.display())
-                })?
+            let what = || format!("exporting {} to {}", store.display(), a.target.display());
+            if is_archive(&a.target) {
+                export_archive(&o, &a.target, opts, &a.since, &progress).with_context(what)?
+            } else {
+                if !a.since.is_empty() {
+                    bail!("--since is for a native export to a file or `-`; a directory target holds its chain and is incremental by itself");
+                }
+                sealvol_export::native::export(
+                    &o.v, &o.header, &o.master, &a.target, &opts, &progress,
+                )
+                .with_context(what)?
+            }
         }
         Format::TarAge => {
             let key = match (&pass, &a.backup.recipient) {
@@ -233,8 +247,110 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn is_native(source: &Path) -> bool {
-    source.is_dir()
+/// A native export goes to a file (an archive) for `-` or a name ending in `.tar`; to a
+/// directory otherwise.
+fn is_archive(target: &Path) -> bool {
+    target.as_os_str() == "-" || target.extension().is_some_and(|e| e == "tar")
+}
+
+/// A native export as an archive, into a file (appearing only once complete) or stdout.
+fn export_archive(
+    o: &Opened,
+    target: &Path,
+    opts: sealvol_export::native::ExportOptions<'_>,
+    since: &[PathBuf],
+    progress: &CliProgress,
+) -> Result<sealvol_export::Summary> {
+    use sealvol_export::archive::{export_archive, ScratchDir};
+    if target.as_os_str() == "-" {
+        let scratch = ScratchDir::new(None, "export")?;
+        let out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        return Ok(export_archive(
+            &o.v, &o.header, &o.master, out, opts, since, &scratch, progress,
+        )?);
+    }
+    if target.exists() {
+        bail!(
+            "{} exists; an archive export writes a new file (remove it, or name another)",
+            target.display()
+        );
+    }
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let scratch = ScratchDir::new(Some(&parent), "export")?;
+    let tmp = scratch.path().join("archive.tar");
+    let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let s = export_archive(
+        &o.v,
+        &o.header,
+        &o.master,
+        std::io::BufWriter::with_capacity(1 << 20, &f),
+        opts,
+        since,
+        &scratch,
+        progress,
+    )?;
+    f.sync_all()
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, target)
+        .with_context(|| format!("moving the archive to {}", target.display()))?;
+    Ok(s)
+}
+
+/// What import and verify read.
+enum Source {
+    /// A native export directory (with the scratch directory holding it, if it was unpacked
+    /// from archives).
+    Native(PathBuf, Option<sealvol_export::archive::ScratchDir>),
+    /// A tar.age, not yet decrypted.
+    TarAge(Box<dyn std::io::Read>, PathBuf),
+}
+
+/// Open what `sources` name: one native export directory; one tar.age (file or `-`); or
+/// native archives (files or `-`), unpacked into a scratch directory under `scratch_parent`.
+fn open_sources(sources: &[PathBuf], scratch_parent: Option<&Path>) -> Result<Source> {
+    use std::io::Read;
+    if let [one] = sources {
+        if one.is_dir() {
+            return Ok(Source::Native(one.clone(), None));
+        }
+    }
+    let mut opened = Vec::new();
+    for src in sources {
+        if src.is_dir() {
+            bail!("{} is an export directory: name it alone (archives restore together, a directory on its own)", src.display());
+        }
+        let mut r = sealvol_export::tar_age::source_reader(src)?;
+        let mut head = vec![0u8; 32];
+        let mut got = 0;
+        while got < head.len() {
+            match r.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", src.display())),
+            }
+        }
+        head.truncate(got);
+        let age = sealvol_export::tar_age::is_age(&head);
+        let r: Box<dyn Read> = Box::new(std::io::Cursor::new(head).chain(r));
+        opened.push((src.clone(), age, r));
+    }
+    if opened.iter().any(|(_, age, _)| *age) {
+        if opened.len() > 1 {
+            bail!("a tar.age export restores on its own: name one file");
+        }
+        if let Some((src, _, r)) = opened.pop() {
+            return Ok(Source::TarAge(r, src));
+        }
+    }
+    let scratch = sealvol_export::archive::ScratchDir::new(scratch_parent, "import")?;
+    for (src, _, r) in opened {
+        sealvol_export::archive::unpack(r, &src, scratch.path(), None)?;
+    }
+    Ok(Source::Native(scratch.path().to_path_buf(), Some(scratch)))
 }
 
 pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
@@ -246,46 +362,43 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
         );
     }
     let pass = a.backup.passphrase()?;
-    let summary = if is_native(&a.source) {
-        // The source is opened (and the key checked) before anything is made.
-        let vol_secret;
-        let key = match (&pass, &a.backup.identity) {
-            (Some(p), _) => OpenKey::Passphrase(p),
-            (None, Some(i)) => OpenKey::Identity(i),
-            (None, None) => {
-                vol_secret = a.key.secret(false)?;
-                OpenKey::Volume(&vol_secret)
-            }
-        };
-        let t = Target::open(&a.source, &key)?;
-        let (m, problems) = sealvol_export::restore::pick(&t, a.export)?;
-        let secret = a.key.secret(false)?;
-        let opts = CreateOptions {
-            chunk_size: ChunkSize::new(m.chunk_size as u64).unwrap_or(ChunkSize::DEFAULT),
-            ..CreateOptions::default()
-        };
-        let mut s = into_new_store(&a.store, &secret, &opts, |v| {
-            sealvol_export::restore::restore(&t, &m, v, &progress)
-        })?;
-        s.damaged.splice(0..0, problems);
-        s
-    } else {
-        if a.export.is_some() {
-            bail!("--export N names an export of a native chain (a directory); a tar.age file holds one");
+    // The new store's key (and, without a backup key, the export's).
+    let secret = a.key.secret(false)?;
+    let scratch_parent = a
+        .store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && p.is_dir())
+        .map(Path::to_path_buf);
+    let summary = match open_sources(&a.source, scratch_parent.as_deref())? {
+        Source::Native(dir, _scratch) => {
+            // The source is opened (and the key checked) before anything is made.
+            let key = match (&pass, &a.backup.identity) {
+                (Some(p), _) => OpenKey::Passphrase(p),
+                (None, Some(i)) => OpenKey::Identity(i),
+                (None, None) => OpenKey::Volume(&secret),
+            };
+            let t = Target::open(&dir, &key).with_context(|| source_name(&a.source))?;
+            let (m, problems) = sealvol_export::restore::pick(&t, a.export)?;
+            let opts = CreateOptions {
+                chunk_size: ChunkSize::new(m.chunk_size as u64).unwrap_or(ChunkSize::DEFAULT),
+                ..CreateOptions::default()
+            };
+            let mut s = into_new_store(&a.store, &secret, &opts, |v| {
+                sealvol_export::restore::restore(&t, &m, v, &progress)
+            })?;
+            s.damaged.splice(0..0, problems);
+            s
         }
-        let key = match (&pass, &a.backup.identity) {
-            (Some(p), _) => AgeOpen::Passphrase(p),
-            (None, Some(i)) => AgeOpen::Identity(i),
-            (None, None) => bail!(
-                "a tar.age export opens with its age identity (--identity FILE) or passphrase (--backup-passphrase-file FILE)"
-            ),
-        };
-        // The key is checked on the age header before the store is made.
-        let input = sealvol_export::tar_age::open_source(&a.source, &key)?;
-        let secret = a.key.secret(false)?;
-        into_new_store(&a.store, &secret, &CreateOptions::default(), |v| {
-            sealvol_export::tar_age::import(input, v, &progress)
-        })?
+        Source::TarAge(r, src) => {
+            if a.export.is_some() {
+                bail!("--export N names an export of a native chain; a tar.age file holds one");
+            }
+            // The key is checked on the age header before the store is made.
+            let input = sealvol_export::tar_age::open_reader(r, &src, &age_key(&pass, &a.backup)?)?;
+            into_new_store(&a.store, &secret, &CreateOptions::default(), |v| {
+                sealvol_export::tar_age::import(input, v, &progress)
+            })?
+        }
     };
     progress.summary("import", &summary);
     if !summary.damaged.is_empty() {
@@ -297,6 +410,21 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn source_name(sources: &[PathBuf]) -> String {
+    let names: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
+    format!("opening {}", names.join(" "))
+}
+
+fn age_key<'a>(pass: &'a Option<Secret>, b: &'a BackupKeyArgs) -> Result<AgeOpen<'a>> {
+    Ok(match (pass, &b.identity) {
+        (Some(p), _) => AgeOpen::Passphrase(p),
+        (None, Some(i)) => AgeOpen::Identity(i),
+        (None, None) => bail!(
+            "a tar.age export opens with its age identity (--identity FILE) or passphrase (--backup-passphrase-file FILE)"
+        ),
+    })
 }
 
 /// Create a store in `dir` and fill it with `fill`; if anything fails (a full disk, a write
@@ -344,28 +472,24 @@ fn into_new_store(
 pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let progress = CliProgress::new(a.json);
     let pass = a.backup.passphrase()?;
-    let summary = if is_native(&a.source) {
-        let vol_secret;
-        let key = match (&pass, &a.backup.identity) {
-            (Some(p), _) => OpenKey::Passphrase(p),
-            (None, Some(i)) => OpenKey::Identity(i),
-            (None, None) => {
-                vol_secret = a.key.secret(false)?;
-                OpenKey::Volume(&vol_secret)
-            }
-        };
-        let t = Target::open(&a.source, &key)?;
-        sealvol_export::restore::verify(&t, &progress)?
-    } else {
-        let key = match (&pass, &a.backup.identity) {
-            (Some(p), _) => AgeOpen::Passphrase(p),
-            (None, Some(i)) => AgeOpen::Identity(i),
-            (None, None) => bail!(
-                "a tar.age export opens with its age identity (--identity FILE) or passphrase (--backup-passphrase-file FILE)"
-            ),
-        };
-        let input = sealvol_export::tar_age::open_source(&a.source, &key)?;
-        sealvol_export::tar_age::verify(input, &progress)?
+    let summary = match open_sources(&a.source, None)? {
+        Source::Native(dir, _scratch) => {
+            let vol_secret;
+            let key = match (&pass, &a.backup.identity) {
+                (Some(p), _) => OpenKey::Passphrase(p),
+                (None, Some(i)) => OpenKey::Identity(i),
+                (None, None) => {
+                    vol_secret = a.key.secret(false)?;
+                    OpenKey::Volume(&vol_secret)
+                }
+            };
+            let t = Target::open(&dir, &key).with_context(|| source_name(&a.source))?;
+            sealvol_export::restore::verify(&t, &progress)?
+        }
+        Source::TarAge(r, src) => {
+            let input = sealvol_export::tar_age::open_reader(r, &src, &age_key(&pass, &a.backup)?)?;
+            sealvol_export::tar_age::verify(input, &progress)?
+        }
     };
     progress.summary("verify", &summary);
     Ok(if summary.damaged.is_empty() {

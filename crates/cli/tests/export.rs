@@ -415,3 +415,64 @@ fn the_backup_commands_are_listed_and_their_help_names_their_options() {
         "{err}"
     );
 }
+
+#[test]
+fn a_native_export_streams_through_a_pipe_and_archives_chain_with_since() {
+    let f = Fixture::new();
+    f.mount();
+    fill(&f);
+    f.umount();
+    // export - | import -: the native format through a pipe (as over ssh).
+    let new = f.dir.path().join("piped");
+    let script = format!(
+        "set -o pipefail; '{b}' export --store '{st}' --keyfile '{k}' - | '{b}' import --keyfile '{k}' - --store '{new}'",
+        b = bin(),
+        st = s(&f.store),
+        k = s(&f.key),
+        new = s(&new)
+    );
+    let out = ok(&sh(&script));
+    assert!(out.contains("import 1:"), "{out}");
+    f.mount();
+    let want = tree(&f.mnt);
+    f.umount();
+    assert_eq!(tree_of_store(&f, &new, &f.key, "m1"), want);
+
+    // Archives: a full one, then one --since it holding only what changed.
+    let a1 = f.dir.path().join("a1.tar");
+    let a2 = f.dir.path().join("a2.tar");
+    ok(&f.keyed("export", &[s(&a1)]));
+    f.mount();
+    std::fs::write(f.m("a/added"), b"added later").unwrap();
+    let want2 = tree(&f.mnt);
+    f.umount();
+    ok(&f.keyed("export", &["--since", s(&a1), s(&a2)]));
+    let (l1, l2) = (
+        std::fs::metadata(&a1).unwrap().len(),
+        std::fs::metadata(&a2).unwrap().len(),
+    );
+    assert!(l2 < 64 << 10 && l1 > 3_000_000, "{l1} {l2}");
+    let new2 = f.dir.path().join("from-archives");
+    ok(&sealvol(&[
+        "import",
+        "--keyfile",
+        s(&f.key),
+        s(&a1),
+        s(&a2),
+        "--store",
+        s(&new2),
+    ]));
+    assert_eq!(tree_of_store(&f, &new2, &f.key, "m2"), want2);
+    let v = ok(&sealvol(&[
+        "verify",
+        "--keyfile",
+        s(&f.key),
+        s(&a1),
+        s(&a2),
+    ]));
+    assert!(v.contains("verified 2 export(s)"), "{v}");
+    // The second alone is refused as incomplete.
+    let o = sealvol(&["verify", "--keyfile", s(&f.key), s(&a2)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("missing"));
+}

@@ -44,6 +44,7 @@
 //! filesystem, and publishes its manifest last (temp file, rename, fsync): an interrupted export
 //! leaves the chain as it was, plus objects the next export reuses.
 
+pub mod archive;
 pub mod chain;
 pub mod error;
 pub mod format;

@@ -20,6 +20,9 @@ pub struct ExportOptions<'a> {
     pub key: ExportKey<'a>,
     /// Argon2id cost of a backup passphrase's slot.
     pub kdf: KdfParams,
+    /// Objects held elsewhere (earlier archives of the chain, see [`crate::archive`]): not
+    /// written, as if the target held them.
+    pub held: HashSet<[u8; 32]>,
 }
 
 fn kind(k: Kind) -> EntryKind {
@@ -155,7 +158,9 @@ pub fn export(
                 }
                 let path = target.object_file(&addr);
                 let want = sealed_object_len(data.len());
-                if std::fs::metadata(&path).is_ok_and(|m| m.len() == want) {
+                if opts.held.contains(&addr)
+                    || std::fs::metadata(&path).is_ok_and(|m| m.len() == want)
+                {
                     sum.reused_chunks += 1;
                     continue;
                 }

@@ -325,11 +325,29 @@ impl<W: Write> Write for Counting<W> {
 /// Open a tar.age file (or stdin for `-`) and check the key on its header: a wrong key is
 /// refused here, before anything is made.
 pub fn open_source(source: &Path, key: &AgeOpen<'_>) -> Result<Box<dyn Read>> {
-    let input: Box<dyn Read> = if source.as_os_str() == "-" {
+    open_reader(source_reader(source)?, source, key)
+}
+
+/// The bytes of `source`: a file, or stdin for `-`.
+pub fn source_reader(source: &Path) -> Result<Box<dyn Read>> {
+    Ok(if source.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(source).map_err(io(source))?)
-    };
+    })
+}
+
+/// Whether `head` (the first bytes of a file) is the start of an age file.
+pub fn is_age(head: &[u8]) -> bool {
+    head.starts_with(b"age-encryption.org/")
+}
+
+/// [`open_source`] on bytes already opened (`source` names them in messages).
+pub fn open_reader(
+    input: Box<dyn Read>,
+    source: &Path,
+    key: &AgeOpen<'_>,
+) -> Result<Box<dyn Read>> {
     let d =
         age::Decryptor::new_buffered(BufReader::with_capacity(1 << 20, input)).map_err(|e| {
             ExportError::NotAnExport {

@@ -18,6 +18,7 @@ fn volume_key() -> ExportOptions<'static> {
     ExportOptions {
         key: ExportKey::Volume,
         kdf: KdfParams::MIN,
+        held: Default::default(),
     }
 }
 
@@ -80,6 +81,7 @@ fn a_backup_passphrase_alone_restores_and_the_volume_key_is_told_what_to_use() {
     let opts = ExportOptions {
         key: ExportKey::Passphrase(&pass),
         kdf: KdfParams::MIN,
+        held: Default::default(),
     };
     export(
         &src.v,
@@ -120,6 +122,7 @@ fn a_backup_passphrase_alone_restores_and_the_volume_key_is_told_what_to_use() {
     let bad = ExportOptions {
         key: ExportKey::Passphrase(&wrong),
         kdf: KdfParams::MIN,
+        held: Default::default(),
     };
     let e = export(
         &src.v,
@@ -152,6 +155,7 @@ fn an_age_recipient_alone_restores() {
     let opts = ExportOptions {
         key: ExportKey::Recipient(&recipient),
         kdf: KdfParams::MIN,
+        held: Default::default(),
     };
     export(&src.v, &src.header, &src.master, &out, &opts, &NoProgress).unwrap();
     let (restored, r) = import_from(&out, &OpenKey::Identity(&idfile), None);
@@ -478,4 +482,83 @@ fn an_interrupted_export_leaves_the_chain_as_it_was_and_the_next_one_reuses_its_
     assert_eq!(again.reused_chunks, s2.reused_chunks + s2.new_chunks);
     let (restored, _) = import_from(dir.path(), &OpenKey::Volume(&secret()), None);
     assert_same(&dump(&src.v), &dump(&restored));
+}
+
+#[test]
+fn a_chain_of_archives_made_since_each_other_restores_each_step_and_adds_only_new_chunks() {
+    use sealvol_export::archive::{export_archive, unpack, ScratchDir};
+    let src = volume();
+    populate(&src.v);
+    let dir = tempfile::tempdir().unwrap();
+    let mut archives: Vec<std::path::PathBuf> = Vec::new();
+    let mut dumps = Vec::new();
+    let mut sizes = Vec::new();
+    for step in 0..3u64 {
+        if step > 0 {
+            populate_more(&src.v, step);
+        }
+        dumps.push(dump(&src.v));
+        let scratch = ScratchDir::new(Some(dir.path()), "t").unwrap();
+        let a = dir.path().join(format!("a{step}.tar"));
+        let f = std::fs::File::create(&a).unwrap();
+        let s = export_archive(
+            &src.v,
+            &src.header,
+            &src.master,
+            f,
+            volume_key(),
+            &archives,
+            &scratch,
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(s.seq, step + 1);
+        sizes.push(std::fs::metadata(&a).unwrap().len());
+        archives.push(a);
+    }
+    // Later archives carry only what changed (3 chunks, then 1) plus metadata.
+    assert!(sizes[1] < sizes[0] / 2 && sizes[2] < sizes[1], "{sizes:?}");
+    for (i, d) in dumps.iter().enumerate() {
+        let scratch = ScratchDir::new(Some(dir.path()), "u").unwrap();
+        for a in &archives[..=i] {
+            unpack(std::fs::File::open(a).unwrap(), a, scratch.path(), None).unwrap();
+        }
+        let (restored, r) = import_from(scratch.path(), &OpenKey::Volume(&secret()), None);
+        assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_same(d, &dump(&restored));
+    }
+    // Without the first archive, the chain is incomplete and says so.
+    let scratch = ScratchDir::new(Some(dir.path()), "v").unwrap();
+    for a in &archives[1..] {
+        unpack(std::fs::File::open(a).unwrap(), a, scratch.path(), None).unwrap();
+    }
+    let t = Target::open(scratch.path(), &OpenKey::Volume(&secret())).unwrap();
+    let v = verify(&t, &NoProgress).unwrap();
+    assert!(
+        v.damaged.iter().any(|d| d.contains("missing")),
+        "{:?}",
+        v.damaged
+    );
+    // A tar that is not an export is refused on unpacking.
+    let bad = dir.path().join("bad.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&bad).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.set_cksum();
+        b.append_data(&mut h, "../escape", &b"hi"[..]).ok();
+        b.append_data(&mut h, "etc/passwd", &b"hi"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let scratch = ScratchDir::new(Some(dir.path()), "w").unwrap();
+    let e = unpack(
+        std::fs::File::open(&bad).unwrap(),
+        &bad,
+        scratch.path(),
+        None,
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, ExportError::NotAnExport { .. }), "{e}");
 }
