@@ -84,6 +84,7 @@ pub(crate) struct ExportArgs {
     pub(crate) kdf_memory_mib: u32,
     /// A native export to a file or `-`: the previous exports of the chain (its archives, or
     /// an export directory); only what they lack is written. Repeat for several archives.
+    /// tar.age: the previous tar.age file (its state is beside it): a layer of what changed.
     #[arg(long, value_name = "PREVIOUS")]
     pub(crate) since: Vec<PathBuf>,
     /// native: a directory (new, empty, or holding earlier exports of this volume: only what
@@ -107,7 +108,8 @@ pub(crate) struct ImportArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// A native export directory; or native archives (the first of the chain and each one
-    /// made --since it, up to the export to restore); or a tar.age file; `-` reads stdin.
+    /// made --since it, up to the export to restore); or a tar.age file, or tar.age layers in
+    /// order; `-` reads stdin.
     #[arg(required = true)]
     pub(crate) source: Vec<PathBuf>,
 }
@@ -236,9 +238,17 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
                     "tar.age is encrypted with age: give --recipient AGE_PUBKEY or --backup-passphrase-file FILE"
                 ),
             };
-            sealvol_export::tar_age::export_to_path(&o.v, &a.target, &key, &progress).with_context(
-                || format!("exporting {} to {}", store.display(), a.target.display()),
-            )?
+            if a.since.len() > 1 {
+                bail!("a tar.age layer is made --since one export: the previous tar.age file");
+            }
+            let layering = sealvol_export::tar_age::Layering {
+                master: &o.master,
+                since: a.since.first().map(PathBuf::as_path),
+            };
+            sealvol_export::tar_age::export_file(&o.v, &a.target, &key, Some(&layering), &progress)
+                .with_context(|| {
+                    format!("exporting {} to {}", store.display(), a.target.display())
+                })?
         }
     };
     drop(o.v);
@@ -304,8 +314,8 @@ enum Source {
     /// A native export directory (with the scratch directory holding it, if it was unpacked
     /// from archives).
     Native(PathBuf, Option<sealvol_export::archive::ScratchDir>),
-    /// A tar.age, not yet decrypted.
-    TarAge(Box<dyn std::io::Read>, PathBuf),
+    /// tar.age files (a full export, then layers in order), not yet decrypted.
+    TarAge(Vec<(Box<dyn std::io::Read>, PathBuf)>),
 }
 
 /// Open what `sources` name: one native export directory; one tar.age (file or `-`); or
@@ -339,12 +349,12 @@ fn open_sources(sources: &[PathBuf], scratch_parent: Option<&Path>) -> Result<So
         opened.push((src.clone(), age, r));
     }
     if opened.iter().any(|(_, age, _)| *age) {
-        if opened.len() > 1 {
-            bail!("a tar.age export restores on its own: name one file");
+        if !opened.iter().all(|(_, age, _)| *age) {
+            bail!("tar.age files and native archives do not restore together: name one kind");
         }
-        if let Some((src, _, r)) = opened.pop() {
-            return Ok(Source::TarAge(r, src));
-        }
+        return Ok(Source::TarAge(
+            opened.into_iter().map(|(src, _, r)| (r, src)).collect(),
+        ));
     }
     let scratch = sealvol_export::archive::ScratchDir::new(scratch_parent, "import")?;
     for (src, _, r) in opened {
@@ -389,14 +399,18 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
             s.damaged.splice(0..0, problems);
             s
         }
-        Source::TarAge(r, src) => {
+        Source::TarAge(files) => {
             if a.export.is_some() {
-                bail!("--export N names an export of a native chain; a tar.age file holds one");
+                bail!("--export N names an export of a native chain; for tar.age layers, name the files up to the one to restore");
             }
-            // The key is checked on the age header before the store is made.
-            let input = sealvol_export::tar_age::open_reader(r, &src, &age_key(&pass, &a.backup)?)?;
+            // The key is checked on every age header before the store is made.
+            let key = age_key(&pass, &a.backup)?;
+            let mut inputs = Vec::new();
+            for (r, src) in files {
+                inputs.push(sealvol_export::tar_age::open_reader(r, &src, &key)?);
+            }
             into_new_store(&a.store, &secret, &CreateOptions::default(), |v| {
-                sealvol_export::tar_age::import(input, v, &progress)
+                sealvol_export::tar_age::import_layers(inputs, v, &progress)
             })?
         }
     };
@@ -486,9 +500,25 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
             let t = Target::open(&dir, &key).with_context(|| source_name(&a.source))?;
             sealvol_export::restore::verify(&t, &progress)?
         }
-        Source::TarAge(r, src) => {
-            let input = sealvol_export::tar_age::open_reader(r, &src, &age_key(&pass, &a.backup)?)?;
-            sealvol_export::tar_age::verify(input, &progress)?
+        Source::TarAge(files) => {
+            let key = age_key(&pass, &a.backup)?;
+            let mut total = sealvol_export::Summary::default();
+            for (r, src) in files {
+                let input = sealvol_export::tar_age::open_reader(r, &src, &key)?;
+                let s = sealvol_export::tar_age::verify(input, &progress)?;
+                total.seq += 1;
+                total.files += s.files;
+                total.dirs += s.dirs;
+                total.others += s.others;
+                total.logical_bytes += s.logical_bytes;
+                total.seconds += s.seconds;
+                total.damaged.extend(
+                    s.damaged
+                        .into_iter()
+                        .map(|d| format!("{}: {d}", src.display())),
+                );
+            }
+            total
         }
     };
     progress.summary("verify", &summary);

@@ -476,3 +476,62 @@ fn a_native_export_streams_through_a_pipe_and_archives_chain_with_since() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("missing"));
 }
+
+#[test]
+fn tar_age_layers_made_since_each_other_import_together() {
+    let f = Fixture::new();
+    f.mount();
+    fill(&f);
+    f.umount();
+    let id = f.dir.path().join("id.txt");
+    let keygen = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&id)
+        .output()
+        .expect("age-keygen (package age)");
+    let recipient = String::from_utf8_lossy(&keygen.stderr)
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_string();
+    let l1 = f.dir.path().join("l1.tar.age");
+    let l2 = f.dir.path().join("l2.tar.age");
+    ok(&f.keyed(
+        "export",
+        &["--format", "tar.age", "--recipient", &recipient, s(&l1)],
+    ));
+    assert!(f.dir.path().join("l1.tar.age.state").exists());
+    f.mount();
+    std::fs::remove_dir_all(f.m("a/b/c")).unwrap();
+    std::fs::write(f.m("later"), b"added").unwrap();
+    let want = tree(&f.mnt);
+    f.umount();
+    ok(&f.keyed(
+        "export",
+        &[
+            "--format",
+            "tar.age",
+            "--recipient",
+            &recipient,
+            "--since",
+            s(&l1),
+            s(&l2),
+        ],
+    ));
+    assert!(
+        std::fs::metadata(&l2).unwrap().len() < 16 << 10,
+        "the layer holds only what changed"
+    );
+    let new = f.dir.path().join("new");
+    ok(&sealvol(&[
+        "import",
+        "--keyfile",
+        s(&f.key),
+        "--identity",
+        s(&id),
+        s(&l1),
+        s(&l2),
+        "--store",
+        s(&new),
+    ]));
+    assert_eq!(tree_of_store(&f, &new, &f.key, "m"), want);
+}

@@ -57,6 +57,8 @@ pub enum Domain {
     ExportEntry,
     /// An export's manifest.
     ExportManifest,
+    /// The state a tar.age export was made from (what the next layer is made against).
+    ExportState,
 }
 
 impl Domain {
@@ -75,6 +77,7 @@ impl Domain {
             Domain::ExportChunk => b"sealvol/export-chunk",
             Domain::ExportEntry => b"sealvol/export-entry",
             Domain::ExportManifest => b"sealvol/export-manifest",
+            Domain::ExportState => b"sealvol/export-state",
         }
     }
 }

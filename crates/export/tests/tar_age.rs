@@ -393,3 +393,158 @@ fn a_passphrase_tar_age_round_trips() {
     let e = open_source(&f, &AgeOpen::Passphrase(&wrong)).err().unwrap();
     assert!(matches!(e, ExportError::WrongKey { .. }), "{e}");
 }
+
+/// Changes for step `n` of a chain of layers: deletions (a file, a directory with its
+/// contents), renames, a change inside a large file, a type change, new files and links.
+fn change(v: &sealvol_volume::Volume, n: u64) {
+    use sealvol_volume::ROOT_INO;
+    let docs = lookup(v, "docs");
+    match n {
+        1 => {
+            v.unlink(docs, b"several").unwrap();
+            v.rename(ROOT_INO, b"tmp", docs, b"tmp-moved", 0).unwrap();
+            write_at(v, lookup(v, "dup1"), CHUNK + 10, b"changed in step 1");
+            file(v, ROOT_INO, "new-in-1", &pattern(2 * CHUNK as usize, 1001));
+            v.unlink(ROOT_INO, b"dangling").unwrap();
+            v.mkdir(ROOT, ROOT_INO, b"dangling", 0o700).unwrap();
+        }
+        _ => {
+            v.unlink(ROOT_INO, b"hardlink-3").unwrap();
+            let d = lookup(v, "docs/d0/d1/d2/d3/d4/d5");
+            v.unlink(d, b"bottom.txt").unwrap();
+            v.unlink(d, b"hardlink-2").unwrap();
+            for (up, name) in [("docs/d0/d1/d2/d3/d4", "d5"), ("docs/d0/d1/d2/d3", "d4")] {
+                v.rmdir(lookup(v, up), name.as_bytes()).unwrap();
+            }
+            v.rename(ROOT_INO, b"new-in-1", ROOT_INO, b"renamed-in-2", 0)
+                .unwrap();
+            file(
+                v,
+                lookup(v, "dangling"),
+                "inside",
+                b"a file where a symlink was",
+            );
+            v.link(lookup(v, "dup2"), ROOT_INO, b"dup2-link").unwrap();
+        }
+    }
+}
+
+/// The source, the layer files, the dump at each step, and the identity file.
+type Layered = (
+    Src,
+    Vec<std::path::PathBuf>,
+    Vec<BTreeMap<Vec<u8>, Seen>>,
+    std::path::PathBuf,
+);
+
+/// Three tar.age exports, each a layer on the one before: their states, dumps and files.
+fn three_layers(dir: &Path) -> Layered {
+    use sealvol_export::tar_age::{export_file, Layering};
+    let src = volume();
+    populate(&src.v);
+    let (idfile, recipient) = identity(dir);
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut dumps = Vec::new();
+    for step in 0..3u64 {
+        if step > 0 {
+            change(&src.v, step);
+        }
+        dumps.push(dump(&src.v));
+        let out = dir.join(format!("l{step}.tar.age"));
+        let layering = Layering {
+            master: &src.master,
+            since: files.last().map(|p| p.as_path()),
+        };
+        let s = export_file(
+            &src.v,
+            &out,
+            &AgeKey::Recipient(&recipient),
+            Some(&layering),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(s.seq, step + 1);
+        files.push(out);
+    }
+    (src, files, dumps, idfile)
+}
+
+#[test]
+fn tar_age_layers_carry_only_changes_and_import_in_order_to_each_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_src, files, dumps, idfile) = three_layers(dir.path());
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    assert!(
+        sizes[1] < sizes[0] / 2 && sizes[2] < sizes[0] / 2,
+        "{sizes:?}"
+    );
+    for n in 1..=3 {
+        let inputs = files[..n]
+            .iter()
+            .map(|f| open_source(f, &AgeOpen::Identity(&idfile)).unwrap())
+            .collect();
+        let v = new_volume();
+        let s = sealvol_export::tar_age::import_layers(inputs, &v, &NoProgress).unwrap();
+        assert!(s.damaged.is_empty(), "{:?}", s.damaged);
+        let mut want = dumps[n - 1].clone();
+        want.retain(|_, s| s.kind != Kind::Socket);
+        assert_same(&want, &dump(&v));
+        assert!(v.check().unwrap().is_clean());
+    }
+    // A layer on another volume's export is refused (its state does not open).
+    let other = volume();
+    let e = sealvol_export::tar_age::export_file(
+        &other.v,
+        &dir.path().join("x.tar.age"),
+        &AgeKey::Recipient(&identity(&dir.path().join("o").tap_mkdir()).1),
+        Some(&sealvol_export::tar_age::Layering {
+            master: &other.master,
+            since: Some(&files[2]),
+        }),
+        &NoProgress,
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string()
+            .contains("does not open with this volume's key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tar_age_layers_apply_with_age_tar_and_the_shell_script_alone() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let (src, files, _dumps, idfile) = three_layers(dir.path());
+    let out = dir.path().join("out");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/apply-tar-age-layers.sh"
+    );
+    let o = Command::new("bash")
+        .arg(script)
+        .arg("-i")
+        .arg(&idfile)
+        .arg(&out)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut want = volume_view(&src.v);
+    let mut got = host_dump(&out);
+    want.remove("");
+    got.remove("");
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (k, w) in &want {
+        assert_eq!(w, &got[k], "{k}");
+    }
+    let a = std::fs::metadata(out.join("dup2")).unwrap();
+    let b = std::fs::metadata(out.join("dup2-link")).unwrap();
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+}
