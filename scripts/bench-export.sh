@@ -86,7 +86,7 @@ run "sealvol import" "$bin" import --keyfile "$work/key" "$work/exp" --store "$w
 run "sealvol export tar.age" "$bin" export --store "$work/store" --keyfile "$work/key" --format tar.age --recipient "$recipient" "$work/exp.tar.age"
 export RESTIC_PASSWORD_FILE=$work/restic-pass RESTIC_REPOSITORY=$work/restic
 restic init >/dev/null
-run "restic backup" restic backup --no-scan "$plain"
+run "restic backup" restic backup "$plain"
 run "restic restore" restic restore latest --target "$work/restic-restored"
 run "tar c | age" bash -c "tar c -C '$plain' . | age -r '$recipient' > '$work/plain.tar.age'"
 
@@ -101,7 +101,7 @@ dd if="$change" of="$plain/big" bs=1M seek="$half" conv=notrunc status=none
 exp_before=$(size "$work/exp")
 restic_before=$(size "$work/restic")
 run "sealvol export (1 MiB chg)" "$bin" export --store "$work/store" --keyfile "$work/key" "$work/exp"
-run "restic backup (1 MiB chg)" restic backup --no-scan "$plain"
+run "restic backup (1 MiB chg)" restic backup "$plain"
 exp_added=$(($(size "$work/exp") - exp_before))
 restic_added=$(($(size "$work/restic") - restic_before))
 

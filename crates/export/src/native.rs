@@ -126,49 +126,57 @@ pub fn export(
             _ => sum.others += 1,
         }
         if e.kind == EntryKind::File {
-            let mut off = 0u64;
-            while off < e.size {
-                let data = v.read(e.ino, off, cs).map_err(|err| {
-                    ExportError::Refused(format!(
-                        "reading {} at byte {off}: {err} (`sealvol check` names the damage)",
-                        e.display_path()
+            // Chunks are read (and decrypted) from the volume on a helper thread while this
+            // one hashes, seals and writes the previous ones.
+            let offsets: Vec<u64> = (0..e.size.div_ceil(cs as u64))
+                .map(|i| i * cs as u64)
+                .collect();
+            let (ino, shown, size) = (e.ino, e.display_path(), e.size);
+            let mut chunks = Vec::new();
+            crate::restore::prefetched(
+                &offsets,
+                |off| v.read(ino, *off, cs),
+                |&off, data| {
+                    let data = data.map_err(|err| {
+                        ExportError::Refused(format!(
+                        "reading {shown} at byte {off}: {err} (`sealvol check` names the damage)"
                     ))
-                })?;
-                if data.is_empty() {
-                    return Err(ExportError::Refused(format!(
-                        "{} ended at byte {off} of {} while being exported",
-                        e.display_path(),
-                        e.size
-                    )));
-                }
-                let index = off / cs as u64;
-                off += data.len() as u64;
-                sum.logical_bytes += data.len() as u64;
-                if data.iter().all(|b| *b == 0) {
-                    continue;
-                }
-                let addr = target.keys.object_addr(&data);
-                e.chunks.push(ChunkRef {
-                    index,
-                    len: data.len() as u32,
-                    addr,
-                });
-                if !this_export.insert(addr) {
-                    continue;
-                }
-                let path = target.object_file(&addr);
-                let want = sealed_object_len(data.len());
-                if opts.held.contains(&addr)
-                    || std::fs::metadata(&path).is_ok_and(|m| m.len() == want)
-                {
-                    sum.reused_chunks += 1;
-                    continue;
-                }
-                let sealed = target.keys.seal_object(&addr, &data)?;
-                write_object(&path, &sealed)?;
-                sum.new_chunks += 1;
-                sum.bytes_written += sealed.len() as u64;
-            }
+                    })?;
+                    if data.is_empty() {
+                        return Err(ExportError::Refused(format!(
+                            "{shown} ended at byte {off} of {size} while being exported"
+                        )));
+                    }
+                    let index = off / cs as u64;
+                    sum.logical_bytes += data.len() as u64;
+                    if data.iter().all(|b| *b == 0) {
+                        return Ok(true);
+                    }
+                    let addr = target.keys.object_addr(&data);
+                    chunks.push(ChunkRef {
+                        index,
+                        len: data.len() as u32,
+                        addr,
+                    });
+                    if !this_export.insert(addr) {
+                        return Ok(true);
+                    }
+                    let path = target.object_file(&addr);
+                    let want = sealed_object_len(data.len());
+                    if opts.held.contains(&addr)
+                        || std::fs::metadata(&path).is_ok_and(|m| m.len() == want)
+                    {
+                        sum.reused_chunks += 1;
+                        return Ok(true);
+                    }
+                    let sealed = target.keys.seal_object(&addr, &data)?;
+                    write_object(&path, &sealed)?;
+                    sum.new_chunks += 1;
+                    sum.bytes_written += sealed.len() as u64;
+                    Ok(true)
+                },
+            )?;
+            e.chunks = chunks;
         }
         let sealed = target.keys.seal_entry(seq, entries, &e)?;
         meta.write_all(&(sealed.len() as u32).to_le_bytes())

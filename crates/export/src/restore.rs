@@ -301,24 +301,33 @@ pub fn restore(
         if e.kind == EntryKind::File {
             v.open_file(ino)?;
             let mut bad = None;
-            for c in &e.chunks {
-                match load_object(target, &c.addr) {
+            // Objects are read, opened and verified on a helper thread while this one writes
+            // the previous ones into the volume (which hashes and seals them again).
+            let written = prefetched(
+                &e.chunks,
+                |c| load_object(target, &c.addr),
+                |c, loaded| match loaded {
                     Ok(plain) if plain.len() == c.len as usize => {
                         v.write(ino, c.index * cs, &plain)?;
                         sum.logical_bytes += plain.len() as u64;
+                        Ok(true)
                     }
                     Ok(_) => {
                         bad = Some(format!(
                             "chunk {} has the wrong length",
                             crate::format::short(&c.addr)
                         ));
-                        break;
+                        Ok(false)
                     }
                     Err(why) => {
                         bad = Some(why);
-                        break;
+                        Ok(false)
                     }
-                }
+                },
+            );
+            if let Err(err) = written {
+                let _ = v.release_file(ino);
+                return Err(err);
             }
             v.release_file(ino)?;
             if let Some(why) = bad {
@@ -368,6 +377,41 @@ pub fn restore(
     sum.seconds = started.elapsed().as_secs_f64();
     progress.finish();
     Ok(sum)
+}
+
+/// Run `load` over `items` on a helper thread, a few items ahead, and `use_it` on each result
+/// here, in order, until it returns `false` or fails.
+pub(crate) fn prefetched<I: Sync, T: Send>(
+    items: &[I],
+    load: impl Fn(&I) -> T + Sync,
+    mut use_it: impl FnMut(&I, T) -> Result<bool>,
+) -> Result<()> {
+    if items.len() < 2 {
+        for i in items {
+            if !use_it(i, load(i))? {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let load = &load;
+        scope.spawn(move || {
+            for i in items {
+                if tx.send(load(i)).is_err() {
+                    break;
+                }
+            }
+        });
+        for (i, t) in items.iter().zip(rx.iter()) {
+            if !use_it(i, t)? {
+                break;
+            }
+        }
+        // Dropping the receiver stops the helper at its next send.
+        Ok(())
+    })
 }
 
 /// Owner, mode, size (a file's trailing hole) and times, as the entry says.
