@@ -228,29 +228,128 @@ pub fn restore(
 ) -> Result<Summary> {
     let started = Instant::now();
     progress.start("import", m.logical_bytes);
-    let mut sum = Summary {
-        seq: m.seq,
-        ..Summary::default()
+    let mut r = Restorer {
+        target,
+        v,
+        progress,
+        cs: m.chunk_size as u64,
+        sum: Summary {
+            seq: m.seq,
+            ..Summary::default()
+        },
+        dirs: HashMap::from([(Vec::new(), ROOT_INO)]),
+        dir_attrs: Vec::new(),
+        new_ino: HashMap::new(),
+        relinked: HashSet::new(),
+        late: Vec::new(),
     };
-    let cs = m.chunk_size as u64;
-    let mut dirs: HashMap<Vec<u8>, u64> = HashMap::new();
-    dirs.insert(Vec::new(), ROOT_INO);
-    // Directories get their attributes last (children change their times); hard-linked
-    // files again at the end (each link changes ctime).
-    let mut dir_attrs: Vec<(u64, Entry)> = Vec::new();
-    let mut new_ino: HashMap<u64, u64> = HashMap::new();
-    let mut relinked: HashSet<u64> = HashSet::new();
-    let mut late: Vec<(u64, Entry)> = Vec::new();
     let mut damaged = Vec::new();
+    // Entries are restored in batches: a helper thread reads, opens and verifies the objects
+    // of a batch, in order, while this thread makes the batch's files and writes the objects
+    // into the volume (which hashes and seals them again).
+    let mut batch: Vec<Entry> = Vec::new();
+    let mut batch_chunks = 0;
     entries(target, m, &mut damaged, &mut |e, damaged| {
+        batch_chunks += e.chunks.len();
+        batch.push(e);
+        if batch.len() >= BATCH_ENTRIES || batch_chunks >= BATCH_ENTRIES {
+            r.batch(std::mem::take(&mut batch), damaged)?;
+            batch_chunks = 0;
+        }
+        Ok(())
+    })?;
+    r.batch(batch, &mut damaged)?;
+    for (ino, e) in r.late.iter().filter(|(ino, _)| r.relinked.contains(ino)) {
+        set_attrs(v, *ino, e)?;
+    }
+    for (ino, e) in r.dir_attrs.iter().rev() {
+        set_attrs(v, *ino, e)?;
+    }
+    v.sync_all()?;
+    let mut sum = r.sum;
+    sum.damaged = damaged;
+    sum.seconds = started.elapsed().as_secs_f64();
+    progress.finish();
+    Ok(sum)
+}
+
+/// Entries (or chunks) restored per batch.
+const BATCH_ENTRIES: usize = 256;
+
+/// What a restore keeps between entries.
+struct Restorer<'a> {
+    target: &'a Target,
+    v: &'a Volume,
+    progress: &'a dyn Progress,
+    cs: u64,
+    sum: Summary,
+    /// Directories restored, by path.
+    dirs: HashMap<Vec<u8>, u64>,
+    /// Directories get their attributes last (children change their times) ...
+    dir_attrs: Vec<(u64, Entry)>,
+    /// The new inode of each restored file, by its inode number in the export.
+    new_ino: HashMap<u64, u64>,
+    /// ... and hard-linked files again at the end (each link changes ctime).
+    relinked: HashSet<u64>,
+    late: Vec<(u64, Entry)>,
+}
+
+type Loaded = std::result::Result<Vec<u8>, String>;
+
+impl Restorer<'_> {
+    fn batch(&mut self, batch: Vec<Entry>, damaged: &mut Vec<String>) -> Result<()> {
+        let chunks: Vec<[u8; 32]> = batch
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .flat_map(|e| e.chunks.iter().map(|c| c.addr))
+            .collect();
+        let target = self.target;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Loaded>(16);
+            scope.spawn(move || {
+                for addr in &chunks {
+                    if tx.send(load_object(target, addr)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut loaded = rx.iter();
+            for e in batch {
+                let n = if e.kind == EntryKind::File {
+                    e.chunks.len()
+                } else {
+                    0
+                };
+                let mut taken = 0;
+                let r = self.entry(e, &mut loaded, &mut taken, damaged);
+                // Whatever happened, the objects of this entry are consumed: the next
+                // entry's come after them.
+                for _ in taken..n {
+                    loaded.next();
+                }
+                r?;
+            }
+            // Dropping the receiver stops the helper at its next send.
+            Ok(())
+        })
+    }
+
+    fn entry(
+        &mut self,
+        e: Entry,
+        loaded: &mut dyn Iterator<Item = Loaded>,
+        taken: &mut usize,
+        damaged: &mut Vec<String>,
+    ) -> Result<()> {
+        let v = self.v;
         let shown = e.display_path();
         if e.path.is_empty() {
-            sum.dirs += 1;
-            dir_attrs.push((ROOT_INO, e));
+            self.sum.dirs += 1;
+            self.dir_attrs.push((ROOT_INO, e));
             return Ok(());
         }
         let (parent_path, name) = split(&e.path);
-        let Some(&parent) = dirs.get(parent_path) else {
+        let Some(&parent) = self.dirs.get(parent_path) else {
             damaged.push(format!("{shown}: its directory was not restored"));
             return Ok(());
         };
@@ -262,16 +361,16 @@ pub fn restore(
             EntryKind::Dir => v.mkdir(who, parent, name, e.perm & 0o7777),
             EntryKind::Symlink => v.symlink(who, parent, name, &e.target),
             EntryKind::HardLink => {
-                let Some(&ino) = new_ino.get(&e.ino) else {
+                let Some(&ino) = self.new_ino.get(&e.ino) else {
                     damaged.push(format!(
                         "{shown}: the file it is a hard link of was not restored"
                     ));
                     return Ok(());
                 };
                 v.link(ino, parent, name)?;
-                relinked.insert(ino);
-                sum.others += 1;
-                progress.advance(&shown, 0);
+                self.relinked.insert(ino);
+                self.sum.others += 1;
+                self.progress.advance(&shown, 0);
                 return Ok(());
             }
             k => v.mknod(
@@ -297,52 +396,56 @@ pub fn restore(
                 return Ok(());
             }
         };
-        new_ino.insert(e.ino, ino);
+        self.new_ino.insert(e.ino, ino);
         if e.kind == EntryKind::File {
             v.open_file(ino)?;
             let mut bad = None;
-            // Objects are read, opened and verified on a helper thread while this one writes
-            // the previous ones into the volume (which hashes and seals them again).
-            let written = prefetched(
-                &e.chunks,
-                |c| load_object(target, &c.addr),
-                |c, loaded| match loaded {
-                    Ok(plain) if plain.len() == c.len as usize => {
-                        v.write(ino, c.index * cs, &plain)?;
-                        sum.logical_bytes += plain.len() as u64;
-                        Ok(true)
+            let mut written = Ok(());
+            for c in &e.chunks {
+                *taken += 1;
+                match loaded.next() {
+                    Some(Ok(plain)) if plain.len() == c.len as usize => {
+                        if let Err(err) = v.write(ino, c.index * self.cs, &plain) {
+                            written = Err(err);
+                            break;
+                        }
+                        self.sum.logical_bytes += plain.len() as u64;
                     }
-                    Ok(_) => {
+                    Some(Ok(_)) => {
                         bad = Some(format!(
                             "chunk {} has the wrong length",
                             crate::format::short(&c.addr)
                         ));
-                        Ok(false)
+                        break;
                     }
-                    Err(why) => {
+                    Some(Err(why)) => {
                         bad = Some(why);
-                        Ok(false)
+                        break;
                     }
-                },
-            );
+                    None => {
+                        bad = Some("its chunks could not be read".to_string());
+                        break;
+                    }
+                }
+            }
             if let Err(err) = written {
                 let _ = v.release_file(ino);
-                return Err(err);
+                return Err(err.into());
             }
             v.release_file(ino)?;
             if let Some(why) = bad {
                 v.unlink(parent, name)?;
-                new_ino.remove(&e.ino);
-                progress.damaged(&shown, &why);
+                self.new_ino.remove(&e.ino);
+                self.progress.damaged(&shown, &why);
                 damaged.push(format!("{shown}: {why}; not restored"));
                 return Ok(());
             }
-            sum.files += 1;
+            self.sum.files += 1;
         } else if e.kind == EntryKind::Dir {
-            sum.dirs += 1;
-            dirs.insert(e.path.clone(), ino);
+            self.sum.dirs += 1;
+            self.dirs.insert(e.path.clone(), ino);
         } else {
-            sum.others += 1;
+            self.sum.others += 1;
         }
         for (k, val) in &e.xattrs {
             if let Err(err) = v.setxattr(ino, k, val, 0) {
@@ -352,9 +455,10 @@ pub fn restore(
                 ));
             }
         }
-        progress.advance(&shown, if e.kind == EntryKind::File { e.size } else { 0 });
+        self.progress
+            .advance(&shown, if e.kind == EntryKind::File { e.size } else { 0 });
         if e.kind == EntryKind::Dir {
-            dir_attrs.push((ino, e));
+            self.dir_attrs.push((ino, e));
         } else {
             set_attrs(v, ino, &e)?;
             // Kept small: only what set_attrs needs.
@@ -362,21 +466,10 @@ pub fn restore(
             e.chunks = Vec::new();
             e.xattrs.clear();
             e.target.clear();
-            late.push((ino, e));
+            self.late.push((ino, e));
         }
         Ok(())
-    })?;
-    for (ino, e) in late.iter().filter(|(ino, _)| relinked.contains(ino)) {
-        set_attrs(v, *ino, e)?;
     }
-    for (ino, e) in dir_attrs.iter().rev() {
-        set_attrs(v, *ino, e)?;
-    }
-    v.sync_all()?;
-    sum.damaged = damaged;
-    sum.seconds = started.elapsed().as_secs_f64();
-    progress.finish();
-    Ok(sum)
 }
 
 /// Run `load` over `items` on a helper thread, a few items ahead, and `use_it` on each result
