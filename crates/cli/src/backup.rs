@@ -530,7 +530,19 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
 }
 
 pub(crate) fn export_ls(source: &Path, json: bool) -> Result<ExitCode> {
-    let l = sealvol_export::chain::list(source)?;
+    let l = if source.is_dir() {
+        sealvol_export::chain::list(source)?
+    } else {
+        // An archive: its chain files unpacked, its objects only counted.
+        let scratch = sealvol_export::archive::ScratchDir::new(None, "ls")?;
+        let mut held = std::collections::HashSet::new();
+        let r = sealvol_export::tar_age::source_reader(source)?;
+        let bytes = sealvol_export::archive::unpack(r, source, scratch.path(), Some(&mut held))?;
+        let mut l = sealvol_export::chain::list(scratch.path())?;
+        l.objects = held.len() as u64;
+        l.object_bytes = bytes;
+        l
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&l)?);
         return Ok(ExitCode::SUCCESS);

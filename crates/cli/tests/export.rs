@@ -452,6 +452,8 @@ fn a_native_export_streams_through_a_pipe_and_archives_chain_with_since() {
         std::fs::metadata(&a2).unwrap().len(),
     );
     assert!(l2 < 64 << 10 && l1 > 3_000_000, "{l1} {l2}");
+    let ls = ok(&sealvol(&["export-ls", s(&a2)]));
+    assert!(ls.contains("     1  ") && ls.contains("     2  "), "{ls}");
     let new2 = f.dir.path().join("from-archives");
     ok(&sealvol(&[
         "import",

@@ -130,14 +130,15 @@ fn copy_into(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Unpack the archive read from `r` (named `what` in messages) into `into`. With `held`,
-/// objects are only listed there, not unpacked, and neither is metadata (for `--since`).
+/// Unpack the archive read from `r` (named `what` in messages) into `into`, files keeping
+/// their modification times. With `held`, objects are only listed there, not unpacked, and
+/// neither is metadata (for `--since` and listings). Returns the bytes of the objects it holds.
 pub fn unpack(
     r: impl Read,
     what: &Path,
     into: &Path,
     mut held: Option<&mut HashSet<[u8; 32]>>,
-) -> Result<()> {
+) -> Result<u64> {
     let not = |why: String| ExportError::NotAnExport {
         path: what.to_path_buf(),
         why,
@@ -147,6 +148,7 @@ pub fn unpack(
         .entries()
         .map_err(|e| not(format!("it is not a tar ({e})")))?;
     let mut any = false;
+    let mut object_bytes = 0;
     for e in entries {
         let mut e = e.map_err(|e| ExportError::Damaged {
             path: what.to_path_buf(),
@@ -159,6 +161,9 @@ pub fn unpack(
             )));
         }
         any = true;
+        if name.starts_with(&format!("{OBJECTS}/")) {
+            object_bytes += e.size();
+        }
         if let Some(held) = held.as_deref_mut() {
             if let Some(obj) = name.strip_prefix(&format!("{OBJECTS}/")) {
                 held.insert(object_name(obj));
@@ -173,10 +178,13 @@ pub fn unpack(
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
         let mut f = std::fs::File::create(&to).map_err(io(&to))?;
+        let mtime = e.header().mtime().unwrap_or(0);
         std::io::copy(&mut e, &mut f).map_err(|err| ExportError::Damaged {
             path: what.to_path_buf(),
             what: format!("{name}: {err}"),
         })?;
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+            .map_err(io(&to))?;
     }
     if !any {
         return Err(not("it is an empty tar".into()));
@@ -184,7 +192,7 @@ pub fn unpack(
     for sub in [OBJECTS, EXPORTS] {
         std::fs::create_dir_all(into.join(sub)).map_err(io(into))?;
     }
-    Ok(())
+    Ok(object_bytes)
 }
 
 /// Export `v` as an archive into `out`: a new chain, or with `since` the next export of the
@@ -211,7 +219,8 @@ pub fn export_archive(
     let opts = ExportOptions { held, ..opts };
     let mut sum = export(v, volume_header, volume_master, &dir, &opts, progress)?;
     let mut tar = tar::Builder::new(out);
-    tar.mode(tar::HeaderMode::Deterministic);
+    // Complete headers: the files' times go along (`export-ls` of an archive shows them).
+    tar.mode(tar::HeaderMode::Complete);
     let mut written = 0;
     for f in files_of(&dir)? {
         if f.ends_with(".meta") && !f.ends_with(&crate::chain::meta_name(sum.seq)) {
