@@ -233,6 +233,8 @@ mod tests {
             Purpose::RecordKey,
             Purpose::SyncAuth,
             Purpose::Export,
+            Purpose::ExportAddress,
+            Purpose::ExportSlot,
         ];
         let mk = MasterKey::from_bytes(&[7u8; 32]).unwrap();
         let mut keys: Vec<[u8; 32]> = all.iter().map(|p| *mk.seal_key(*p).expose()).collect();
