@@ -537,3 +537,86 @@ fn tar_age_layers_made_since_each_other_import_together() {
     ]));
     assert_eq!(tree_of_store(&f, &new, &f.key, "m"), want);
 }
+
+#[test]
+fn an_export_killed_midway_leaves_the_chain_as_it_was_and_the_next_run_reuses_its_chunks() {
+    let f = Fixture::new();
+    f.mount();
+    std::fs::write(f.m("first"), b"the first export").unwrap();
+    f.umount();
+    let bk = f.dir.path().join("bk");
+    ok(&f.keyed("export", &[s(&bk)]));
+    f.mount();
+    ok(&sh(&format!(
+        "head -c 300000000 /dev/urandom > '{}'",
+        s(&f.m("big"))
+    )));
+    f.umount();
+    let objects = |dir: &Path| -> usize {
+        std::fs::read_dir(dir.join("objects"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum()
+    };
+    let before = objects(&bk);
+    let mut child = Command::new(bin())
+        .args([
+            "export",
+            "--store",
+            s(&f.store),
+            "--keyfile",
+            s(&f.key),
+            s(&bk),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it has written some of the big file's chunks.
+    let t0 = std::time::Instant::now();
+    while objects(&bk) < before + 200 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "the export wrote nothing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export finished before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!bk.join("exports/00000002.manifest").exists());
+    let ls = ok(&sealvol(&["export-ls", s(&bk)]));
+    assert!(ls.contains("     1  ") && !ls.contains("     2  "), "{ls}");
+    let v = ok(&sealvol(&["verify", "--keyfile", s(&f.key), s(&bk)]));
+    assert!(v.contains("no damage found"), "{v}");
+    // The next run completes, reusing what the killed one wrote.
+    let out = ok(&f.keyed("export", &["--json", s(&bk)]));
+    let summary: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event"] == "summary")
+        .unwrap();
+    assert_eq!(summary["seq"], 2);
+    assert!(
+        summary["reused_chunks"].as_u64().unwrap() >= 199,
+        "{summary}"
+    );
+    let new = f.dir.path().join("new");
+    ok(&sealvol(&[
+        "import",
+        "--keyfile",
+        s(&f.key),
+        s(&bk),
+        "--store",
+        s(&new),
+    ]));
+    ok(&sealvol(&[
+        "check",
+        "--store",
+        s(&new),
+        "--keyfile",
+        s(&f.key),
+    ]));
+}
