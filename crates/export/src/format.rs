@@ -205,6 +205,26 @@ impl ChainKeys {
         postcard::from_bytes(&plain).map_err(|e| format!("does not decode ({e})"))
     }
 
+    /// Seal the extent cache (see `crate::cache`), bound to this chain.
+    pub(crate) fn seal_cache(&self, plain: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.seal.seal(
+            Domain::ExportState,
+            0,
+            &self.binding(&[b"extent cache"]),
+            plain,
+        )?)
+    }
+
+    pub(crate) fn open_cache(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        self.seal
+            .open(
+                Domain::ExportState,
+                &self.binding(&[b"extent cache"]),
+                sealed,
+            )
+            .ok()
+    }
+
     pub fn seal_manifest(&self, m: &Manifest) -> Result<Vec<u8>> {
         let plain = encode(m)?;
         Ok(self.seal.seal(

@@ -45,6 +45,7 @@
 //! leaves the chain as it was, plus objects the next export reuses.
 
 pub mod archive;
+mod cache;
 pub mod chain;
 pub mod error;
 pub mod format;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use sealvol_crypto::{KdfParams, KeyHeader, MasterKey};
 use sealvol_volume::{Inode, Kind, Volume};
 
+use crate::cache;
 use crate::chain::{manifest_name, meta_name, write_atomic, ExportKey, Target};
 use crate::error::{io, ExportError, Result};
 use crate::format::{ChunkRef, Entry, EntryKind, Manifest, FORMAT_VERSION};
@@ -117,6 +118,7 @@ pub fn export(
     };
     let cs = v.chunk_size().get();
     let mut this_export: HashSet<[u8; 32]> = HashSet::new();
+    let mut extent_cache = cache::ExtentCache::load(&target);
     let mut entries = 0u64;
     walk(v, &mut |node| {
         let mut e = entry_of(&node);
@@ -126,21 +128,72 @@ pub fn export(
             _ => sum.others += 1,
         }
         if e.kind == EntryKind::File {
-            // Chunks are read (and decrypted) from the volume on a helper thread while this
-            // one hashes, seals and writes the previous ones.
-            let offsets: Vec<u64> = (0..e.size.div_ceil(cs as u64))
-                .map(|i| i * cs as u64)
-                .collect();
             let (ino, shown, size) = (e.ino, e.display_path(), e.size);
             let mut chunks = Vec::new();
+            // Chunks whose extent an earlier export met are not read again (see `cache`);
+            // holes are not read either. The others are read (and decrypted) from the volume
+            // on a helper thread while this one hashes, seals and writes the previous ones.
+            let extents: std::collections::HashMap<u64, _> = v
+                .file_extents(ino)
+                .map_err(|err| {
+                    ExportError::Refused(format!(
+                        "reading {shown}: {err} (`sealvol check` names the damage)"
+                    ))
+                })?
+                .into_iter()
+                .collect();
+            let holes = &node.inode.holes;
+            let mut to_read: Vec<(u64, Option<[u8; 32]>)> = Vec::new();
+            for index in 0..size.div_ceil(cs as u64) {
+                let len = (size - index * cs as u64).min(cs as u64) as usize;
+                let Some(ext) = extents.get(&index) else {
+                    if holes.iter().any(|(a, b)| *a <= index && index < *b) {
+                        sum.logical_bytes += len as u64;
+                    } else {
+                        // Missing and not a hole: the read names the damage.
+                        to_read.push((index, None));
+                    }
+                    continue;
+                };
+                let fp = cache::fingerprint(ext, len);
+                match extent_cache.get(&fp) {
+                    Some(None) => {
+                        extent_cache.keep(fp, None);
+                        sum.logical_bytes += len as u64;
+                    }
+                    Some(Some(addr))
+                        if this_export.contains(&addr)
+                            || opts.held.contains(&addr)
+                            || std::fs::metadata(target.object_file(&addr))
+                                .is_ok_and(|m| m.len() == sealed_object_len(len)) =>
+                    {
+                        extent_cache.keep(fp, Some(addr));
+                        sum.logical_bytes += len as u64;
+                        chunks.push(ChunkRef {
+                            index,
+                            len: len as u32,
+                            addr,
+                        });
+                        if this_export.insert(addr) {
+                            sum.reused_chunks += 1;
+                        }
+                    }
+                    _ => to_read.push((index, Some(fp))),
+                }
+            }
+            let offsets: Vec<u64> = to_read.iter().map(|(i, _)| i * cs as u64).collect();
+            let fps: std::collections::HashMap<u64, [u8; 32]> = to_read
+                .iter()
+                .filter_map(|(i, fp)| fp.map(|f| (*i, f)))
+                .collect();
             crate::restore::prefetched(
                 &offsets,
                 |off| v.read(ino, *off, cs),
                 |&off, data| {
                     let data = data.map_err(|err| {
                         ExportError::Refused(format!(
-                        "reading {shown} at byte {off}: {err} (`sealvol check` names the damage)"
-                    ))
+                            "reading {shown} at byte {off}: {err} (`sealvol check` names the damage)"
+                        ))
                     })?;
                     if data.is_empty() {
                         return Err(ExportError::Refused(format!(
@@ -149,10 +202,17 @@ pub fn export(
                     }
                     let index = off / cs as u64;
                     sum.logical_bytes += data.len() as u64;
+                    sum.read_chunks += 1;
                     if data.iter().all(|b| *b == 0) {
+                        if let Some(fp) = fps.get(&index) {
+                            extent_cache.keep(*fp, None);
+                        }
                         return Ok(true);
                     }
                     let addr = target.keys.object_addr(&data);
+                    if let Some(fp) = fps.get(&index) {
+                        extent_cache.keep(*fp, Some(addr));
+                    }
                     chunks.push(ChunkRef {
                         index,
                         len: data.len() as u32,
@@ -176,6 +236,7 @@ pub fn export(
                     Ok(true)
                 },
             )?;
+            chunks.sort_unstable_by_key(|c| c.index);
             e.chunks = chunks;
         }
         let sealed = target.keys.seal_entry(seq, entries, &e)?;
@@ -222,6 +283,8 @@ pub fn export(
     };
     let sealed = target.keys.seal_manifest(&m)?;
     write_atomic(&exports, &manifest_name(seq), &sealed)?;
+    // After the manifest: the cache names only objects an intact export holds.
+    extent_cache.save(&target)?;
     sum.bytes_written += sealed.len() as u64;
     sum.seconds = started.elapsed().as_secs_f64();
     progress.finish();

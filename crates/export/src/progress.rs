@@ -35,6 +35,8 @@ pub struct Summary {
     /// Chunks written by this run, and chunks the target held already.
     pub new_chunks: u64,
     pub reused_chunks: u64,
+    /// Chunks read from the volume (an incremental export skips those it met before).
+    pub read_chunks: u64,
     pub seconds: f64,
     /// Damage found, each "PATH: why" (or the part of the export, where no path is known).
     pub damaged: Vec<String>,

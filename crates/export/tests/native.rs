@@ -231,6 +231,21 @@ fn a_three_step_chain_with_deletions_and_renames_restores_each_step() {
     // chunks: three new chunks; step 2 one small file.
     assert_eq!(sums[1].new_chunks, 3, "{:?}", sums[1]);
     assert_eq!(sums[2].new_chunks, 1, "{:?}", sums[2]);
+    // Only those were read from the volume: the other chunks' extents were met before.
+    assert!(sums[0].read_chunks > 20, "{:?}", sums[0]);
+    assert_eq!(
+        (sums[1].read_chunks, sums[2].read_chunks),
+        (3, 1),
+        "{sums:?}"
+    );
+    // Without its cache, an export reads everything again, and writes the same.
+    std::fs::remove_file(dir.path().join("extent-cache")).unwrap();
+    let again = export_to(&src, dir.path());
+    assert_eq!(again.new_chunks, 0, "{again:?}");
+    assert!(
+        again.read_chunks >= again.reused_chunks && again.reused_chunks > 10,
+        "{again:?}"
+    );
     assert!(sums[1].reused_chunks > 10);
     for (i, d) in dumps.iter().enumerate() {
         let (restored, r) =
@@ -244,7 +259,7 @@ fn a_three_step_chain_with_deletions_and_renames_restores_each_step() {
     let listing = sealvol_export::chain::list(dir.path()).unwrap();
     assert_eq!(
         listing.exports.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        [1, 2, 3]
+        [1, 2, 3, 4]
     );
 }
 
