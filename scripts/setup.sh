@@ -18,8 +18,9 @@ esac
 # Building (bindgen needs libclang; RocksDB links against Debian's library) and running (FUSE,
 # the Docker engine the driver registers with).
 need=(fuse3 libfuse3-dev libclang-dev librocksdb-dev pkg-config git ca-certificates curl docker.io)
-# The tests: xattr tools, sqlite, setcap, Compose and a busybox for the test images.
-[ "$mode" = test ] && need+=(attr libcap2-bin sqlite3 python3 tar coreutils util-linux docker-compose busybox-static)
+# The tests: xattr tools, sqlite, setcap, Compose and a busybox for the test images; Debian's
+# age, which restores a tar.age export with GNU tar and nothing else.
+[ "$mode" = test ] && need+=(attr libcap2-bin sqlite3 python3 tar age coreutils util-linux docker-compose busybox-static)
 # The benchmarks' peers and load generator, and dmsetup for the slow disk (bench-slowdisk.sh).
 [ "$mode" = bench ] && need+=(fio gocryptfs securefs python3 busybox-static dmsetup)
 

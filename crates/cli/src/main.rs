@@ -1,9 +1,11 @@
 //! The `sealvol` command line. Errors reach the user here, with their causes, as one message
 //! that says what failed and what to do.
 
+mod backup;
 mod cli;
 mod keys;
 mod mount;
+mod progress;
 
 use std::process::ExitCode;
 

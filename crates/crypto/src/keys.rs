@@ -126,10 +126,16 @@ pub enum Purpose {
     RecordKey,
     /// The multi-host sync layer: sealing (and so authenticating) its entries and snapshots.
     SyncAuth,
-    /// Reserved for encrypted backup export.
+    /// Encrypted backup export: sealing an export chain's objects, metadata and manifests
+    /// (derived from the chain's own data key, not the volume's master key).
     Export,
     /// Keyed hash of the multi-host sync layer: entry hashes (chains) and replica record keys.
     SyncHash,
+    /// Encrypted backup export: the keyed hash that names an export chain's chunk objects.
+    ExportAddress,
+    /// Encrypted backup export: derived from a volume's master key, the secret of the key slot
+    /// through which the volume's key opens an export chain's data key.
+    ExportSlot,
 }
 
 impl Purpose {
@@ -142,6 +148,8 @@ impl Purpose {
             Purpose::SyncAuth => "sealvol 2026-11-29 sync auth v1",
             Purpose::Export => "sealvol 2026-11-29 export v1",
             Purpose::SyncHash => "sealvol 2026-12-02 sync hash v1",
+            Purpose::ExportAddress => "sealvol 2026-12-02 export address v1",
+            Purpose::ExportSlot => "sealvol 2026-12-02 export slot v1",
         }
     }
 }
@@ -229,6 +237,8 @@ mod tests {
             Purpose::SyncAuth,
             Purpose::Export,
             Purpose::SyncHash,
+            Purpose::ExportAddress,
+            Purpose::ExportSlot,
         ];
         let mk = MasterKey::from_bytes(&[7u8; 32]).unwrap();
         let mut keys: Vec<[u8; 32]> = all.iter().map(|p| *mk.seal_key(*p).expose()).collect();

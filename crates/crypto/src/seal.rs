@@ -57,6 +57,14 @@ pub enum Domain {
     ReplicaRecord,
     /// A replica snapshot, authenticated as a whole.
     Snapshot,
+    /// A chunk of file data in an export.
+    ExportChunk,
+    /// One entry (a file's attributes and chunk list) of an export's metadata stream.
+    ExportEntry,
+    /// An export's manifest.
+    ExportManifest,
+    /// The state a tar.age export was made from (what the next layer is made against).
+    ExportState,
 }
 
 impl Domain {
@@ -75,6 +83,10 @@ impl Domain {
             Domain::SyncEntry => b"sealvol/sync-entry",
             Domain::ReplicaRecord => b"sealvol/replica-record",
             Domain::Snapshot => b"sealvol/snapshot",
+            Domain::ExportChunk => b"sealvol/export-chunk",
+            Domain::ExportEntry => b"sealvol/export-entry",
+            Domain::ExportManifest => b"sealvol/export-manifest",
+            Domain::ExportState => b"sealvol/export-state",
         }
     }
 }

@@ -4,7 +4,9 @@
 //! conformance suite (`tests/support/conformance_suite.rs`) runs against every implementation.
 
 pub mod engine;
+pub mod snapshot;
 
 pub use engine::memory::MemoryEngine;
 pub use engine::rocks::{RocksEngine, RocksTuning};
 pub use engine::{Cf, Durability, Engine, EngineMemory, StoreError, WriteBatch};
+pub use snapshot::Snapshot;

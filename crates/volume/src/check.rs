@@ -393,6 +393,19 @@ impl Volume {
         Ok(())
     }
 
+    /// A file's stored chunks as their extents (slices), by index; holes left out. For readers
+    /// that tell chunks apart without reading them (an incremental export).
+    pub fn file_extents(&self, ino: u64) -> Result<Vec<(u64, crate::schema::Extent)>> {
+        let i = self.read_inode(ino)?.ok_or(crate::FsError::NotFound)?;
+        let mut out = Vec::new();
+        for index in holes::data_indices(&i.holes, 0, self.cfg.chunk_size.count(i.size)) {
+            if let Some(e) = self.read_extent(ino, index)? {
+                out.push((index, e));
+            }
+        }
+        Ok(out)
+    }
+
     /// The chunk addresses of a file's stored chunks, by index (holes left out), one per slice.
     pub fn file_chunks(&self, ino: u64) -> Result<Vec<(u64, ChunkAddr)>> {
         let i = self.read_inode(ino)?.ok_or(crate::FsError::NotFound)?;
