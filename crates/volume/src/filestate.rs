@@ -253,8 +253,25 @@ impl Order {
     }
 }
 
-/// At most this many write-outs of one file in flight (each holds up to the flush threshold).
+/// At most this many write-outs of one file in flight (each holds up to the flush threshold),
+/// and fewer if the write share has no room for them (see [`Room`]).
 pub(crate) const MAX_INFLIGHT: usize = 2;
+
+/// A file's flush threshold is its part of the free write share divided by this: room for its
+/// buffer and one write-out in flight, plaintext and sealed (1 + 2).
+pub(crate) const THRESHOLD_SHARE: usize = 3;
+
+/// The smallest flush threshold: below it write-outs are too small to be worth their
+/// transactions.
+pub(crate) const MIN_FLUSH_THRESHOLD: usize = 1 << 20;
+
+/// Where write-outs wait for room in the write share: a write-out starting while those in flight
+/// and the buffers already hold the share waits for one of them to finish.
+#[derive(Default)]
+pub(crate) struct Room {
+    pub(crate) waiting: Mutex<usize>,
+    pub(crate) cv: parking_lot::Condvar,
+}
 
 /// Past the volume's budget for buffered data, a file holding this share of the budget
 /// (1/PRESSED_SHARE) writes out at once.
@@ -300,6 +317,8 @@ pub(crate) struct Batch {
     pub(crate) chunks: BTreeMap<u64, ChunkBuf>,
     pub(crate) size: u64,
     pub(crate) times: Option<PendingTimes>,
+    /// What it is charged against the write share while in flight (`Volume::writing`).
+    pub(crate) charge: usize,
     /// `None` while the write-out runs; then its result.
     pub(crate) outcome: Mutex<Option<std::result::Result<(), String>>>,
 }
