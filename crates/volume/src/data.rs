@@ -351,10 +351,10 @@ impl Volume {
     }
 
     /// The flush threshold of a file now: a [`THRESHOLD_SHARE`]-th of the write share less what
-    /// other files' buffers and write-outs hold (room for its buffer and one write-out in flight,
-    /// plaintext and sealed), within [`MIN_FLUSH_THRESHOLD`] and the volume's threshold. A file
-    /// written alone gets a third of the share; many written at once get less each, instead of
-    /// each buffering a fixed amount.
+    /// other files' buffers and write-outs hold (room for its buffer and its write-outs in
+    /// flight, plaintext and sealed), within [`MIN_FLUSH_THRESHOLD`] and the volume's threshold.
+    /// A file written alone gets a fifth of the share; many written at once get less each,
+    /// instead of each buffering a fixed amount.
     pub(crate) fn flush_threshold_now(&self, st: &FileState) -> usize {
         let own_writing: usize = st.inflight.iter().map(|b| b.charge).sum();
         let others = self

@@ -258,8 +258,11 @@ impl Order {
 pub(crate) const MAX_INFLIGHT: usize = 2;
 
 /// A file's flush threshold is its part of the free write share divided by this: room for its
-/// buffer and one write-out in flight, plaintext and sealed (1 + 2).
-pub(crate) const THRESHOLD_SHARE: usize = 3;
+/// buffer and [`MAX_INFLIGHT`] write-outs in flight, each plaintext and sealed (1 + 2 × 2). A
+/// third (one write-out in flight, larger) measured no faster on random writes and up to 15%
+/// slower on random overwrites: the next write-out waited for the previous one with the file's
+/// lock held (docs/benchmarks.md, "Issue 10").
+pub(crate) const THRESHOLD_SHARE: usize = 1 + 2 * MAX_INFLIGHT;
 
 /// The smallest flush threshold: below it write-outs are too small to be worth their
 /// transactions.

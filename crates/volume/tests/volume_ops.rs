@@ -1068,12 +1068,12 @@ fn a_write_out_waits_for_room_in_the_write_share() {
     assert!(v.check().unwrap().is_clean());
 }
 
-/// A file's flush threshold is its part of the write share: alone, a third of it; beside another
-/// file's buffer, a third of what that leaves.
+/// A file's flush threshold is its part of the write share: alone, a fifth of it; beside another
+/// file's buffer, a fifth of what that leaves.
 #[test]
 fn the_flush_threshold_is_a_part_of_the_free_write_share() {
     let (v, ..) = mem_volume(CS);
-    v.set_write_budget(12 << 20);
+    v.set_write_budget(20 << 20);
     let mk = |n: &str| {
         let ino = v
             .mknod(ME, ROOT_INO, n.as_bytes(), Kind::File, 0o644, 0)
@@ -1083,15 +1083,17 @@ fn the_flush_threshold_is_a_part_of_the_free_write_share() {
         ino
     };
     let (a, b) = (mk("a"), mk("b"));
-    // Alone: 4 MiB buffer; the write that reaches it hands the buffer to a write-out.
+    // Alone: 4 MiB; the write that reaches it hands the buffer to a write-out.
     v.write(a, 0, &pattern((4 << 20) - 4096, 1)).unwrap();
     assert_eq!(v.buffered_bytes(), (4 << 20) - 4096);
     v.write(a, (4 << 20) - 4096, &pattern(4096, 2)).unwrap();
-    assert_eq!(v.buffered_bytes(), 0, "written out at a third of the share");
-    // Beside 3 MiB of a's buffer, b gets a third of the 9 MiB left: 3 MiB.
-    v.write(a, 0, &pattern(3 << 20, 3)).unwrap();
-    v.write(b, 0, &pattern(3 << 20, 4)).unwrap();
-    assert_eq!(v.buffered_bytes(), 3 << 20, "b written out at 3 MiB");
+    assert_eq!(v.buffered_bytes(), 0, "written out at a fifth of the share");
+    // Beside 3.5 MiB of a's buffer, b gets a fifth of the 16.5 MiB left (3.3 MiB): its
+    // 3.5 MiB, under the 4 MiB it would have alone, is written out.
+    let part = 3584 << 10;
+    v.write(a, 0, &pattern(part, 3)).unwrap();
+    v.write(b, 0, &pattern(part, 4)).unwrap();
+    assert_eq!(v.buffered_bytes(), part, "b written out, a still buffered");
     for ino in [a, b] {
         v.release_file(ino).unwrap();
     }
