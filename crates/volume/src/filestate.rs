@@ -276,6 +276,26 @@ pub(crate) struct Room {
     pub(crate) cv: parking_lot::Condvar,
 }
 
+impl Room {
+    /// A write-out's charge against the write share, given back (`Volume::release_room`) when
+    /// dropped.
+    pub(crate) fn held(vol: &crate::volume::Volume, charge: usize) -> HeldRoom<'_> {
+        HeldRoom { vol, charge }
+    }
+}
+
+/// See [`Room::held`].
+pub(crate) struct HeldRoom<'a> {
+    vol: &'a crate::volume::Volume,
+    charge: usize,
+}
+
+impl Drop for HeldRoom<'_> {
+    fn drop(&mut self) {
+        self.vol.release_room(self.charge);
+    }
+}
+
 /// Past the volume's budget for buffered data, a file holding this share of the budget
 /// (1/PRESSED_SHARE) writes out at once.
 pub(crate) const PRESSED_SHARE: usize = 64;

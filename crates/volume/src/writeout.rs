@@ -69,6 +69,9 @@ impl Volume {
         let charge = 2 * st.dirty_bytes;
         self.wait_for_room(st.dirty_bytes);
         self.writing.fetch_add(charge, Ordering::Relaxed);
+        // Given back when the write-out is done, or if this thread unwinds before that (a
+        // charge never given back would make every later writer wait).
+        let room = Room::held(self, charge);
         let ticket = st.next_ticket;
         st.next_ticket += 1;
         let batch = Arc::new(Batch {
@@ -109,7 +112,7 @@ impl Volume {
         order.done();
         // Its room goes back before the file's lock is taken: a writer waiting for room may
         // hold that lock.
-        self.release_room(batch.charge);
+        drop(room);
         self.settle(&mut state.lock());
         let written = r?;
         if let Ok(b) = Arc::try_unwrap(batch) {
