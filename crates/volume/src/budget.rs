@@ -20,18 +20,22 @@
 //! more than 15/16 of its budget, at most once a second: trimming more often cost throughput;
 //! docs/benchmarks.md, "Memory").
 //!
-//! The write share W bounds one file's worst case: its buffer fills to the flush threshold T,
-//! is handed to a write-out, and at most [`MAX_INFLIGHT`] write-outs are in flight, each holding
-//! its plaintext and, while it is sealed and staged, the sealed copy; so (1 + 2 × MAX_INFLIGHT)
-//! × T ≤ W, and T = W / 5 (12.8 MiB at the default; at most the 32 MiB it was before budgets).
-//! All files' buffers together write out early past W / 2.
+//! The write share W bounds what buffered writes and write-outs in flight hold together. A
+//! write-out in flight is charged twice its buffer (its plaintext, and the sealed copy while it is
+//! sealed and staged) from its start until it is done, and one that would not fit beside those in
+//! flight and all files' buffers waits for one of them to finish (`Volume::wait_for_room`). A
+//! file's flush threshold is a fifth of what the others leave free (room for its buffer and two
+//! write-outs, each plaintext and sealed: 12.8 MiB for a file written alone at the default, at
+//! most the 32 MiB it was before budgets; at least 1 MiB), so files written at once share W
+//! instead of each buffering a fixed fifth of it. All files' buffers together write out early
+//! past W / 2.
 
 use std::fmt;
 use std::str::FromStr;
 
 use sealvol_store::RocksTuning;
 
-use crate::filestate::MAX_INFLIGHT;
+use crate::filestate::{MIN_FLUSH_THRESHOLD, THRESHOLD_SHARE};
 use crate::size::parse_size;
 use crate::volume::DEFAULT_FLUSH_THRESHOLD;
 
@@ -64,10 +68,6 @@ pub struct CacheOverBudget {
 /// Bytes that do not grow with the budget: code, thread stacks, the FUSE threads' request
 /// buffers, the decoded-record caches (at most about 20 MiB).
 const MIN_OVERHEAD: usize = 32 << 20;
-
-/// The smallest flush threshold: below it write-outs are too small to be worth their
-/// transactions.
-const MIN_FLUSH_THRESHOLD: usize = 1 << 20;
 
 impl MemoryBudget {
     /// 64 MiB: the fixed overhead (32 MiB) and a little of everything else.
@@ -107,7 +107,7 @@ impl MemoryBudget {
             memtables,
             block_cache,
             write_buffers,
-            flush_threshold: (write_buffers / (1 + 2 * MAX_INFLIGHT))
+            flush_threshold: (write_buffers / THRESHOLD_SHARE)
                 .clamp(MIN_FLUSH_THRESHOLD, DEFAULT_FLUSH_THRESHOLD),
             buffer_budget: write_buffers / 2,
             cache,
@@ -236,11 +236,8 @@ mod tests {
             let sum = s.memtables + s.block_cache + s.write_buffers + s.cache + s.overhead;
             assert_eq!(sum as u64, b, "{s:?}");
             assert!(s.cache > 0 && s.overhead >= MIN_OVERHEAD, "{s:?}");
-            // One file: its buffer and MAX_INFLIGHT write-outs, each plaintext and sealed.
-            assert!(
-                (1 + 2 * MAX_INFLIGHT) * s.flush_threshold <= s.write_buffers,
-                "{s:?}"
-            );
+            // One file: its buffer and two write-outs in flight, each plaintext and sealed.
+            assert!(5 * s.flush_threshold <= s.write_buffers, "{s:?}");
             assert!(s.buffer_budget <= s.write_buffers);
         }
         let d = MemoryBudget::DEFAULT.split();
@@ -249,6 +246,7 @@ mod tests {
             (32 << 20, 8 << 20, 64 << 20, 40 << 20)
         );
         assert_eq!(d.rocks_tuning().all_write_buffers, 32 << 20);
+        assert_eq!(d.flush_threshold, (64 << 20) / 5);
         // Large budgets keep the threshold the write path was tuned with.
         assert_eq!(
             MemoryBudget::new(4 << 30).unwrap().split().flush_threshold,

@@ -344,10 +344,35 @@ impl Volume {
         let budget = self.buffer_budget.load(Ordering::Relaxed);
         let pressed = self.buffered.load(Ordering::Relaxed) > budget
             && st.dirty_bytes >= budget / PRESSED_SHARE;
-        if st.dirty_bytes >= self.flush_threshold || pressed {
+        if st.dirty_bytes >= self.flush_threshold_now(&st) || pressed {
             self.write_out_behind(ino, &state, st)?;
         }
         Ok(data.len())
+    }
+
+    /// The flush threshold of a file now: a [`THRESHOLD_SHARE`]-th of the write share less what
+    /// other files' buffers and write-outs hold (room for its buffer and its write-outs in
+    /// flight, plaintext and sealed), within [`MIN_FLUSH_THRESHOLD`] and the volume's threshold.
+    /// A file written alone gets a fifth of the share; many written at once get less each,
+    /// instead of each buffering a fixed amount.
+    pub(crate) fn flush_threshold_now(&self, st: &FileState) -> usize {
+        let own_writing: usize = st.inflight.iter().map(|b| b.charge).sum();
+        let others = self
+            .buffered
+            .load(Ordering::Relaxed)
+            .saturating_sub(st.dirty_bytes)
+            + self
+                .writing
+                .load(Ordering::Relaxed)
+                .saturating_sub(own_writing);
+        let free = self
+            .write_budget
+            .load(Ordering::Relaxed)
+            .saturating_sub(others);
+        (free / THRESHOLD_SHARE).clamp(
+            MIN_FLUSH_THRESHOLD,
+            self.flush_threshold.max(MIN_FLUSH_THRESHOLD),
+        )
     }
 
     /// Write out buffered data of `ino`.

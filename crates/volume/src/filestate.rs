@@ -253,8 +253,48 @@ impl Order {
     }
 }
 
-/// At most this many write-outs of one file in flight (each holds up to the flush threshold).
+/// At most this many write-outs of one file in flight (each holds up to the flush threshold),
+/// and fewer if the write share has no room for them (see [`Room`]).
 pub(crate) const MAX_INFLIGHT: usize = 2;
+
+/// A file's flush threshold is its part of the free write share divided by this: room for its
+/// buffer and [`MAX_INFLIGHT`] write-outs in flight, each plaintext and sealed (1 + 2 × 2). A
+/// third (one write-out in flight, larger) measured no faster on random writes and up to 15%
+/// slower on random overwrites: the next write-out waited for the previous one with the file's
+/// lock held (docs/benchmarks.md, "Issue 10").
+pub(crate) const THRESHOLD_SHARE: usize = 1 + 2 * MAX_INFLIGHT;
+
+/// The smallest flush threshold: below it write-outs are too small to be worth their
+/// transactions.
+pub(crate) const MIN_FLUSH_THRESHOLD: usize = 1 << 20;
+
+/// Where write-outs wait for room in the write share: a write-out starting while those in flight
+/// and the buffers already hold the share waits for one of them to finish.
+#[derive(Default)]
+pub(crate) struct Room {
+    pub(crate) waiting: Mutex<usize>,
+    pub(crate) cv: parking_lot::Condvar,
+}
+
+impl Room {
+    /// A write-out's charge against the write share, given back (`Volume::release_room`) when
+    /// dropped.
+    pub(crate) fn held(vol: &crate::volume::Volume, charge: usize) -> HeldRoom<'_> {
+        HeldRoom { vol, charge }
+    }
+}
+
+/// See [`Room::held`].
+pub(crate) struct HeldRoom<'a> {
+    vol: &'a crate::volume::Volume,
+    charge: usize,
+}
+
+impl Drop for HeldRoom<'_> {
+    fn drop(&mut self) {
+        self.vol.release_room(self.charge);
+    }
+}
 
 /// Past the volume's budget for buffered data, a file holding this share of the budget
 /// (1/PRESSED_SHARE) writes out at once.
@@ -300,6 +340,8 @@ pub(crate) struct Batch {
     pub(crate) chunks: BTreeMap<u64, ChunkBuf>,
     pub(crate) size: u64,
     pub(crate) times: Option<PendingTimes>,
+    /// What it is charged against the write share while in flight (`Volume::writing`).
+    pub(crate) charge: usize,
     /// `None` while the write-out runs; then its result.
     pub(crate) outcome: Mutex<Option<std::result::Result<(), String>>>,
 }

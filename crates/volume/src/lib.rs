@@ -36,6 +36,6 @@ pub use schema::{Inode, Kind, Ts, ROOT_INO};
 pub use size::parse_size;
 pub use volume::{
     volume_admin, CreateOptions, Stats, Volume, DEFAULT_BUFFER_BUDGET, DEFAULT_CACHE_SIZE,
-    DEFAULT_LOG_KEEP,
+    DEFAULT_LOG_KEEP, DEFAULT_WRITE_BUDGET,
 };
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE, XATTR_TOTAL_MAX};

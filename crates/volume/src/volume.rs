@@ -70,6 +70,11 @@ pub(crate) struct CommitState {
 /// alone writes out every 32 MiB).
 pub const DEFAULT_BUFFER_BUDGET: usize = 256 << 20;
 
+/// 512 MiB: what buffered writes and write-outs in flight may hold together in a volume made
+/// on an engine directly ([`Volume::init_in`], [`Volume::open_in`]); a store opened by path takes
+/// its write share from a [`MemoryBudget`] (see [`Volume::set_write_budget`]).
+pub const DEFAULT_WRITE_BUDGET: usize = 512 << 20;
+
 /// Operation log entries kept by default: older ones are folded into the tables and deleted
 /// (see [`Volume::trim_log`]), so a busy volume's log does not grow without bound.
 pub const DEFAULT_LOG_KEEP: u64 = 65_536;
@@ -111,8 +116,16 @@ pub struct Volume {
     pub(crate) buffered: std::sync::atomic::AtomicUsize,
     /// Past this many buffered bytes, files write out early (see `Volume::write`).
     pub(crate) buffer_budget: std::sync::atomic::AtomicUsize,
-    /// Dirty bytes per open file before its buffer is written out.
+    /// Dirty bytes per open file before its buffer is written out, at most (see
+    /// `Volume::flush_threshold_now`).
     pub(crate) flush_threshold: usize,
+    /// The write share of the memory budget: buffered writes and write-outs in flight.
+    pub(crate) write_budget: std::sync::atomic::AtomicUsize,
+    /// What the write-outs in flight hold: each is charged twice its buffer (the plaintext, and
+    /// the sealed copy while it is sealed and staged) from its start until it is done.
+    pub(crate) writing: std::sync::atomic::AtomicUsize,
+    /// Write-outs waiting for room in the write share, and where they wait.
+    pub(crate) room: crate::filestate::Room,
     store_dir: Option<PathBuf>,
 }
 
@@ -198,6 +211,7 @@ impl Volume {
         v.store_dir = Some(store_dir.to_path_buf());
         v.flush_threshold = memory.flush_threshold;
         v.set_buffer_budget(memory.buffer_budget);
+        v.set_write_budget(memory.write_buffers);
         v.set_cache_size(memory.cache);
         Ok(v)
     }
@@ -341,6 +355,9 @@ impl Volume {
             buffer_budget: std::sync::atomic::AtomicUsize::new(DEFAULT_BUFFER_BUDGET),
             deferred_purge: Mutex::new(Vec::new()),
             flush_threshold: DEFAULT_FLUSH_THRESHOLD,
+            write_budget: std::sync::atomic::AtomicUsize::new(DEFAULT_WRITE_BUDGET),
+            writing: std::sync::atomic::AtomicUsize::new(0),
+            room: Default::default(),
             store_dir: None,
         })
     }
@@ -472,6 +489,25 @@ impl Volume {
     /// The budget for [`Volume::buffered_bytes`] (see [`DEFAULT_BUFFER_BUDGET`]).
     pub fn set_buffer_budget(&self, bytes: usize) {
         self.buffer_budget
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the write-outs in flight hold, as charged against the write share (twice their
+    /// buffers: plaintext and sealed).
+    pub fn writing_bytes(&self) -> usize {
+        self.writing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Write-outs waiting now for the ones in flight to make room in the write share.
+    pub fn write_outs_waiting(&self) -> usize {
+        *self.room.waiting.lock()
+    }
+
+    /// The write share: what buffered writes and write-outs in flight hold together (see
+    /// [`DEFAULT_WRITE_BUDGET`] and `crate::budget`). A write-out that would pass it waits for
+    /// those in flight to finish.
+    pub fn set_write_budget(&self, bytes: usize) {
+        self.write_budget
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -66,6 +66,12 @@ impl Volume {
             order.wait_done(oldest);
             self.settle(&mut st);
         }
+        let charge = 2 * st.dirty_bytes;
+        self.wait_for_room(st.dirty_bytes);
+        self.writing.fetch_add(charge, Ordering::Relaxed);
+        // Given back when the write-out is done, or if this thread unwinds before that (a
+        // charge never given back would make every later writer wait).
+        let room = Room::held(self, charge);
         let ticket = st.next_ticket;
         st.next_ticket += 1;
         let batch = Arc::new(Batch {
@@ -73,6 +79,7 @@ impl Volume {
             chunks: std::mem::take(&mut st.dirty),
             size: st.size,
             times: st.times,
+            charge,
             outcome: Mutex::new(None),
         });
         self.buffered.fetch_sub(st.dirty_bytes, Ordering::Relaxed);
@@ -103,6 +110,9 @@ impl Volume {
         });
         *batch.outcome.lock() = Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         order.done();
+        // Its room goes back before the file's lock is taken: a writer waiting for room may
+        // hold that lock.
+        drop(room);
         self.settle(&mut state.lock());
         let written = r?;
         if let Ok(b) = Arc::try_unwrap(batch) {
@@ -110,6 +120,41 @@ impl Volume {
         }
         self.compact(ino, &written.fragmented);
         Ok(())
+    }
+
+    /// Wait, if need be, until the write share has room for a write-out of a `dirty`-byte buffer:
+    /// charged twice that (plaintext and sealed) in place of the buffer, it must fit beside the
+    /// write-outs in flight and all files' buffers, unless none is in flight (a write-out always
+    /// starts when nothing else can make room). Called with the file's lock held: write-outs in
+    /// flight give their room back before they take their file's lock.
+    pub(crate) fn wait_for_room(&self, dirty: usize) {
+        let fits = || {
+            let writing = self.writing.load(Ordering::Relaxed);
+            let buffered = self.buffered.load(Ordering::Relaxed);
+            writing == 0
+                || writing + 2 * dirty + buffered.saturating_sub(dirty)
+                    <= self.write_budget.load(Ordering::Relaxed)
+        };
+        if fits() {
+            return;
+        }
+        let mut waiting = self.room.waiting.lock();
+        *waiting += 1;
+        while !fits() {
+            // (Woken by `release_room`, which takes this lock to notify; the timeout only
+            // re-checks the buffers, which change without notice.)
+            self.room
+                .cv
+                .wait_for(&mut waiting, std::time::Duration::from_millis(50));
+        }
+        *waiting -= 1;
+    }
+
+    /// A write-out is done (committed or failed): its charge goes back to the write share.
+    pub(crate) fn release_room(&self, charge: usize) {
+        self.writing.fetch_sub(charge, Ordering::Relaxed);
+        let _g = self.room.waiting.lock();
+        self.room.cv.notify_all();
     }
 
     /// Retire the finished write-outs in flight, oldest first: committed, they are dropped;

@@ -992,6 +992,114 @@ fn a_failed_write_out_of_patches_goes_back_under_newer_writes() {
     assert!(v.check().unwrap().is_clean());
 }
 
+/// Write-outs in flight count against the write share: while one file's write-out is held in
+/// the store, another file's full buffer does not start a second write-out past the share; it
+/// waits for the first to finish, and then both files hold what was written.
+#[test]
+fn a_write_out_waits_for_room_in_the_write_share() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let mem = Arc::new(sealvol_store::MemoryEngine::new());
+    let gate = Arc::new(Gate::new(mem.clone()));
+    let (v, h, mk) = gated_volume(gate.clone(), 8 << 20);
+    // Room for one 8 MiB buffer and one write-out of it (charged plaintext and sealed), not two.
+    let share = 24 << 20;
+    v.set_write_budget(share);
+    let files: Vec<u64> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let ino = v
+                .mknod(ME, ROOT_INO, n.as_bytes(), Kind::File, 0o644, 0)
+                .unwrap()
+                .ino;
+            v.open_file(ino).unwrap();
+            ino
+        })
+        .collect();
+    let (a_data, b_data) = (pattern(8 << 20, 31), pattern(8 << 20, 32));
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    *gate.hold.lock().unwrap() = Some((reached_tx, go_rx));
+    // File a fills its buffer: its write-out stages, and is held in the store.
+    let a = {
+        let (v, d, ino) = (v.clone(), a_data.clone(), files[0]);
+        std::thread::spawn(move || v.write(ino, 0, &d).map(|_| ()))
+    };
+    reached_rx.recv().unwrap();
+    assert_eq!(v.writing_bytes(), 16 << 20, "charged plaintext and sealed");
+    // File b fills its buffer too: its write-out must wait for a's.
+    let released = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let b = {
+        let (v, d, ino, released) = (v.clone(), b_data.clone(), files[1], released.clone());
+        std::thread::spawn(move || {
+            let r = v.write(ino, 0, &d).map(|_| ());
+            done_tx.send(released.load(SeqCst)).unwrap();
+            r
+        })
+    };
+    while v.write_outs_waiting() == 0 {
+        assert!(
+            done_rx.try_recv().is_err(),
+            "b's write-out started beside a's, past the write share"
+        );
+        std::thread::yield_now();
+    }
+    assert!(v.writing_bytes() <= share);
+    released.store(true, SeqCst);
+    go_tx.send(()).unwrap();
+    a.join().unwrap().unwrap();
+    assert!(
+        done_rx.recv().unwrap(),
+        "b finished only after a was let go"
+    );
+    b.join().unwrap().unwrap();
+    assert_eq!(v.write_outs_waiting(), 0);
+    for &ino in &files {
+        v.release_file(ino).unwrap();
+    }
+    assert_eq!(v.writing_bytes(), 0);
+    assert_eq!(read_all(&v, files[0]), a_data);
+    assert_eq!(read_all(&v, files[1]), b_data);
+    drop(v);
+    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
+    let v = Volume::open_in(mem, &h, &mk, clock).unwrap();
+    assert_eq!(read_all(&v, files[0]), a_data);
+    assert_eq!(read_all(&v, files[1]), b_data);
+    assert!(v.check().unwrap().is_clean());
+}
+
+/// A file's flush threshold is its part of the write share: alone, a fifth of it; beside another
+/// file's buffer, a fifth of what that leaves.
+#[test]
+fn the_flush_threshold_is_a_part_of_the_free_write_share() {
+    let (v, ..) = mem_volume(CS);
+    v.set_write_budget(20 << 20);
+    let mk = |n: &str| {
+        let ino = v
+            .mknod(ME, ROOT_INO, n.as_bytes(), Kind::File, 0o644, 0)
+            .unwrap()
+            .ino;
+        v.open_file(ino).unwrap();
+        ino
+    };
+    let (a, b) = (mk("a"), mk("b"));
+    // Alone: 4 MiB; the write that reaches it hands the buffer to a write-out.
+    v.write(a, 0, &pattern((4 << 20) - 4096, 1)).unwrap();
+    assert_eq!(v.buffered_bytes(), (4 << 20) - 4096);
+    v.write(a, (4 << 20) - 4096, &pattern(4096, 2)).unwrap();
+    assert_eq!(v.buffered_bytes(), 0, "written out at a fifth of the share");
+    // Beside 3.5 MiB of a's buffer, b gets a fifth of the 16.5 MiB left (3.3 MiB): its
+    // 3.5 MiB, under the 4 MiB it would have alone, is written out.
+    let part = 3584 << 10;
+    v.write(a, 0, &pattern(part, 3)).unwrap();
+    v.write(b, 0, &pattern(part, 4)).unwrap();
+    assert_eq!(v.buffered_bytes(), part, "b written out, a still buffered");
+    for ino in [a, b] {
+        v.release_file(ino).unwrap();
+    }
+    assert!(v.check().unwrap().is_clean());
+}
+
 #[test]
 fn large_reads_fill_in_order_and_streams_skip_the_cache() {
     let cs = 64 * 1024u32;
