@@ -179,27 +179,42 @@ pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 /// Opened records by (table, id), so that a fold step does not read and open the same records
 /// from the engine again (the tree's upper directories, the member list). Holds committed
 /// values only: a transaction adds its writes after they are in the engine.
+///
+/// Two generations of at most `GENERATION` records each: when the newer is full it becomes the
+/// older, and the old older is dropped on another thread. So no fold step waits for a large
+/// map to be rehashed or freed (a single map cleared when full stalled one batch for 150 ms).
 #[derive(Default)]
 pub(crate) struct RecordCache {
-    map: parking_lot::Mutex<std::collections::HashMap<RecordAt, Option<Vec<u8>>>>,
+    gens: parking_lot::Mutex<(Generation, Generation)>,
 }
+
+type Generation = std::collections::HashMap<RecordAt, Option<Vec<u8>>>;
 
 /// A record's table and id.
 type RecordAt = (Table, Vec<u8>);
 
-/// Records the cache holds before it starts over.
-const CACHE_RECORDS: usize = 200_000;
+/// Records per generation (about 10 MiB of small records).
+const GENERATION: usize = 50_000;
 
 impl RecordCache {
     fn get(&self, k: &(Table, Vec<u8>)) -> Option<Option<Vec<u8>>> {
-        self.map.lock().get(k).cloned()
+        let g = self.gens.lock();
+        g.0.get(k).or_else(|| g.1.get(k)).cloned()
     }
     fn insert(&self, k: (Table, Vec<u8>), v: Option<Vec<u8>>) {
-        let mut m = self.map.lock();
-        if m.len() >= CACHE_RECORDS {
-            m.clear();
+        let mut g = self.gens.lock();
+        if g.0.capacity() == 0 {
+            g.0.reserve(GENERATION);
         }
-        m.insert(k, v);
+        if g.0.len() >= GENERATION {
+            let newer = std::mem::replace(&mut g.0, Generation::with_capacity(GENERATION));
+            let older = std::mem::replace(&mut g.1, newer);
+            // Freeing 50,000 records takes milliseconds: not on the fold's thread.
+            let _ = std::thread::Builder::new()
+                .name("sealvol-cache-drop".into())
+                .spawn(move || drop(older));
+        }
+        g.0.insert(k, v);
     }
     /// After a commit: what it wrote.
     pub(crate) fn committed(&self, writes: Written) {
