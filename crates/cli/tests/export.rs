@@ -7,6 +7,7 @@ mod common;
 use common::*;
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -87,6 +88,9 @@ fn a_mounted_volume_exports_while_written_and_both_formats_restore_into_new_stor
             journal.display(),
             journal.display()
         ))
+        // Its own process group, so that stopping it also stops a `sync` it is running (which
+        // holds the journal open and would keep the mount busy).
+        .process_group(0)
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -123,8 +127,31 @@ fn a_mounted_volume_exports_while_written_and_both_formats_restore_into_new_stor
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    writer.kill().unwrap();
+    let group = format!("-{}", writer.id());
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .status()
+        .unwrap();
+    assert!(killed.success());
     writer.wait().unwrap();
+    // The group's other members (a `sync` in flight) are gone once kill(1) has returned and
+    // they are reaped by init; wait until none is left in the group.
+    let in_group = |pgid: &str| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            // /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces.
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|st| {
+                st.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(2).map(|g| g == pgid))
+                    .unwrap_or(false)
+            })
+        })
+    };
+    for _ in 0..250 {
+        if !in_group(&group[1..]) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     ok(&sealvol(&["umount", s(&f.mnt)]));
     // The volume as it is now, but for the journal (it grew after the exports: it is checked
     // on its own).
