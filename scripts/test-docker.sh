@@ -232,6 +232,23 @@ if [ "$n" -eq $((last + 1)) ] 2>/dev/null; then pass "journal has no gaps ($n li
 docker rm -f svt-w >/dev/null
 check "check passes on the volume's store" "$bin" check --store "$state/volumes/appdata/store" --passphrase-file "$work/keys/app.pass"
 
+# 6b. Backup while a container writes, restored as a new Docker volume (README, "Backups") -----
+docker run -d --network none --label sealvol-test --name svt-x -v appdata:/data "$img" sh -c \
+    'i=0; while true; do echo "line $i" >> /data/xjournal; sync /data/xjournal 2>/dev/null || sync; i=$((i+1)); done' >/dev/null
+sleep 1
+check "export a Docker volume while a container writes to it" "$bin" export --volume appdata --state-dir "$state" --passphrase-file "$work/keys/app.pass" --json "$work/backup"
+sleep 1
+check "export it again, incrementally, still written to" "$bin" export --volume appdata --state-dir "$state" --passphrase-file "$work/keys/app.pass" --json "$work/backup"
+docker rm -f svt-x >/dev/null
+check "export-ls lists the chain of two" bash -c "[ \$(\"$bin\" export-ls \"$work/backup\" | awk '\$1 ~ /^[0-9]+\$/' | wc -l) -eq 2 ]"
+check "verify reads and checks the whole backup" "$bin" verify --passphrase-file "$work/keys/app.pass" "$work/backup"
+if grep -r -a -q SEALVOL-DOCKER-MARKER-42 "$work/backup"; then fail "the backup is encrypted" "marker found in it"; else pass "the backup is encrypted"; fi
+check "create a new volume to restore into" docker volume create -d sealvol -o passphrase-file="$work/keys/app.pass" restored
+check "import the backup as its store" bash -c "\"$bin\" import --passphrase-file \"$work/keys/app.pass\" \"$work/backup\" --store \"$state/volumes/restored/store.new\" && rm -rf \"$state/volumes/restored/store\" && mv \"$state/volumes/restored/store.new\" \"$state/volumes/restored/store\""
+check "a container reads the restored volume" bash -c "docker run --rm --network none --label sealvol-test -v restored:/data $img cat /data/private-plans/top-secret-name.txt | grep -q SEALVOL-DOCKER-MARKER-42"
+check "the journal written during the export is whole lines from 0, without a gap" bash -c "docker run --rm --network none --label sealvol-test -v restored:/data $img sh -c 'n=0; while read -r w i; do [ \"\$w\" = line ] && [ \"\$i\" = \"\$n\" ] || exit 1; n=\$((n+1)); done < /data/xjournal; [ \$n -gt 0 ]'"
+check "docker volume rm of the restored volume" docker volume rm restored
+
 # rm: crypto-shred, then delete ------------------------------------------------------------------
 check "docker volume rm" docker volume rm vola
 check "rm destroyed the store" bash -c "[ ! -e $state/volumes/vola ]"
