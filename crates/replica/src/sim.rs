@@ -797,6 +797,19 @@ impl Sim {
         Ok(())
     }
 
+    /// Every host's version vector (empty while it is down).
+    fn version_vectors(&self) -> Vec<VersionVector> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                h.rep
+                    .as_ref()
+                    .map(|r| r.version_vector().clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Heal everything, deliver everything, and check every invariant.
     fn quiesce(&mut self) -> Result<(), Fail> {
         self.cut.clear();
@@ -810,16 +823,7 @@ impl Sim {
         self.global.fetch_add(700_000, Ordering::SeqCst);
         let n = self.hosts.len();
         for round in 0..100 {
-            let before: Vec<VersionVector> = self
-                .hosts
-                .iter()
-                .map(|h| {
-                    h.rep
-                        .as_ref()
-                        .map(|r| r.version_vector().clone())
-                        .unwrap_or_default()
-                })
-                .collect();
+            let before = self.version_vectors();
             for a in 0..n {
                 for b in 0..n {
                     if a == b {
@@ -848,16 +852,7 @@ impl Sim {
                     self.hosts[b].acks.insert(vv.0, vv.1);
                 }
             }
-            let after: Vec<VersionVector> = self
-                .hosts
-                .iter()
-                .map(|h| {
-                    h.rep
-                        .as_ref()
-                        .map(|r| r.version_vector().clone())
-                        .unwrap_or_default()
-                })
-                .collect();
+            let after = self.version_vectors();
             if before == after && round > 0 {
                 break;
             }
