@@ -36,7 +36,7 @@ fn fill(f: &Fixture) {
         mkfifo fifo && mknod cdev c 1 3 && mknod bdev b 8 1
         setfattr -n user.comment -v hello a/big
         chown 1000:100 a/b && chown -h 1000:100 abs-link
-        truncate -s 5M sparse && printf 'x' | dd of=sparse bs=1 seek=3000000 conv=notrunc status=none
+        truncate -s 5M sparse && printf 'x' | dd of=sparse bs=1 seek=5242880 conv=notrunc status=none
         : > empty
         "#,
         s(&f.mnt)
@@ -318,6 +318,8 @@ fn wrong_keys_damage_and_a_non_export_are_refused_or_named_and_nothing_half_made
         .map(|e| e.unwrap().path())
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
         .unwrap();
+    // That is a whole chunk of /a/big: /sparse's one byte of data is in a
+    // chunk of its own, padded far below that.
     let mut b = std::fs::read(&big).unwrap();
     b[200] ^= 1;
     std::fs::write(&big, b).unwrap();
@@ -331,7 +333,10 @@ fn wrong_keys_damage_and_a_non_export_are_refused_or_named_and_nothing_half_made
     let o = sealvol(&["import", "--keyfile", s(&f.key), s(&bk), "--store", s(&new)]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("DAMAGED /a/big"), "{out}");
+    assert!(
+        out.contains("DAMAGED /a/big") || out.contains("DAMAGED /a/b/hardlink"),
+        "{out}"
+    );
     ok(&sealvol(&[
         "check",
         "--store",
