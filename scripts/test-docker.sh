@@ -18,6 +18,9 @@ work=$(mktemp -d /var/tmp/sealvol-docker.XXXXXX)
 state=$work/state
 run=$work/run
 socket=/run/docker/plugins/sealvol.sock
+# A second driver, with its own state directory: "another host" to restore a backup on.
+socket_b=/run/docker/plugins/sealvol-b.sock
+serve_b_pid=
 img=sealvol-test/busybox:local
 img_data=sealvol-test/prefilled:local
 passed=0
@@ -50,27 +53,30 @@ cleanup() {
     set +e # clean up as much as can be, whatever fails
     docker ps -aq --filter label=sealvol-test | xargs -r docker rm -f >/dev/null 2>&1
     (cd "$work/compose" 2>/dev/null && docker-compose -p svt down -v >/dev/null 2>&1)
-    for v in $(docker volume ls -q --filter driver=sealvol 2>/dev/null); do docker volume rm -f "$v" >/dev/null 2>&1; done
+    for v in $(docker volume ls -q --filter driver=sealvol 2>/dev/null) $(docker volume ls -q --filter driver=sealvol-b 2>/dev/null); do docker volume rm -f "$v" >/dev/null 2>&1; done
     [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null
-    for m in "$state"/mounts/*; do [ -d "$m" ] && fusermount3 -uz "$m" 2>/dev/null; done
-    # Mount processes the server started for this run (and only those): by their pid files.
-    for pf in "$state"/volumes/*/store/mount.pid; do
+    [ -n "$serve_b_pid" ] && kill "$serve_b_pid" 2>/dev/null && wait "$serve_b_pid" 2>/dev/null
+    for m in "$state"/mounts/* "$work"/state-b/mounts/*; do [ -d "$m" ] && fusermount3 -uz "$m" 2>/dev/null; done
+    # Mount processes the servers started for this run (and only those): by their pid files.
+    for pf in "$state"/volumes/*/store/mount.pid "$work"/state-b/volumes/*/store/mount.pid; do
         [ -f "$pf" ] || continue
         pid=$(head -n 1 "$pf")
-        if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--store $state/"; then
+        if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--store $work/state"; then
             kill "$pid" 2>/dev/null
         fi
     done
-    rm -f "$socket"
+    rm -f "$socket" "$socket_b"
     if [ -n "$started_dockerd" ]; then kill "$started_dockerd" 2>/dev/null; wait "$started_dockerd" 2>/dev/null; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 # --- Docker engine ---------------------------------------------------------------------------
-if pgrep -f "sealvol serve --socket $socket" >/dev/null; then
-    log "another sealvol serve already listens on $socket; stop it first"; exit 1
-fi
+for s in "$socket" "$socket_b"; do
+    if pgrep -f "sealvol serve --socket $s" >/dev/null; then
+        log "another sealvol serve already listens on $s; stop it first"; exit 1
+    fi
+done
 if ! docker info >/dev/null 2>&1; then
     dockerd >"$work/dockerd.log" 2>&1 &
     started_dockerd=$!
@@ -244,10 +250,21 @@ check "export-ls lists the chain of two" bash -c "[ \$(\"$bin\" export-ls \"$wor
 check "verify reads and checks the whole backup" "$bin" verify --passphrase-file "$work/keys/app.pass" "$work/backup"
 if grep -r -a -q SEALVOL-DOCKER-MARKER-42 "$work/backup"; then fail "the backup is encrypted" "marker found in it"; else pass "the backup is encrypted"; fi
 check "create a new volume to restore into" docker volume create -d sealvol -o passphrase-file="$work/keys/app.pass" restored
-check "import the backup as its store" bash -c "\"$bin\" import --passphrase-file \"$work/keys/app.pass\" \"$work/backup\" --store \"$state/volumes/restored/store.new\" && rm -rf \"$state/volumes/restored/store\" && mv \"$state/volumes/restored/store.new\" \"$state/volumes/restored/store\""
+refuses "import refuses a volume a container uses" "is mounted" bash -c "docker run -d --network none --label sealvol-test --name svt-busy -v restored:/data $img sleep 600 >/dev/null && \"$bin\" import --passphrase-file \"$work/keys/app.pass\" \"$work/backup\" --volume restored --state-dir \"$state\"; rc=\$?; docker rm -f svt-busy >/dev/null; exit \$rc"
+check "import the backup into it (import --volume)" "$bin" import --passphrase-file "$work/keys/app.pass" "$work/backup" --volume restored --state-dir "$state"
 check "a container reads the restored volume" bash -c "docker run --rm --network none --label sealvol-test -v restored:/data $img cat /data/private-plans/top-secret-name.txt | grep -q SEALVOL-DOCKER-MARKER-42"
 check "the journal written during the export is whole lines from 0, without a gap" bash -c "docker run --rm --network none --label sealvol-test -v restored:/data $img sh -c 'n=0; while read -r w i; do [ \"\$w\" = line ] && [ \"\$i\" = \"\$n\" ] || exit 1; n=\$((n+1)); done < /data/xjournal; [ \$n -gt 0 ]'"
 check "docker volume rm of the restored volume" docker volume rm restored
+# Another host: a driver with its own state directory (and nothing of the first one's) makes a
+# volume, and the backup is restored into it.
+"$bin" serve --socket "$socket_b" --state-dir "$work/state-b" --run-dir "$work/run-b" >>"$work/serve-b.log" 2>&1 &
+serve_b_pid=$!
+for _ in $(seq 1 100); do [ -S "$socket_b" ] && break; sleep 0.1; done
+check "another host's driver: create a volume" docker volume create -d sealvol-b -o passphrase-file="$work/keys/app.pass" restored-b
+check "another host: import the backup into it" "$bin" import --passphrase-file "$work/keys/app.pass" "$work/backup" --volume restored-b --state-dir "$work/state-b"
+check "another host: a container reads the restored volume" bash -c "docker run --rm --network none --label sealvol-test -v restored-b:/data $img cat /data/private-plans/top-secret-name.txt | grep -q SEALVOL-DOCKER-MARKER-42"
+check "another host: docker volume rm" docker volume rm restored-b
+kill "$serve_b_pid"; wait "$serve_b_pid" 2>/dev/null || true; serve_b_pid=
 
 # rm: crypto-shred, then delete ------------------------------------------------------------------
 check "docker volume rm" docker volume rm vola

@@ -96,8 +96,21 @@ pub(crate) struct ExportArgs {
 #[derive(Args, Debug)]
 pub(crate) struct ImportArgs {
     /// The new store (absent or empty): it opens with the key options given here.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) store: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "volume",
+        conflicts_with = "volume"
+    )]
+    pub(crate) store: Option<PathBuf>,
+    /// Or restore into a Docker volume, by name: one just made with `docker volume create -d
+    /// sealvol`, holding no file and used by no container. Give the key file or passphrase
+    /// file it was created with; its store is replaced by the restored one.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) volume: Option<String>,
+    /// The Docker driver's state directory (with --volume).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/sealvol")]
+    pub(crate) state_dir: PathBuf,
     #[command(flatten)]
     pub(crate) key: KeyArgs,
     #[command(flatten)]
@@ -186,19 +199,7 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
     }
     let store = match (&a.store, &a.volume) {
         (Some(s), _) => s.clone(),
-        (None, Some(name)) => {
-            if name.is_empty() || name.contains('/') || name.starts_with('.') {
-                bail!("{name:?} is not a volume name");
-            }
-            let s = a.state_dir.join("volumes").join(name).join("store");
-            if !s.exists() {
-                bail!(
-                    "the Docker driver has no volume {name:?} in {} (`docker volume ls` lists them; --state-dir names another state directory)",
-                    a.state_dir.display()
-                );
-            }
-            s
-        }
+        (None, Some(name)) => volume_store(&a.state_dir, name)?,
         (None, None) => bail!("say what to export: --store DIR or --volume NAME"),
     };
     let o = open_store(&store, &a.key)?;
@@ -363,19 +364,155 @@ fn open_sources(sources: &[PathBuf], scratch_parent: Option<&Path>) -> Result<So
     Ok(Source::Native(scratch.path().to_path_buf(), Some(scratch)))
 }
 
-pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
-    let progress = CliProgress::new(a.json);
-    if std::fs::read_dir(&a.store).is_ok_and(|mut d| d.next().is_some()) {
+/// The store of Docker volume `name` in the driver's state directory `state_dir`.
+fn volume_store(state_dir: &Path, name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        bail!("{name:?} is not a volume name");
+    }
+    let s = state_dir.join("volumes").join(name).join("store");
+    if !s.exists() {
         bail!(
-            "{} is not empty: import makes a new store; name a new or empty directory",
-            a.store.display()
+            "the Docker driver has no volume {name:?} in {} (`docker volume ls` lists them; --state-dir names another state directory)",
+            state_dir.display()
         );
     }
-    let pass = a.backup.passphrase()?;
+    Ok(s)
+}
+
+/// A Docker volume that an import will fill: checked to open with the import's key and to
+/// hold no file, then locked as a mount locks it, so that no mount starts on it until its
+/// store is replaced.
+struct VolumeToFill {
+    name: String,
+    store: PathBuf,
+    /// The store's database lock file, locked (`fcntl`, as RocksDB locks it).
+    lock: std::fs::File,
+}
+
+impl VolumeToFill {
+    fn claim(state_dir: &Path, name: &str, secret: &Secret) -> Result<VolumeToFill> {
+        let store = volume_store(state_dir, name)?;
+        let header = volume_admin::read_header(&store)?;
+        let (master, _) = header.unlock(secret).with_context(|| {
+            format!("the key given does not open volume {name:?}: give the key file or passphrase file it was created with")
+        })?;
+        let mounted = || {
+            anyhow::anyhow!(
+                "volume {name:?} is mounted (a container uses it): stop its containers, then import"
+            )
+        };
+        let opening = || format!("opening volume {name:?} ({})", store.display());
+        let db = store.join("db");
+        let memory = MemoryBudget::DEFAULT.split();
+        let engine = match RocksEngine::open(&db, false, &memory.rocks_tuning()) {
+            Ok(e) => Arc::new(e),
+            Err(sealvol_store::StoreError::Locked { .. }) => return Err(mounted()),
+            Err(e) => return Err(e).with_context(opening),
+        };
+        let v = Volume::open_in(
+            engine.clone() as Arc<dyn Engine>,
+            &header,
+            &master,
+            Arc::new(SystemClock),
+        )
+        .with_context(opening)?;
+        // "." and ".." only.
+        let empty = v.readdir(sealvol_volume::ROOT_INO, 0, 3)?.len() <= 2;
+        v.close().with_context(opening)?;
+        drop(v);
+        // RocksDB is closed before the lock is taken here: POSIX locks belong to the process,
+        // and its closing the lock file would drop ours.
+        match Arc::try_unwrap(engine) {
+            Ok(e) => drop(e),
+            Err(_) => {
+                bail!("volume {name:?} is still open in this process after its check; report this")
+            }
+        }
+        if !empty {
+            bail!(
+                "volume {name:?} holds files: import restores into a new, empty volume (`docker volume create -d sealvol ...` makes one)"
+            );
+        }
+        let lock_file = db.join("LOCK");
+        let lock = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&lock_file)
+            .with_context(|| format!("opening {}", lock_file.display()))?;
+        rustix::fs::fcntl_lock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| mounted())?;
+        Ok(VolumeToFill {
+            name: name.to_string(),
+            store,
+            lock,
+        })
+    }
+
+    /// Where the restored store is made, beside the volume's.
+    fn staging(&self) -> PathBuf {
+        self.store.with_file_name("store.import")
+    }
+
+    /// Put the restored store in place of the volume's empty one, which is deleted.
+    fn replace_with_staged(self) -> Result<()> {
+        let old = self.store.with_file_name("store.replaced");
+        let what = || {
+            format!(
+                "putting the restored store in place in volume {:?} ({})",
+                self.name,
+                self.store.display()
+            )
+        };
+        // Still locked: no mount starts on the old store while it is moved.
+        std::fs::rename(&self.store, &old).with_context(what)?;
+        if let Err(e) = std::fs::rename(self.staging(), &self.store) {
+            let _ = std::fs::rename(&old, &self.store);
+            return Err(e).with_context(what);
+        }
+        if let Some(dir) = self.store.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(what)?;
+        }
+        drop(self.lock);
+        std::fs::remove_dir_all(&old).with_context(|| {
+            format!(
+                "removing the volume's former, empty store {}: delete it by hand",
+                old.display()
+            )
+        })
+    }
+}
+
+pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
+    let progress = CliProgress::new(a.json);
     // The new store's key (and, without a backup key, the export's).
     let secret = a.key.secret(false)?;
-    let scratch_parent = a
-        .store
+    let (store, volume) = match (&a.store, &a.volume) {
+        (Some(s), _) => {
+            if std::fs::read_dir(s).is_ok_and(|mut d| d.next().is_some()) {
+                bail!(
+                    "{} is not empty: import makes a new store; name a new or empty directory",
+                    s.display()
+                );
+            }
+            (s.clone(), None)
+        }
+        (None, Some(name)) => {
+            let fill = VolumeToFill::claim(&a.state_dir, name, &secret)?;
+            let staging = fill.staging();
+            // What an import that was killed left.
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging).with_context(|| {
+                    format!("removing {} (left by an earlier import)", staging.display())
+                })?;
+            }
+            (staging, Some(fill))
+        }
+        (None, None) => bail!("say where to restore: --store NEWDIR or --volume NAME"),
+    };
+    let pass = a.backup.passphrase()?;
+    let scratch_parent = store
         .parent()
         .filter(|p| !p.as_os_str().is_empty() && p.is_dir())
         .map(Path::to_path_buf);
@@ -393,7 +530,7 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
                 chunk_size: ChunkSize::new(m.chunk_size as u64).unwrap_or(ChunkSize::DEFAULT),
                 ..CreateOptions::default()
             };
-            let mut s = into_new_store(&a.store, &secret, &opts, |v| {
+            let mut s = into_new_store(&store, &secret, &opts, |v| {
                 sealvol_export::restore::restore(&t, &m, v, &progress)
             })?;
             s.damaged.splice(0..0, problems);
@@ -409,17 +546,24 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
             for (r, src) in files {
                 inputs.push(sealvol_export::tar_age::open_reader(r, &src, &key)?);
             }
-            into_new_store(&a.store, &secret, &CreateOptions::default(), |v| {
+            into_new_store(&store, &secret, &CreateOptions::default(), |v| {
                 sealvol_export::tar_age::import_layers(inputs, v, &progress)
             })?
         }
     };
+    let restored_into = match volume {
+        Some(fill) => {
+            let shown = format!("volume {:?}", fill.name);
+            fill.replace_with_staged()?;
+            shown
+        }
+        None => format!("store {}", store.display()),
+    };
     progress.summary("import", &summary);
     if !summary.damaged.is_empty() {
         eprintln!(
-            "sealvol: {} problem(s): the files named above were not restored; every other file was (store {})",
+            "sealvol: {} problem(s): the files named above were not restored; every other file was ({restored_into})",
             summary.damaged.len(),
-            a.store.display()
         );
         return Ok(ExitCode::from(1));
     }

@@ -652,3 +652,103 @@ fn an_export_killed_midway_leaves_the_chain_as_it_was_and_the_next_run_reuses_it
         s(&f.key),
     ]));
 }
+
+#[test]
+fn import_into_a_docker_volume_replaces_its_empty_store_and_refuses_a_used_one() {
+    let f = Fixture::new();
+    f.mount();
+    fill(&f);
+    f.umount();
+    let bk = f.dir.path().join("bk");
+    ok(&f.keyed("export", &[s(&bk)]));
+    // A state directory as the Docker driver lays it out, with a volume just created.
+    let state = f.dir.path().join("state");
+    let vstore = state.join("volumes").join("restored").join("store");
+    std::fs::create_dir_all(vstore.parent().unwrap()).unwrap();
+    ok(&sealvol(&[
+        "init",
+        "--store",
+        s(&vstore),
+        "--keyfile",
+        s(&f.key),
+    ]));
+    let import = |key: &Path, name: &str| {
+        sealvol(&[
+            "import",
+            "--keyfile",
+            s(key),
+            s(&bk),
+            "--volume",
+            name,
+            "--state-dir",
+            s(&state),
+        ])
+    };
+
+    // Not a volume of this state directory; and a key the volume was not created with.
+    let o = import(&f.key, "nosuch");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("has no volume \"nosuch\""),
+        "{err}"
+    );
+    let key2 = other_key(&f);
+    let o = import(&key2, "restored");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("does not open volume \"restored\""),
+        "{err}"
+    );
+
+    // Mounted: refused, nothing changed.
+    let mnt = f.dir.path().join("vm");
+    std::fs::create_dir(&mnt).unwrap();
+    ok(&sealvol(&[
+        "mount",
+        "--store",
+        s(&vstore),
+        "--keyfile",
+        s(&f.key),
+        s(&mnt),
+    ]));
+    std::fs::write(mnt.join("mine"), b"kept").unwrap();
+    let o = import(&f.key, "restored");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("is mounted"), "{err}");
+    ok(&sealvol(&["umount", s(&mnt)]));
+
+    // Holding a file: refused, the file kept.
+    let o = import(&f.key, "restored");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("holds files"), "{err}");
+    let t = tree_of_store(&f, &vstore, &f.key, "m1");
+    assert!(t.contains("./mine "), "{t}");
+
+    // A fresh volume: restored in place, nothing left beside it.
+    std::fs::remove_dir_all(&vstore).unwrap();
+    ok(&sealvol(&[
+        "init",
+        "--store",
+        s(&vstore),
+        "--keyfile",
+        s(&f.key),
+    ]));
+    ok(&import(&f.key, "restored"));
+    let mut left: Vec<String> = std::fs::read_dir(vstore.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["store"]);
+    ok(&sealvol(&[
+        "check",
+        "--store",
+        s(&vstore),
+        "--keyfile",
+        s(&f.key),
+    ]));
+    f.mount();
+    let want = tree(&f.mnt);
+    f.umount();
+    assert_eq!(tree_of_store(&f, &vstore, &f.key, "m2"), want);
+}
