@@ -4,13 +4,15 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sealvol_volume::{Caller, Kind, SetAttr, Ts, Volume, ROOT_INO};
 
 use crate::chain::{meta_name, Target};
 use crate::error::{io, ExportError, Result};
-use crate::format::{Entry, EntryKind, Manifest, MAX_FRAME};
+use crate::format::{ChunkRef, Entry, EntryKind, Manifest, MAX_FRAME};
 use crate::progress::{Progress, Summary};
 
 /// The export to read: the newest whose manifest opens, or the one numbered `seq`.
@@ -220,6 +222,12 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
 /// Restore export `m` of `target` into `v` (a new, empty volume). Damaged files are left out
 /// and listed in the summary; an error is returned only for what stops the whole restore (the
 /// new volume cannot be written: a full disk, an engine error).
+///
+/// This thread reads the entries in order and makes every name (directories before their
+/// children, hard links after their file); file contents are restored by a pool of workers,
+/// each reading, opening and verifying its objects and writing them into the volume (which
+/// hashes and seals them again, and waits for the store's flushes): a large file is cut into
+/// pieces that workers write side by side, as the kernel's writes come to a mount.
 pub fn restore(
     target: &Target,
     m: &Manifest,
@@ -228,10 +236,16 @@ pub fn restore(
 ) -> Result<Summary> {
     let started = Instant::now();
     progress.start("import", m.logical_bytes);
+    let shared = Shared::default();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get() + 1)
+        .unwrap_or(3)
+        .clamp(2, 8);
+    let mut damaged = Vec::new();
     let mut r = Restorer {
-        target,
         v,
         progress,
+        shared: &shared,
         cs: m.chunk_size as u64,
         sum: Summary {
             seq: m.seq,
@@ -239,27 +253,48 @@ pub fn restore(
         },
         dirs: HashMap::from([(Vec::new(), ROOT_INO)]),
         dir_attrs: Vec::new(),
-        new_ino: HashMap::new(),
+        files: HashMap::new(),
         relinked: HashSet::new(),
         late: Vec::new(),
     };
-    let mut damaged = Vec::new();
-    // Entries are restored in batches: a helper thread reads, opens and verifies the objects
-    // of a batch, in order, while this thread makes the batch's files and writes the objects
-    // into the volume (which hashes and seals them again).
-    let mut batch: Vec<Entry> = Vec::new();
-    let mut batch_chunks = 0;
-    entries(target, m, &mut damaged, &mut |e, damaged| {
-        batch_chunks += e.chunks.len();
-        batch.push(e);
-        if batch.len() >= BATCH_ENTRIES || batch_chunks >= BATCH_ENTRIES {
-            r.batch(std::mem::take(&mut batch), damaged)?;
-            batch_chunks = 0;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(2 * workers);
+    let rx = Mutex::new(rx);
+    let read = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (rx, shared) = (&rx, &shared);
+            scope.spawn(move || loop {
+                // The lock is held only to take the next piece.
+                let next = lock(rx).recv();
+                match next {
+                    Ok(piece) => piece.restore(target, v, shared),
+                    Err(_) => break,
+                }
+            });
         }
-        Ok(())
-    })?;
-    r.batch(batch, &mut damaged)?;
-    for (ino, e) in r.late.iter().filter(|(ino, _)| r.relinked.contains(ino)) {
+        let read = entries(target, m, &mut damaged, &mut |e, damaged| {
+            r.report(damaged);
+            if let Some(err) = lock(&shared.fatal).take() {
+                return Err(err);
+            }
+            r.entry(e, &tx, damaged)
+        });
+        // Dropping the sender ends the workers once the pieces sent are done.
+        drop(tx);
+        read
+    });
+    r.report(&mut damaged);
+    if let Some(err) = lock(&shared.fatal).take() {
+        return Err(err);
+    }
+    read?;
+    r.sum.files += shared.files.load(Ordering::Relaxed);
+    r.sum.logical_bytes += shared.bytes.load(Ordering::Relaxed);
+    let lost = lock(&shared.lost);
+    for (ino, e) in r
+        .late
+        .iter()
+        .filter(|(ino, _)| r.relinked.contains(ino) && !lost.contains(ino))
+    {
         set_attrs(v, *ino, e)?;
     }
     for (ino, e) in r.dir_attrs.iter().rev() {
@@ -273,72 +308,154 @@ pub fn restore(
     Ok(sum)
 }
 
-/// Entries (or chunks) restored per batch.
-const BATCH_ENTRIES: usize = 256;
+/// Chunks per piece of a file given to one worker.
+const PIECE_CHUNKS: usize = 64;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What the workers report back.
+#[derive(Default)]
+struct Shared {
+    /// The first error that stops the whole restore.
+    fatal: Mutex<Option<ExportError>>,
+    /// Files not restored: (path, why), for this thread to report.
+    damaged: Mutex<Vec<(String, String)>>,
+    /// The inodes of files taken away again.
+    lost: Mutex<HashSet<u64>>,
+    files: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Shared {
+    fn fail(&self, e: ExportError) {
+        lock(&self.fatal).get_or_insert(e);
+    }
+    fn failed(&self) -> bool {
+        lock(&self.fatal).is_some()
+    }
+}
+
+/// A file whose contents are being restored, shared by the pieces it was cut into.
+struct FileJob {
+    ino: u64,
+    shown: String,
+    /// Kept small: only what set_attrs needs.
+    attrs: Entry,
+    /// Bytes of data in its chunks.
+    data: u64,
+    /// Pieces not yet done; the one that brings it to 0 finishes the file.
+    remaining: AtomicUsize,
+    /// Why the file cannot be restored, once known.
+    bad: Mutex<Option<String>>,
+    /// Its names, and whether it is finished.
+    names: Mutex<Names>,
+}
+
+/// A file's names (parent, name): the first, then hard links made while it is restored; and,
+/// once it is finished, whether it was restored. A damaged file loses all its names when it is
+/// finished; a hard link to a file finished damaged is not made.
+struct Names {
+    names: Vec<(u64, Vec<u8>)>,
+    restored: Option<bool>,
+}
+
+/// Some chunks of a file, for one worker.
+struct Piece {
+    file: Arc<FileJob>,
+    chunks: Vec<ChunkRef>,
+    cs: u64,
+}
+
+impl Piece {
+    fn restore(self, target: &Target, v: &Volume, shared: &Shared) {
+        let f = &self.file;
+        for c in &self.chunks {
+            if shared.failed() || lock(&f.bad).is_some() {
+                break;
+            }
+            match load_object(target, &c.addr) {
+                Ok(plain) if plain.len() == c.len as usize => {
+                    if let Err(err) = v.write(f.ino, c.index * self.cs, &plain) {
+                        shared.fail(err.into());
+                        break;
+                    }
+                }
+                Ok(_) => {
+                    lock(&f.bad).get_or_insert(format!(
+                        "chunk {} has the wrong length",
+                        crate::format::short(&c.addr)
+                    ));
+                }
+                Err(why) => {
+                    lock(&f.bad).get_or_insert(why);
+                }
+            }
+        }
+        if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Err(err) = finish(f, v, shared) {
+                shared.fail(err);
+            }
+        }
+    }
+}
+
+/// The last piece of a file is done: close it, and give it its attributes, or take it away
+/// again if it is damaged.
+fn finish(f: &FileJob, v: &Volume, shared: &Shared) -> Result<()> {
+    v.release_file(f.ino)?;
+    let bad = lock(&f.bad).take();
+    let mut names = lock(&f.names);
+    names.restored = Some(bad.is_none());
+    match bad {
+        Some(why) => {
+            for (parent, name) in names.names.drain(..) {
+                v.unlink(parent, &name)?;
+            }
+            lock(&shared.lost).insert(f.ino);
+            lock(&shared.damaged).push((f.shown.clone(), why));
+        }
+        None => {
+            set_attrs(v, f.ino, &f.attrs)?;
+            shared.files.fetch_add(1, Ordering::Relaxed);
+            shared.bytes.fetch_add(f.data, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
 
 /// What a restore keeps between entries.
 struct Restorer<'a> {
-    target: &'a Target,
     v: &'a Volume,
     progress: &'a dyn Progress,
+    shared: &'a Shared,
     cs: u64,
     sum: Summary,
     /// Directories restored, by path.
     dirs: HashMap<Vec<u8>, u64>,
     /// Directories get their attributes last (children change their times) ...
     dir_attrs: Vec<(u64, Entry)>,
-    /// The new inode of each restored file, by its inode number in the export.
-    new_ino: HashMap<u64, u64>,
+    /// Each restored file, by its inode number in the export.
+    files: HashMap<u64, Arc<FileJob>>,
     /// ... and hard-linked files again at the end (each link changes ctime).
     relinked: HashSet<u64>,
     late: Vec<(u64, Entry)>,
 }
 
-type Loaded = std::result::Result<Vec<u8>, String>;
-
 impl Restorer<'_> {
-    fn batch(&mut self, batch: Vec<Entry>, damaged: &mut Vec<String>) -> Result<()> {
-        let chunks: Vec<[u8; 32]> = batch
-            .iter()
-            .filter(|e| e.kind == EntryKind::File)
-            .flat_map(|e| e.chunks.iter().map(|c| c.addr))
-            .collect();
-        let target = self.target;
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Loaded>(16);
-            scope.spawn(move || {
-                for addr in &chunks {
-                    if tx.send(load_object(target, addr)).is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut loaded = rx.iter();
-            for e in batch {
-                let n = if e.kind == EntryKind::File {
-                    e.chunks.len()
-                } else {
-                    0
-                };
-                let mut taken = 0;
-                let r = self.entry(e, &mut loaded, &mut taken, damaged);
-                // Whatever happened, the objects of this entry are consumed: the next
-                // entry's come after them.
-                for _ in taken..n {
-                    loaded.next();
-                }
-                r?;
-            }
-            // Dropping the receiver stops the helper at its next send.
-            Ok(())
-        })
+    /// Pass on what the workers found damaged.
+    fn report(&mut self, damaged: &mut Vec<String>) {
+        for (shown, why) in lock(&self.shared.damaged).drain(..) {
+            self.progress.damaged(&shown, &why);
+            damaged.push(format!("{shown}: {why}; not restored"));
+        }
     }
 
     fn entry(
         &mut self,
         e: Entry,
-        loaded: &mut dyn Iterator<Item = Loaded>,
-        taken: &mut usize,
+        pieces: &std::sync::mpsc::SyncSender<Piece>,
         damaged: &mut Vec<String>,
     ) -> Result<()> {
         let v = self.v;
@@ -353,30 +470,19 @@ impl Restorer<'_> {
             damaged.push(format!("{shown}: its directory was not restored"));
             return Ok(());
         };
+        let name = name.to_vec();
         let who = Caller {
             uid: e.uid,
             gid: e.gid,
         };
         let made = match e.kind {
-            EntryKind::Dir => v.mkdir(who, parent, name, e.perm & 0o7777),
-            EntryKind::Symlink => v.symlink(who, parent, name, &e.target),
-            EntryKind::HardLink => {
-                let Some(&ino) = self.new_ino.get(&e.ino) else {
-                    damaged.push(format!(
-                        "{shown}: the file it is a hard link of was not restored"
-                    ));
-                    return Ok(());
-                };
-                v.link(ino, parent, name)?;
-                self.relinked.insert(ino);
-                self.sum.others += 1;
-                self.progress.advance(&shown, 0);
-                return Ok(());
-            }
+            EntryKind::Dir => v.mkdir(who, parent, &name, e.perm & 0o7777),
+            EntryKind::Symlink => v.symlink(who, parent, &name, &e.target),
+            EntryKind::HardLink => return self.hard_link(&e, parent, &name, damaged),
             k => v.mknod(
                 who,
                 parent,
-                name,
+                &name,
                 match k {
                     EntryKind::Fifo => Kind::Fifo,
                     EntryKind::Socket => Kind::Socket,
@@ -396,57 +502,6 @@ impl Restorer<'_> {
                 return Ok(());
             }
         };
-        self.new_ino.insert(e.ino, ino);
-        if e.kind == EntryKind::File {
-            v.open_file(ino)?;
-            let mut bad = None;
-            let mut written = Ok(());
-            for c in &e.chunks {
-                *taken += 1;
-                match loaded.next() {
-                    Some(Ok(plain)) if plain.len() == c.len as usize => {
-                        if let Err(err) = v.write(ino, c.index * self.cs, &plain) {
-                            written = Err(err);
-                            break;
-                        }
-                        self.sum.logical_bytes += plain.len() as u64;
-                    }
-                    Some(Ok(_)) => {
-                        bad = Some(format!(
-                            "chunk {} has the wrong length",
-                            crate::format::short(&c.addr)
-                        ));
-                        break;
-                    }
-                    Some(Err(why)) => {
-                        bad = Some(why);
-                        break;
-                    }
-                    None => {
-                        bad = Some("its chunks could not be read".to_string());
-                        break;
-                    }
-                }
-            }
-            if let Err(err) = written {
-                let _ = v.release_file(ino);
-                return Err(err.into());
-            }
-            v.release_file(ino)?;
-            if let Some(why) = bad {
-                v.unlink(parent, name)?;
-                self.new_ino.remove(&e.ino);
-                self.progress.damaged(&shown, &why);
-                damaged.push(format!("{shown}: {why}; not restored"));
-                return Ok(());
-            }
-            self.sum.files += 1;
-        } else if e.kind == EntryKind::Dir {
-            self.sum.dirs += 1;
-            self.dirs.insert(e.path.clone(), ino);
-        } else {
-            self.sum.others += 1;
-        }
         for (k, val) in &e.xattrs {
             if let Err(err) = v.setxattr(ino, k, val, 0) {
                 damaged.push(format!(
@@ -457,17 +512,102 @@ impl Restorer<'_> {
         }
         self.progress
             .advance(&shown, if e.kind == EntryKind::File { e.size } else { 0 });
-        if e.kind == EntryKind::Dir {
-            self.dir_attrs.push((ino, e));
-        } else {
-            set_attrs(v, ino, &e)?;
-            // Kept small: only what set_attrs needs.
-            let mut e = e;
-            e.chunks = Vec::new();
-            e.xattrs.clear();
-            e.target.clear();
-            self.late.push((ino, e));
+        match e.kind {
+            EntryKind::Dir => {
+                self.sum.dirs += 1;
+                self.dirs.insert(e.path.clone(), ino);
+                self.dir_attrs.push((ino, e));
+            }
+            EntryKind::File => {
+                let mut e = e;
+                let chunks = std::mem::take(&mut e.chunks);
+                e.xattrs.clear();
+                e.target.clear();
+                let job = Arc::new(FileJob {
+                    ino,
+                    shown,
+                    attrs: e.clone(),
+                    data: chunks.iter().map(|c| c.len as u64).sum(),
+                    remaining: AtomicUsize::new(chunks.len().div_ceil(PIECE_CHUNKS).max(1)),
+                    bad: Mutex::new(None),
+                    names: Mutex::new(Names {
+                        names: vec![(parent, name)],
+                        restored: None,
+                    }),
+                });
+                self.files.insert(e.ino, job.clone());
+                self.late.push((ino, e));
+                v.open_file(ino)?;
+                let mut sent = false;
+                for part in chunks.chunks(PIECE_CHUNKS) {
+                    sent = true;
+                    self.send(pieces, &job, part.to_vec())?;
+                }
+                if !sent {
+                    self.send(pieces, &job, Vec::new())?;
+                }
+            }
+            _ => {
+                self.sum.others += 1;
+                set_attrs(v, ino, &e)?;
+                let mut e = e;
+                e.target.clear();
+                e.xattrs.clear();
+                self.late.push((ino, e));
+            }
         }
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        pieces: &std::sync::mpsc::SyncSender<Piece>,
+        file: &Arc<FileJob>,
+        chunks: Vec<ChunkRef>,
+    ) -> Result<()> {
+        let piece = Piece {
+            file: file.clone(),
+            chunks,
+            cs: self.cs,
+        };
+        if pieces.send(piece).is_err() {
+            // The workers are gone only after one of them failed.
+            return Err(lock(&self.shared.fatal)
+                .take()
+                .unwrap_or_else(|| ExportError::Damaged {
+                    path: Default::default(),
+                    what: "the restore's workers stopped".into(),
+                }));
+        }
+        Ok(())
+    }
+
+    fn hard_link(
+        &mut self,
+        e: &Entry,
+        parent: u64,
+        name: &[u8],
+        damaged: &mut Vec<String>,
+    ) -> Result<()> {
+        let shown = e.display_path();
+        let Some(file) = self.files.get(&e.ino) else {
+            damaged.push(format!(
+                "{shown}: the file it is a hard link of was not restored"
+            ));
+            return Ok(());
+        };
+        let mut names = lock(&file.names);
+        if names.restored == Some(false) {
+            damaged.push(format!(
+                "{shown}: the file it is a hard link of was not restored"
+            ));
+            return Ok(());
+        }
+        self.v.link(file.ino, parent, name)?;
+        names.names.push((parent, name.to_vec()));
+        self.relinked.insert(file.ino);
+        self.sum.others += 1;
+        self.progress.advance(&shown, 0);
         Ok(())
     }
 }
