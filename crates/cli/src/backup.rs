@@ -98,6 +98,18 @@ impl S3Args {
             cfg.access_key_id = Some(k.clone());
         }
         if let Some(f) = &self.s3_secret_access_key_file {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(f)
+                .with_context(|| format!("reading --s3-secret-access-key-file {}", f.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "--s3-secret-access-key-file {} is readable by others (mode {:o}): chmod 600 it",
+                    f.display(),
+                    mode & 0o777
+                );
+            }
             let s = std::fs::read_to_string(f)
                 .with_context(|| format!("reading --s3-secret-access-key-file {}", f.display()))?;
             cfg.secret_access_key = Some(s.trim_end_matches(['\n', '\r']).to_string());

@@ -220,6 +220,13 @@ fn wrong_credentials_are_named_and_of_two_racing_exports_one_publishes() {
     std::fs::write(&bad, "definitely-not-the-secret\n").unwrap();
     let o = run(
         &srv,
+        &["export-ls", "--s3-secret-access-key-file", s(&bad), url],
+    );
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success() && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let o = run(
+        &srv,
         &[
             "export",
             "--store",
