@@ -46,4 +46,10 @@ if [ "$mode" = test ] && ! command -v cargo-deny >/dev/null 2>&1; then
     echo "setup: installing cargo-deny (a few minutes, once)"
     cargo install cargo-deny --locked --quiet
 fi
+# The S3 export tests run a real S3-compatible server, s3s-fs (0.14.1: later versions need a
+# newer rustc than the project's).
+if [ "$mode" = test ] && ! s3s-fs --version >/dev/null 2>&1; then
+    echo "setup: installing s3s-fs (a few minutes, once)"
+    cargo install --locked s3s-fs@0.14.1 --features binary --quiet
+fi
 echo "setup: done ($mode)"

@@ -53,6 +53,72 @@ impl BackupKeyArgs {
     }
 }
 
+/// Where an S3 target is and how to reach it. Each flag overrides the standard environment
+/// variable named; nothing here is written anywhere.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct S3Args {
+    /// S3-compatible endpoint, https://HOST[:PORT] (default: $AWS_ENDPOINT_URL, else AWS).
+    /// Requests use path-style addressing. Plain http:// only to this machine, or with
+    /// --s3-allow-http.
+    #[arg(long, value_name = "URL")]
+    pub(crate) s3_endpoint: Option<String>,
+    /// Region (default: $AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) s3_region: Option<String>,
+    /// Access key id (default: $AWS_ACCESS_KEY_ID).
+    #[arg(long, value_name = "ID")]
+    pub(crate) s3_access_key_id: Option<String>,
+    /// A file (mode 0600) holding the secret access key (default: $AWS_SECRET_ACCESS_KEY).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) s3_secret_access_key_file: Option<PathBuf>,
+    /// Allow a plain http:// endpoint that is not this machine (requests are signed, not
+    /// encrypted; the objects themselves are sealed either way).
+    #[arg(long)]
+    pub(crate) s3_allow_http: bool,
+}
+
+impl S3Args {
+    /// The object store `target` names, if it is an `s3://` URL.
+    fn store(&self, target: &Path) -> Result<Option<Arc<dyn sealvol_objstore::ObjectStore>>> {
+        let Some(loc) = target
+            .to_str()
+            .and_then(sealvol_objstore::S3Location::parse)
+        else {
+            return Ok(None);
+        };
+        let loc = loc?;
+        let mut cfg = sealvol_objstore::S3Config::from_env();
+        if let Some(e) = &self.s3_endpoint {
+            cfg.endpoint = Some(e.clone());
+        }
+        if let Some(r) = &self.s3_region {
+            cfg.region = Some(r.clone());
+        }
+        if let Some(k) = &self.s3_access_key_id {
+            cfg.access_key_id = Some(k.clone());
+        }
+        if let Some(f) = &self.s3_secret_access_key_file {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(f)
+                .with_context(|| format!("reading --s3-secret-access-key-file {}", f.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                bail!(
+                    "--s3-secret-access-key-file {} is readable by others (mode {:o}): chmod 600 it",
+                    f.display(),
+                    mode & 0o777
+                );
+            }
+            let s = std::fs::read_to_string(f)
+                .with_context(|| format!("reading --s3-secret-access-key-file {}", f.display()))?;
+            cfg.secret_access_key = Some(s.trim_end_matches(['\n', '\r']).to_string());
+        }
+        cfg.allow_http = self.s3_allow_http;
+        Ok(Some(Arc::new(sealvol_objstore::S3Store::open(loc, &cfg)?)))
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct ExportArgs {
     /// The store to export (mounted or not).
@@ -74,6 +140,8 @@ pub(crate) struct ExportArgs {
     pub(crate) key: KeyArgs,
     #[command(flatten)]
     pub(crate) backup: BackupKeyArgs,
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) format: Format,
     /// Progress and the summary as JSON lines on stdout.
@@ -87,8 +155,9 @@ pub(crate) struct ExportArgs {
     /// tar.age: the previous tar.age file (its state is beside it): a layer of what changed.
     #[arg(long, value_name = "PREVIOUS")]
     pub(crate) since: Vec<PathBuf>,
-    /// native: a directory (new, empty, or holding earlier exports of this volume: only what
-    /// they lack is written), or an archive: a file named *.tar, or `-` for stdout.
+    /// native: a directory or s3://BUCKET/PREFIX (new, empty, or holding earlier exports of
+    /// this volume: only what they lack is written), or an archive: a file named *.tar, or `-`
+    /// for stdout.
     /// tar.age: a file that does not exist yet, or `-` for stdout.
     pub(crate) target: PathBuf,
 }
@@ -120,7 +189,9 @@ pub(crate) struct ImportArgs {
     pub(crate) export: Option<u64>,
     #[arg(long)]
     pub(crate) json: bool,
-    /// A native export directory; or native archives (the first of the chain and each one
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
+    /// A native export directory or s3://BUCKET/PREFIX; or native archives (the first of the chain and each one
     /// made --since it, up to the export to restore); or a tar.age file, or tar.age layers in
     /// order; `-` reads stdin.
     #[arg(required = true)]
@@ -135,7 +206,10 @@ pub(crate) struct VerifyArgs {
     pub(crate) backup: BackupKeyArgs,
     #[arg(long)]
     pub(crate) json: bool,
-    /// A native export directory, native archives, a tar.age file, or `-`.
+    #[command(flatten)]
+    pub(crate) s3: S3Args,
+    /// A native export directory or s3://BUCKET/PREFIX, native archives, a tar.age file, or
+    /// `-`.
     #[arg(required = true)]
     pub(crate) source: Vec<PathBuf>,
 }
@@ -219,7 +293,13 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
                 held: Default::default(),
             };
             let what = || format!("exporting {} to {}", store.display(), a.target.display());
-            if is_archive(&a.target) {
+            if let Some(s3) = a.s3.store(&a.target)? {
+                if !a.since.is_empty() {
+                    bail!("--since is for a native export to a file or `-`; an s3:// target holds its chain and is incremental by itself");
+                }
+                sealvol_export::native::export_to(&o.v, &o.header, &o.master, s3, &opts, &progress)
+                    .with_context(what)?
+            } else if is_archive(&a.target) {
                 export_archive(&o, &a.target, opts, &a.since, &progress).with_context(what)?
             } else {
                 if !a.since.is_empty() {
@@ -232,6 +312,9 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
             }
         }
         Format::TarAge => {
+            if a.s3.store(&a.target)?.is_some() {
+                bail!("a tar.age export goes to a file or `-`, not to s3:// (pipe it: `sealvol export --format tar.age ... - | aws s3 cp - s3://...`), or export natively to s3://");
+            }
             let key = match (&pass, &a.backup.recipient) {
                 (Some(p), _) => AgeKey::Passphrase(p),
                 (None, Some(r)) => AgeKey::Recipient(r),
@@ -315,18 +398,29 @@ enum Source {
     /// A native export directory (with the scratch directory holding it, if it was unpacked
     /// from archives).
     Native(PathBuf, Option<sealvol_export::archive::ScratchDir>),
+    /// A native export in an object store (an S3 bucket).
+    Remote(Arc<dyn sealvol_objstore::ObjectStore>),
     /// tar.age files (a full export, then layers in order), not yet decrypted.
     TarAge(Vec<(Box<dyn std::io::Read>, PathBuf)>),
 }
 
 /// Open what `sources` name: one native export directory; one tar.age (file or `-`); or
 /// native archives (files or `-`), unpacked into a scratch directory under `scratch_parent`.
-fn open_sources(sources: &[PathBuf], scratch_parent: Option<&Path>) -> Result<Source> {
+fn open_sources(sources: &[PathBuf], s3: &S3Args, scratch_parent: Option<&Path>) -> Result<Source> {
     use std::io::Read;
     if let [one] = sources {
         if one.is_dir() {
             return Ok(Source::Native(one.clone(), None));
         }
+        if let Some(store) = s3.store(one)? {
+            return Ok(Source::Remote(store));
+        }
+    }
+    if let Some(s) = sources
+        .iter()
+        .find(|s| s.to_str().is_some_and(|s| s.starts_with("s3://")))
+    {
+        bail!("{} is an export in S3: name it alone", s.display());
     }
     let mut opened = Vec::new();
     for src in sources {
@@ -516,15 +610,15 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty() && p.is_dir())
         .map(Path::to_path_buf);
-    let summary = match open_sources(&a.source, scratch_parent.as_deref())? {
-        Source::Native(dir, _scratch) => {
+    let summary = match open_sources(&a.source, &a.s3, scratch_parent.as_deref())? {
+        src @ (Source::Native(..) | Source::Remote(_)) => {
             // The source is opened (and the key checked) before anything is made.
             let key = match (&pass, &a.backup.identity) {
                 (Some(p), _) => OpenKey::Passphrase(p),
                 (None, Some(i)) => OpenKey::Identity(i),
                 (None, None) => OpenKey::Volume(&secret),
             };
-            let t = Target::open(&dir, &key).with_context(|| source_name(&a.source))?;
+            let (t, _scratch) = open_target(src, &key).with_context(|| source_name(&a.source))?;
             let (m, problems) = sealvol_export::restore::pick(&t, a.export)?;
             let opts = CreateOptions {
                 chunk_size: ChunkSize::new(m.chunk_size as u64).unwrap_or(ChunkSize::DEFAULT),
@@ -568,6 +662,19 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The native export a source names, opened with `key` (and the scratch directory to keep
+/// while it is read).
+fn open_target(
+    src: Source,
+    key: &OpenKey<'_>,
+) -> Result<(Target, Option<sealvol_export::archive::ScratchDir>)> {
+    Ok(match src {
+        Source::Native(dir, scratch) => (Target::open(&dir, key)?, scratch),
+        Source::Remote(store) => (Target::open_store(store, key)?, None),
+        Source::TarAge(_) => bail!("a tar.age export is not a native export"),
+    })
 }
 
 fn source_name(sources: &[PathBuf]) -> String {
@@ -630,8 +737,8 @@ fn into_new_store(
 pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
     let progress = CliProgress::new(a.json);
     let pass = a.backup.passphrase()?;
-    let summary = match open_sources(&a.source, None)? {
-        Source::Native(dir, _scratch) => {
+    let summary = match open_sources(&a.source, &a.s3, None)? {
+        src @ (Source::Native(..) | Source::Remote(_)) => {
             let vol_secret;
             let key = match (&pass, &a.backup.identity) {
                 (Some(p), _) => OpenKey::Passphrase(p),
@@ -641,7 +748,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
                     OpenKey::Volume(&vol_secret)
                 }
             };
-            let t = Target::open(&dir, &key).with_context(|| source_name(&a.source))?;
+            let (t, _scratch) = open_target(src, &key).with_context(|| source_name(&a.source))?;
             sealvol_export::restore::verify(&t, &progress)?
         }
         Source::TarAge(files) => {
@@ -673,9 +780,11 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<ExitCode> {
     })
 }
 
-pub(crate) fn export_ls(source: &Path, json: bool) -> Result<ExitCode> {
+pub(crate) fn export_ls(source: &Path, s3: &S3Args, json: bool) -> Result<ExitCode> {
     let l = if source.is_dir() {
         sealvol_export::chain::list(source)?
+    } else if let Some(store) = s3.store(source)? {
+        sealvol_export::chain::list_store(store.as_ref())?
     } else {
         // An archive: its chain files unpacked, its objects only counted.
         let scratch = sealvol_export::archive::ScratchDir::new(None, "ls")?;

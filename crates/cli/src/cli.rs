@@ -135,10 +135,13 @@ pub(crate) enum Cmd {
     /// Read and authenticate everything in an export; names damaged files by path; exits 1 on
     /// damage.
     Verify(crate::backup::VerifyArgs),
-    /// List the exports in a native export directory, with dates and sizes (no key needed).
+    /// List the exports in a native export directory, archive or s3://bucket/prefix, with
+    /// dates and sizes (no key needed).
     ExportLs {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        s3: crate::backup::S3Args,
         source: PathBuf,
     },
 }
@@ -274,7 +277,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Export(a) => crate::backup::export(a),
         Cmd::Import(a) => crate::backup::import(a),
         Cmd::Verify(a) => crate::backup::verify(a),
-        Cmd::ExportLs { json, source } => crate::backup::export_ls(&source, json),
+        Cmd::ExportLs { json, s3, source } => crate::backup::export_ls(&source, &s3, json),
         Cmd::Stats { store, key, json } => {
             let v = open(&store, &key)?;
             let s = v.stats()?;

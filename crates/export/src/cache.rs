@@ -5,7 +5,7 @@
 //! and store address of each, oldest first): the store's addresses are keyed hashes of the
 //! slices' contents, so equal fingerprints mean equal contents (the store's own dedup rests on
 //! the same). The cache maps fingerprints to object names (or to "all zeros") and lives in the
-//! export directory as `extent-cache`, sealed under the chain's key and bound to the chain (an
+//! export target as `extent-cache`, sealed under the chain's key and bound to the chain (an
 //! older copy only loses entries; nothing in it can name a wrong object, since an object's name
 //! is checked on every restore). Each export rewrites it with the chunks it met, so it follows
 //! the volume rather than growing forever. Missing or unreadable, it is simply empty.
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use sealvol_volume::schema::Extent;
 
-use crate::chain::{write_atomic, Target};
+use crate::chain::{put_durable, Target};
 use crate::error::Result;
 
 const FILE: &str = "extent-cache";
@@ -39,7 +39,7 @@ pub(crate) struct ExtentCache {
 
 impl ExtentCache {
     pub(crate) fn load(target: &Target) -> ExtentCache {
-        let Ok(sealed) = std::fs::read(target.dir.join(FILE)) else {
+        let Ok(sealed) = target.store.get(FILE) else {
             return ExtentCache::default();
         };
         let old = target.keys.open_cache(&sealed).and_then(|plain| {
@@ -72,6 +72,10 @@ impl ExtentCache {
         let v: Vec<_> = self.new.iter().map(|(k, v)| (*k, *v)).collect();
         let plain = postcard::to_allocvec(&v)
             .map_err(|e| crate::ExportError::Refused(format!("encoding the extent cache: {e}")))?;
-        write_atomic(&target.dir, FILE, &target.keys.seal_cache(&plain)?)
+        put_durable(
+            target.store.as_ref(),
+            FILE,
+            &target.keys.seal_cache(&plain)?,
+        )
     }
 }

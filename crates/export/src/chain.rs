@@ -1,9 +1,13 @@
 //! A native export target: its marker, the chain's data key and the slots that open it, the
 //! manifests and their chain.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sealvol_objstore::{LocalDir, ObjectStore};
 
 use sealvol_crypto::{KdfParams, KeyHeader, MasterKey, Purpose, Secret};
 use serde::{Deserialize, Serialize};
@@ -61,11 +65,17 @@ pub enum OpenKey<'a> {
     Identity(&'a Path),
 }
 
-/// An open native export target.
+/// An open native export target: a directory, or an object store (an S3 bucket), through
+/// [`ObjectStore`].
 pub struct Target {
+    /// What the target is called in messages: its directory, or `s3://bucket/prefix`.
     pub dir: PathBuf,
+    pub store: Arc<dyn ObjectStore>,
     pub marker: Marker,
     pub keys: ChainKeys,
+    /// The objects the store holds, with their sizes, listed once when an export starts on a
+    /// remote store (a directory is asked object by object).
+    present: Option<HashMap<[u8; 32], u64>>,
 }
 
 /// The secret of the key slot through which a volume's master key opens its export chains.
@@ -78,19 +88,47 @@ fn volume_slot_secret(volume_master: &MasterKey) -> Secret {
     s
 }
 
-fn read_small(path: &Path, max: usize) -> Result<Vec<u8>> {
-    let f = File::open(path).map_err(io(path))?;
-    let mut buf = Vec::new();
-    f.take(max as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(io(path))?;
+/// The object `key` of `store`, refused if larger than `max` bytes.
+pub(crate) fn read_small(store: &dyn ObjectStore, key: &str, max: usize) -> Result<Vec<u8>> {
+    if let Some(d) = store.local_dir() {
+        let path = d.join(key);
+        let f = File::open(&path).map_err(io(&path))?;
+        let mut buf = Vec::new();
+        f.take(max as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(io(&path))?;
+        if buf.len() > max {
+            return Err(ExportError::Damaged {
+                path: path.clone(),
+                what: format!("{} is larger than {max} bytes", path.display()),
+            });
+        }
+        return Ok(buf);
+    }
+    let buf = store.get(key)?;
     if buf.len() > max {
         return Err(ExportError::Damaged {
-            path: path.to_path_buf(),
-            what: format!("{} is larger than {max} bytes", path.display()),
+            path: PathBuf::from(store.describe()),
+            what: format!("{key} is larger than {max} bytes"),
         });
     }
     Ok(buf)
+}
+
+/// Whether `e` says an object or file does not exist.
+pub(crate) fn is_not_found(e: &ExportError) -> bool {
+    match e {
+        ExportError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        ExportError::Store(e) => e.is_not_found(),
+        _ => false,
+    }
+}
+
+/// The key of export `seq`'s metadata in an object store other than a directory: named by its
+/// hash too, so that two exporters racing for the same number never overwrite each other's
+/// (the loser's manifest is refused; its metadata is an orphan it removes).
+pub(crate) fn remote_meta_key(seq: u64, hash: &[u8; 32]) -> String {
+    format!("{EXPORTS}/{seq:08}.{}.meta", hex::encode(&hash[..8]))
 }
 
 /// Write `bytes` to `dir/name` atomically and durably: temp file, fsync, rename, fsync dir.
@@ -115,16 +153,17 @@ pub(crate) fn meta_name(seq: u64) -> String {
     format!("{seq:08}.meta")
 }
 
-fn read_marker(dir: &Path) -> Result<Marker> {
-    let p = dir.join(MARKER);
-    let bytes = read_small(&p, 4096).map_err(|e| match e {
-        ExportError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+fn read_marker(store: &dyn ObjectStore) -> Result<Marker> {
+    let dir = &PathBuf::from(store.describe());
+    let bytes = read_small(store, MARKER, 4096).map_err(|e| {
+        if is_not_found(&e) {
             ExportError::NotAnExport {
                 path: dir.to_path_buf(),
                 why: format!("it has no {MARKER}"),
             }
+        } else {
+            e
         }
-        e => e,
     })?;
     let m: Marker = serde_json::from_slice(&bytes).map_err(|e| ExportError::NotAnExport {
         path: dir.to_path_buf(),
@@ -144,9 +183,9 @@ fn read_marker(dir: &Path) -> Result<Marker> {
     Ok(m)
 }
 
-fn read_chain_header(dir: &Path) -> Result<KeyHeader> {
-    let p = dir.join(CHAIN_KEYS);
-    let bytes = read_small(&p, sealvol_crypto::slots::MAX_HEADER_BYTES)?;
+fn read_chain_header(store: &dyn ObjectStore) -> Result<KeyHeader> {
+    let dir = PathBuf::from(store.describe());
+    let bytes = read_small(store, CHAIN_KEYS, sealvol_crypto::slots::MAX_HEADER_BYTES)?;
     KeyHeader::from_json(&bytes).map_err(|e| ExportError::Damaged {
         path: dir.to_path_buf(),
         what: format!("{CHAIN_KEYS}: {e}"),
@@ -176,12 +215,23 @@ fn unlocked(
     }
 }
 
-/// Whether `dir` holds anything (a missing directory holds nothing).
-fn is_empty_dir(dir: &Path) -> Result<bool> {
+/// Whether `store` holds anything (a missing directory holds nothing).
+fn is_empty(store: &dyn ObjectStore) -> Result<bool> {
+    let Some(dir) = store.local_dir() else {
+        return Ok(store.list("")?.is_empty());
+    };
     match std::fs::read_dir(dir) {
         Ok(mut it) => Ok(it.next().is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(io(dir)(e)),
+    }
+}
+
+/// Store a small file of the chain (marker, keys, cache) and make it durable.
+pub(crate) fn put_durable(store: &dyn ObjectStore, key: &str, bytes: &[u8]) -> Result<()> {
+    match store.local_dir() {
+        Some(d) => write_atomic(d, key, bytes),
+        None => Ok(store.put(key, bytes)?),
     }
 }
 
@@ -193,15 +243,17 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// An exclusive lock on the target while an export writes to it (released on drop).
-pub struct TargetLock(#[allow(dead_code)] File);
+/// An exclusive lock on a directory target while an export writes to it (released on drop).
+/// An object store has none: its exports publish their manifests with a conditional write,
+/// and the second of two racing exporters is refused then.
+pub struct TargetLock(#[allow(dead_code)] Option<File>);
 
 impl Target {
     /// Open the chain in `dir` to add an export of the volume whose key header is
     /// `volume_header` (unlocked as `volume_master`), or start a chain in an empty or new
     /// `dir`. `key` must agree with how an existing chain was started.
     pub fn open_for_export(
-        dir: &Path,
+        store: Arc<dyn ObjectStore>,
         volume_header: &KeyHeader,
         volume_master: &MasterKey,
         key: &ExportKey<'_>,
@@ -209,9 +261,13 @@ impl Target {
     ) -> Result<(Target, TargetLock)> {
         let volume_hex = hex::encode(&volume_header.volume_id);
         let slot = volume_slot_secret(volume_master);
-        if is_empty_dir(dir)? {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-            let lock = lock(dir)?;
+        let dir = &PathBuf::from(store.describe());
+        let s = store.as_ref();
+        if is_empty(s)? {
+            if let Some(d) = s.local_dir() {
+                std::fs::create_dir_all(d).map_err(io(d))?;
+            }
+            let lock = lock(s)?;
             let now = now_unix();
             let (mut header, k) = KeyHeader::create(&slot, KdfParams::MIN, now)?;
             let backup = match key {
@@ -226,17 +282,19 @@ impl Target {
                     header.add_slot(&k, &Secret::key_file(&secret), KdfParams::MIN, now)?;
                     let wrapped = age_encrypt_to(r, &secret);
                     zeroize::Zeroize::zeroize(&mut secret);
-                    write_atomic(dir, BACKUP_KEY_AGE, &wrapped?)?;
+                    put_durable(s, BACKUP_KEY_AGE, &wrapped?)?;
                     BackupKind::Age
                 }
             };
             if backup == BackupKind::None {
-                write_atomic(dir, VOLUME_KEYS, &volume_header.to_json())?;
+                put_durable(s, VOLUME_KEYS, &volume_header.to_json())?;
             }
-            write_atomic(dir, CHAIN_KEYS, &header.to_json())?;
+            put_durable(s, CHAIN_KEYS, &header.to_json())?;
             let id = chain_id(dir, &header)?;
-            for sub in [OBJECTS, EXPORTS] {
-                std::fs::create_dir_all(dir.join(sub)).map_err(io(dir))?;
+            if let Some(d) = s.local_dir() {
+                for sub in [OBJECTS, EXPORTS] {
+                    std::fs::create_dir_all(d.join(sub)).map_err(io(d))?;
+                }
             }
             let marker = Marker {
                 format: MARKER_FORMAT.into(),
@@ -249,19 +307,21 @@ impl Target {
             // target until emptied (a crash here leaves it so; the message says what to do).
             let json = serde_json::to_vec_pretty(&marker)
                 .map_err(|e| ExportError::Refused(format!("encoding the marker: {e}")))?;
-            write_atomic(dir, MARKER, &json)?;
+            put_durable(s, MARKER, &json)?;
             let keys = ChainKeys::new(id, &k);
             return Ok((
                 Target {
                     dir: dir.to_path_buf(),
+                    store,
                     marker,
                     keys,
+                    present: None,
                 },
                 lock,
             ));
         }
-        let marker = read_marker(dir)?;
-        let lock = lock(dir)?;
+        let marker = read_marker(s)?;
+        let lock = lock(s)?;
         if marker.volume != volume_hex {
             return Err(ExportError::Refused(format!(
                 "{} holds exports of another volume ({}; this one is {volume_hex}); export into an empty or new directory",
@@ -269,7 +329,7 @@ impl Target {
                 marker.volume
             )));
         }
-        let header = read_chain_header(dir)?;
+        let header = read_chain_header(s)?;
         let k = unlocked(dir, header.unlock(&slot))?;
         match (key, marker.backup) {
             (ExportKey::Volume, _) => {}
@@ -288,8 +348,10 @@ impl Target {
         Ok((
             Target {
                 dir: dir.to_path_buf(),
+                store,
                 marker,
                 keys: ChainKeys::new(id, &k),
+                present: None,
             },
             lock,
         ))
@@ -298,12 +360,23 @@ impl Target {
     /// Open the export in `dir` for reading with `key`. A wrong key is refused here, before
     /// anything is written anywhere.
     pub fn open(dir: &Path, key: &OpenKey<'_>) -> Result<Target> {
-        let marker = read_marker(dir)?;
-        let header = read_chain_header(dir)?;
+        Target::open_store(Arc::new(LocalDir::new(dir)), key)
+    }
+
+    /// Open the export in `store` (a directory or a bucket) for reading with `key`.
+    pub fn open_store(store: Arc<dyn ObjectStore>, key: &OpenKey<'_>) -> Result<Target> {
+        let s = store.as_ref();
+        let dir = &PathBuf::from(s.describe());
+        let marker = read_marker(s)?;
+        let header = read_chain_header(s)?;
         let k = match key {
             OpenKey::Volume(secret) => {
-                let p = dir.join(VOLUME_KEYS);
-                if !p.exists() {
+                let vk = match read_small(s, VOLUME_KEYS, sealvol_crypto::slots::MAX_HEADER_BYTES) {
+                    Ok(b) => Some(b),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(e),
+                };
+                let Some(vk) = vk else {
                     return Err(ExportError::Refused(format!(
                         "the export in {} was made with a backup key ({:?}): open it with {}",
                         dir.display(),
@@ -313,26 +386,25 @@ impl Target {
                             _ => "--backup-passphrase-file FILE",
                         }
                     )));
-                }
-                let vh =
-                    KeyHeader::from_json(&read_small(&p, sealvol_crypto::slots::MAX_HEADER_BYTES)?)
-                        .map_err(|e| ExportError::Damaged {
-                            path: dir.to_path_buf(),
-                            what: format!("{VOLUME_KEYS}: {e}"),
-                        })?;
+                };
+                let vh = KeyHeader::from_json(&vk).map_err(|e| ExportError::Damaged {
+                    path: dir.to_path_buf(),
+                    what: format!("{VOLUME_KEYS}: {e}"),
+                })?;
                 let vm = unlocked(dir, vh.unlock(secret))?;
                 unlocked(dir, header.unlock(&volume_slot_secret(&vm)))?
             }
             OpenKey::Passphrase(p) => unlocked(dir, header.unlock(p))?,
             OpenKey::Identity(file) => {
-                let wrapped = read_small(&dir.join(BACKUP_KEY_AGE), 64 << 10).map_err(|e| match e {
-                    ExportError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                let wrapped = read_small(s, BACKUP_KEY_AGE, 64 << 10).map_err(|e| {
+                    if is_not_found(&e) {
                         ExportError::Refused(format!(
                             "the export in {} was not made for an age recipient (it has no {BACKUP_KEY_AGE}); open it with the volume's key or --backup-passphrase-file",
                             dir.display()
                         ))
+                    } else {
+                        e
                     }
-                    e => e,
                 })?;
                 let mut secret = age_decrypt_with(file, &wrapped).map_err(|e| match e {
                     ExportError::Age(_) => ExportError::WrongKey {
@@ -359,8 +431,10 @@ impl Target {
         }
         Ok(Target {
             dir: dir.to_path_buf(),
+            store,
             marker,
             keys: ChainKeys::new(id, &k),
+            present: None,
         })
     }
 
@@ -368,15 +442,51 @@ impl Target {
         self.dir.join(EXPORTS)
     }
 
+    /// The file of an object in a directory target (its name, for another store).
     pub fn object_file(&self, addr: &[u8; 32]) -> PathBuf {
-        self.dir
-            .join(OBJECTS)
-            .join(crate::format::object_path(addr))
+        self.dir.join(object_key(addr))
+    }
+
+    /// Whether the target holds object `addr`, `len` bytes long (a shorter one is a leftover
+    /// of an interrupted write, to be written again).
+    pub(crate) fn holds(&self, addr: &[u8; 32], len: u64) -> bool {
+        match &self.present {
+            Some(p) => p.get(addr) == Some(&len),
+            None => self
+                .store
+                .head(&object_key(addr))
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.size == len),
+        }
+    }
+
+    /// List the objects of a remote target once, for [`Target::holds`] (a directory is
+    /// asked object by object, which is cheaper than a listing there).
+    pub(crate) fn load_present(&mut self) -> Result<()> {
+        if self.store.local_dir().is_some() {
+            return Ok(());
+        }
+        let mut p = HashMap::new();
+        for o in self.store.list(OBJECTS)? {
+            if let Some(addr) = addr_of_key(&o.key) {
+                p.insert(addr, o.size);
+            }
+        }
+        self.present = Some(p);
+        Ok(())
+    }
+
+    /// Note that object `addr` was stored.
+    pub(crate) fn stored(&mut self, addr: [u8; 32], len: u64) {
+        if let Some(p) = &mut self.present {
+            p.insert(addr, len);
+        }
     }
 
     /// The manifests' sequence numbers present, ascending.
     pub fn seqs(&self) -> Result<Vec<u64>> {
-        list_seqs(&self.dir)
+        list_seqs_in(self.store.as_ref())
     }
 
     /// Read and check the chain: every manifest opens, numbers run 1, 2, … without a gap, and
@@ -394,8 +504,8 @@ impl Target {
                     seqs
                 ));
             }
-            let path = self.exports_dir().join(manifest_name(seq));
-            let bytes = match read_small(&path, MAX_MANIFEST) {
+            let key = format!("{EXPORTS}/{}", manifest_name(seq));
+            let bytes = match read_small(self.store.as_ref(), &key, MAX_MANIFEST) {
                 Ok(b) => b,
                 Err(e) => {
                     out.problems
@@ -440,7 +550,7 @@ impl Target {
 
     /// Take the target's lock (for writers).
     pub fn lock(&self) -> Result<TargetLock> {
-        lock(&self.dir)
+        lock(self.store.as_ref())
     }
 }
 
@@ -451,7 +561,22 @@ pub struct Chain {
     pub problems: Vec<String>,
 }
 
-fn lock(dir: &Path) -> Result<TargetLock> {
+/// The key of object `addr`.
+pub(crate) fn object_key(addr: &[u8; 32]) -> String {
+    format!("{OBJECTS}/{}", crate::format::object_path(addr))
+}
+
+/// The object named by `key` (`objects/ab/abcd…`), if it names one.
+fn addr_of_key(key: &str) -> Option<[u8; 32]> {
+    let name = key.strip_prefix(OBJECTS)?.rsplit('/').next()?;
+    let b = hex::decode(name).ok()?;
+    b.try_into().ok()
+}
+
+fn lock(store: &dyn ObjectStore) -> Result<TargetLock> {
+    let Some(dir) = store.local_dir() else {
+        return Ok(TargetLock(None));
+    };
     let p = dir.join(LOCK);
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -466,17 +591,21 @@ fn lock(dir: &Path) -> Result<TargetLock> {
             p.display()
         ))
     })?;
-    Ok(TargetLock(f))
+    Ok(TargetLock(Some(f)))
 }
 
 /// The sequence numbers of the manifests in `dir/exports`, ascending.
 pub fn list_seqs(dir: &Path) -> Result<Vec<u64>> {
     let ed = dir.join(EXPORTS);
+    // A directory without exports/ is an error here, as it always was.
+    std::fs::metadata(&ed).map_err(io(&ed))?;
+    list_seqs_in(&LocalDir::new(dir))
+}
+
+fn list_seqs_in(store: &dyn ObjectStore) -> Result<Vec<u64>> {
     let mut seqs = Vec::new();
-    for e in std::fs::read_dir(&ed).map_err(io(&ed))? {
-        let e = e.map_err(io(&ed))?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
+    for o in store.list(EXPORTS)? {
+        let name = o.key.rsplit('/').next().unwrap_or("");
         if let Some(n) = name.strip_suffix(".manifest") {
             if let Ok(seq) = n.parse::<u64>() {
                 seqs.push(seq);
@@ -509,36 +638,45 @@ pub struct Listing {
 }
 
 pub fn list(dir: &Path) -> Result<Listing> {
-    let marker = read_marker(dir)?;
-    let mut exports = Vec::new();
-    for seq in list_seqs(dir)? {
-        let m = dir.join(EXPORTS).join(manifest_name(seq));
-        let md = std::fs::metadata(&m).map_err(io(&m))?;
-        let meta_bytes = std::fs::metadata(dir.join(EXPORTS).join(meta_name(seq)))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        exports.push(Listed {
-            seq,
-            written_unix: md
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            manifest_bytes: md.len(),
-            meta_bytes,
-        });
-    }
-    let (mut objects, mut object_bytes) = (0, 0);
-    let od = dir.join(OBJECTS);
-    for sub in std::fs::read_dir(&od).map_err(io(&od))? {
-        let sub = sub.map_err(io(&od))?.path();
-        for o in std::fs::read_dir(&sub).map_err(io(&sub))? {
-            let o = o.map_err(io(&sub))?;
-            if !o.file_name().to_string_lossy().starts_with('.') {
-                objects += 1;
-                object_bytes += o.metadata().map(|m| m.len()).unwrap_or(0);
+    list_store(&LocalDir::new(dir))
+}
+
+/// What a directory or bucket holds, from its names and sizes alone.
+pub fn list_store(store: &dyn ObjectStore) -> Result<Listing> {
+    let marker = read_marker(store)?;
+    let mut manifests = HashMap::new();
+    let mut metas: HashMap<u64, u64> = HashMap::new();
+    for o in store.list(EXPORTS)? {
+        let name = o.key.rsplit('/').next().unwrap_or("");
+        let seq = name.split('.').next().and_then(|n| n.parse::<u64>().ok());
+        match seq {
+            Some(seq) if name.ends_with(".manifest") => {
+                manifests.insert(seq, o);
             }
+            Some(seq) if name.ends_with(".meta") => {
+                // An orphan from an interrupted export may sit beside the one its manifest
+                // names (remote stores): the largest is shown.
+                let m = metas.entry(seq).or_default();
+                *m = (*m).max(o.size);
+            }
+            _ => {}
+        }
+    }
+    let mut exports: Vec<Listed> = manifests
+        .into_iter()
+        .map(|(seq, o)| Listed {
+            seq,
+            written_unix: o.modified_unix,
+            manifest_bytes: o.size,
+            meta_bytes: metas.get(&seq).copied().unwrap_or(0),
+        })
+        .collect();
+    exports.sort_by_key(|e| e.seq);
+    let (mut objects, mut object_bytes) = (0, 0);
+    for o in store.list(OBJECTS)? {
+        if addr_of_key(&o.key).is_some() {
+            objects += 1;
+            object_bytes += o.size;
         }
     }
     Ok(Listing {

@@ -29,6 +29,8 @@ pub enum ExportError {
     Crypto(#[from] sealvol_crypto::CryptoError),
     #[error("age: {0}")]
     Age(String),
+    #[error("{0}")]
+    Store(#[from] sealvol_objstore::Error),
 }
 
 pub type Result<T> = std::result::Result<T, ExportError>;
@@ -46,6 +48,9 @@ impl ExportError {
     pub fn is_no_space(&self) -> bool {
         match self {
             ExportError::Io { source, .. } => source.raw_os_error() == Some(28),
+            ExportError::Store(sealvol_objstore::Error::Io { source, .. }) => {
+                source.raw_os_error() == Some(28)
+            }
             ExportError::Volume(sealvol_volume::FsError::Store(
                 sealvol_store::StoreError::NoSpace(_),
             )) => true,

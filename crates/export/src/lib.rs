@@ -43,6 +43,13 @@
 //! encodings are postcard. An export writes its objects, then its meta file, syncs the target's
 //! filesystem, and publishes its manifest last (temp file, rename, fsync): an interrupted export
 //! leaves the chain as it was, plus objects the next export reuses.
+//!
+//! The target is read and written through `sealvol_objstore::ObjectStore`: a directory (as
+//! above) or an S3 bucket (`s3://bucket/prefix`, the same keys under the prefix). A bucket has
+//! no lock: its manifests are published with a conditional write (`If-None-Match: *`), so of
+//! two exporters racing for the same number the second is refused, and its metadata is named
+//! `exports/0000000N.HASH16.meta` (by its hash) so that the loser never overwrites the
+//! winner's. See [`native::export_to`].
 
 pub mod archive;
 mod cache;

@@ -4,14 +4,19 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+use sealvol_objstore::{LocalDir, ObjectStore};
 
 use sealvol_crypto::{KdfParams, KeyHeader, MasterKey};
 use sealvol_volume::{Inode, Kind, Volume};
 
 use crate::cache;
-use crate::chain::{manifest_name, meta_name, write_atomic, ExportKey, Target};
+use crate::chain::{
+    manifest_name, meta_name, object_key, remote_meta_key, ExportKey, Target, EXPORTS,
+};
 use crate::error::{io, ExportError, Result};
 use crate::format::{ChunkRef, Entry, EntryKind, Manifest, FORMAT_VERSION};
 use crate::progress::{Progress, Summary};
@@ -88,9 +93,43 @@ pub fn export(
     opts: &ExportOptions<'_>,
     progress: &dyn Progress,
 ) -> Result<Summary> {
+    export_to(
+        v,
+        volume_header,
+        volume_master,
+        Arc::new(LocalDir::new(dir)),
+        opts,
+        progress,
+    )
+}
+
+/// A local temporary file, removed on drop unless it was moved away.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// [`export`] into any object store: a directory, or a bucket. On a bucket, the objects the
+/// target holds are listed once; the metadata is written to a local temporary file, then
+/// stored; the manifest is published last with a conditional write, so that of two exporters
+/// racing for the same number one wins and the other is refused, the chain as the winner left
+/// it.
+pub fn export_to(
+    v: &Volume,
+    volume_header: &KeyHeader,
+    volume_master: &MasterKey,
+    store: Arc<dyn ObjectStore>,
+    opts: &ExportOptions<'_>,
+    progress: &dyn Progress,
+) -> Result<Summary> {
     let started = Instant::now();
-    let (target, _lock) =
-        Target::open_for_export(dir, volume_header, volume_master, &opts.key, opts.kdf)?;
+    let (mut target, _lock) =
+        Target::open_for_export(store, volume_header, volume_master, &opts.key, opts.kdf)?;
+    let dir = &target.dir.clone();
+    let local = target.store.local_dir().map(Path::to_path_buf);
     let chain = target.chain()?;
     if !chain.problems.is_empty() {
         return Err(ExportError::Refused(format!(
@@ -104,8 +143,18 @@ pub fn export(
     let stats = v.stats()?;
     progress.start("export", stats.logical_bytes);
 
-    let exports = target.exports_dir();
-    let tmp_meta = exports.join(format!(".{}.tmp", meta_name(seq)));
+    target.load_present()?;
+    // The metadata is written beside its final name in a directory, to a local temporary file
+    // for another store.
+    let tmp_meta = match &local {
+        Some(d) => d.join(EXPORTS).join(format!(".{}.tmp", meta_name(seq))),
+        None => {
+            let mut r = [0u8; 8];
+            sealvol_crypto::random_bytes(&mut r)?;
+            std::env::temp_dir().join(format!(".sealvol-export-{}.meta", hex::encode(r)))
+        }
+    };
+    let tmp_guard = TempFile(tmp_meta.clone());
     let f = File::create(&tmp_meta).map_err(io(&tmp_meta))?;
     let mut meta = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, f),
@@ -164,8 +213,7 @@ pub fn export(
                     Some(Some(addr))
                         if this_export.contains(&addr)
                             || opts.held.contains(&addr)
-                            || std::fs::metadata(target.object_file(&addr))
-                                .is_ok_and(|m| m.len() == sealed_object_len(len)) =>
+                            || target.holds(&addr, sealed_object_len(len)) =>
                     {
                         extent_cache.keep(fp, Some(addr));
                         sum.logical_bytes += len as u64;
@@ -221,16 +269,14 @@ pub fn export(
                     if !this_export.insert(addr) {
                         return Ok(true);
                     }
-                    let path = target.object_file(&addr);
                     let want = sealed_object_len(data.len());
-                    if opts.held.contains(&addr)
-                        || std::fs::metadata(&path).is_ok_and(|m| m.len() == want)
-                    {
+                    if opts.held.contains(&addr) || target.holds(&addr, want) {
                         sum.reused_chunks += 1;
                         return Ok(true);
                     }
                     let sealed = target.keys.seal_object(&addr, &data)?;
-                    write_object(&path, &sealed)?;
+                    target.store.put(&object_key(&addr), &sealed)?;
+                    target.stored(addr, sealed.len() as u64);
                     sum.new_chunks += 1;
                     sum.bytes_written += sealed.len() as u64;
                     Ok(true)
@@ -254,14 +300,21 @@ pub fn export(
     let f = inner
         .into_inner()
         .map_err(|e| io(&tmp_meta)(e.into_error()))?;
-    f.sync_all().map_err(io(&tmp_meta))?;
+    if local.is_some() {
+        f.sync_all().map_err(io(&tmp_meta))?;
+    }
     drop(f);
-    let meta_path = exports.join(meta_name(seq));
-    std::fs::rename(&tmp_meta, &meta_path).map_err(io(&meta_path))?;
+    let meta_hash = *hash.finalize().as_bytes();
+    let meta_key = match &local {
+        Some(_) => format!("{EXPORTS}/{}", meta_name(seq)),
+        None => remote_meta_key(seq, &meta_hash),
+    };
+    target.store.put_file(&meta_key, &tmp_meta)?;
+    drop(tmp_guard);
     sum.bytes_written += len;
-    // Every object and the meta file on stable storage before the manifest that names them.
-    let d = File::open(dir).map_err(io(dir))?;
-    rustix::fs::syncfs(&d).map_err(|e| io(dir)(e.into()))?;
+    // Every object and the meta file on stable storage before the manifest that names them
+    // (a directory: syncfs; S3 has stored an object when its PUT returns).
+    target.store.sync()?;
     let m = Manifest {
         format: FORMAT_VERSION,
         chain_id: target.keys.chain_id,
@@ -272,7 +325,7 @@ pub fn export(
         chunk_size: cs,
         entries,
         meta_bytes: len,
-        meta_hash: *hash.finalize().as_bytes(),
+        meta_hash,
         files: sum.files,
         dirs: sum.dirs,
         others: sum.others,
@@ -282,28 +335,26 @@ pub fn export(
         new_object_bytes: sum.bytes_written - len,
     };
     let sealed = target.keys.seal_manifest(&m)?;
-    write_atomic(&exports, &manifest_name(seq), &sealed)?;
+    let manifest_key = format!("{EXPORTS}/{}", manifest_name(seq));
+    if !target.store.put_if_absent(&manifest_key, &sealed)? {
+        if local.is_none() {
+            // Our metadata is named by its hash: nobody else's. Not removing it is harmless.
+            if let Err(e) = target.store.delete(&meta_key) {
+                tracing::warn!(error = %e, "could not remove the metadata of a refused export");
+            }
+        }
+        return Err(ExportError::Refused(format!(
+            "another export published export {seq} to {} while this one ran (its manifest is kept; this one is not published); the objects this one stored stay there for the next export to reuse: run the export again (it will be export {})",
+            dir.display(),
+            seq + 1
+        )));
+    }
     // After the manifest: the cache names only objects an intact export holds.
     extent_cache.save(&target)?;
     sum.bytes_written += sealed.len() as u64;
     sum.seconds = started.elapsed().as_secs_f64();
     progress.finish();
     Ok(sum)
-}
-
-/// Write an object whole under its name: a temp file renamed into place, so a name never
-/// holds part of an object (durability comes from the syncfs before the manifest).
-fn write_object(path: &Path, sealed: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, sealed).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 struct HashingWriter<W: Write> {

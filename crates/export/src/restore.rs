@@ -4,13 +4,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sealvol_volume::{Caller, Kind, SetAttr, Ts, Volume, ROOT_INO};
 
-use crate::chain::{meta_name, Target};
+use crate::chain::{meta_name, object_key, remote_meta_key, Target, EXPORTS};
 use crate::error::{io, ExportError, Result};
 use crate::format::{ChunkRef, Entry, EntryKind, Manifest, MAX_FRAME};
 use crate::progress::{Progress, Summary};
@@ -50,17 +51,46 @@ fn entries(
     damaged: &mut Vec<String>,
     f: &mut dyn FnMut(Entry, &mut Vec<String>) -> Result<()>,
 ) -> Result<()> {
-    let path = target.exports_dir().join(meta_name(m.seq));
-    let part = format!("export {} metadata ({})", m.seq, path.display());
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
-            damaged.push(format!(
-                "{part}: cannot be read ({e}): no file of this export can be restored"
-            ));
+    // A directory's metadata is read as a stream; another store's is fetched whole (under
+    // its name with the hash, or the plain one an archive or directory copy has).
+    let opened: std::result::Result<(PathBuf, Box<dyn Read>), String> =
+        match target.store.local_dir() {
+            Some(_) => {
+                let path = target.exports_dir().join(meta_name(m.seq));
+                File::open(&path)
+                    .map(|f| (path.clone(), Box::new(f) as Box<dyn Read>))
+                    .map_err(|e| {
+                        format!(
+                            "export {} metadata ({}): cannot be read ({e})",
+                            m.seq,
+                            path.display()
+                        )
+                    })
+            }
+            None => {
+                let hashed = remote_meta_key(m.seq, &m.meta_hash);
+                let plain = format!("{EXPORTS}/{}", meta_name(m.seq));
+                let got = match target.store.get(&hashed) {
+                    Err(e) if e.is_not_found() => target.store.get(&plain).map(|b| (plain, b)),
+                    r => r.map(|b| (hashed, b)),
+                };
+                got.map(|(k, b)| {
+                    (
+                        target.dir.join(k),
+                        Box::new(std::io::Cursor::new(b)) as Box<dyn Read>,
+                    )
+                })
+                .map_err(|e| format!("export {} metadata: cannot be read ({e})", m.seq))
+            }
+        };
+    let (path, file) = match opened {
+        Ok(x) => x,
+        Err(why) => {
+            damaged.push(format!("{why}: no file of this export can be restored"));
             return Ok(());
         }
     };
+    let part = format!("export {} metadata ({})", m.seq, path.display());
     let mut r = HashingReader {
         inner: BufReader::with_capacity(1 << 20, file),
         hash: blake3::Hasher::new(),
@@ -139,10 +169,12 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Read and open object `addr`, or say why not.
 fn load_object(target: &Target, addr: &[u8; 32]) -> std::result::Result<Vec<u8>, String> {
-    let p = target.object_file(addr);
-    let sealed = std::fs::read(&p).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("chunk {} is missing", crate::format::short(addr)),
-        _ => format!("chunk {} cannot be read ({e})", crate::format::short(addr)),
+    let sealed = target.store.get(&object_key(addr)).map_err(|e| {
+        if e.is_not_found() {
+            format!("chunk {} is missing", crate::format::short(addr))
+        } else {
+            format!("chunk {} cannot be read ({e})", crate::format::short(addr))
+        }
     })?;
     target
         .keys
