@@ -1,11 +1,13 @@
 //! Writing a native export: the volume's tree as entries, its file data as chunk objects the
 //! target does not hold yet, and a manifest naming the export before it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sealvol_objstore::{LocalDir, ObjectStore};
@@ -156,32 +158,77 @@ pub fn export_to(
     };
     let tmp_guard = TempFile(tmp_meta.clone());
     let f = File::create(&tmp_meta).map_err(io(&tmp_meta))?;
-    let mut meta = HashingWriter {
+    let meta = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, f),
         hash: blake3::Hasher::new(),
         len: 0,
     };
-    let mut sum = Summary {
+    let sum = Summary {
         seq,
         ..Summary::default()
     };
     let cs = v.chunk_size().get();
-    let mut this_export: HashSet<[u8; 32]> = HashSet::new();
-    let mut extent_cache = cache::ExtentCache::load(&target);
-    let mut entries = 0u64;
-    walk(v, &mut |node| {
-        let mut e = entry_of(&node);
-        match e.kind {
-            EntryKind::Dir => sum.dirs += 1,
-            EntryKind::File => sum.files += 1,
-            _ => sum.others += 1,
+    let this_export: Mutex<HashSet<[u8; 32]>> = Mutex::new(HashSet::new());
+    let mut asm = Assembler {
+        seq,
+        tmp_meta: &tmp_meta,
+        meta,
+        entries: 0,
+        sum,
+        extent_cache: cache::ExtentCache::load(&target),
+        new_objects: Vec::new(),
+        pending: VecDeque::new(),
+        in_flight: 0,
+        progress,
+    };
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get() + 1)
+        .unwrap_or(3)
+        .clamp(2, 8);
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<ChunkJob>(4 * workers);
+    let jobs_rx = Mutex::new(jobs_rx);
+    let stop = AtomicBool::new(false);
+    let target_ref = &target;
+    let (this_export_ref, stop_ref, jobs_ref) = (&this_export, &stop, &jobs_rx);
+    std::thread::scope(|scope| -> Result<()> {
+        // Workers read (and decrypt) chunks from the volume, hash them, and seal and store
+        // the objects the target lacks; this thread walks the tree and writes the entries, in
+        // order, once their chunks are known.
+        for _ in 0..workers {
+            scope.spawn(move || loop {
+                let next = lock(jobs_ref).recv();
+                let Ok(job) = next else { break };
+                let r = if stop_ref.load(Ordering::Relaxed) {
+                    Err(ExportError::Refused("stopped".into()))
+                } else {
+                    job.run(v, cs, target_ref, opts, this_export_ref)
+                };
+                if r.is_err() {
+                    stop_ref.store(true, Ordering::Relaxed);
+                }
+                let _ = job.done.send(r);
+            });
         }
-        if e.kind == EntryKind::File {
-            let (ino, shown, size) = (e.ino, e.display_path(), e.size);
-            let mut chunks = Vec::new();
+        let walked = walk(v, &mut |node| {
+            let e = entry_of(&node);
+            match e.kind {
+                EntryKind::Dir => asm.sum.dirs += 1,
+                EntryKind::File => asm.sum.files += 1,
+                _ => asm.sum.others += 1,
+            }
+            let mut p = Pending {
+                e,
+                done: None,
+                expect: 0,
+                received: 0,
+            };
+            if p.e.kind != EntryKind::File {
+                return asm.push(p, target_ref);
+            }
+            let (ino, size) = (p.e.ino, p.e.size);
+            let shown: Arc<str> = p.e.display_path().into();
             // Chunks whose extent an earlier export met are not read again (see `cache`);
-            // holes are not read either. The others are read (and decrypted) from the volume
-            // on a helper thread while this one hashes, seals and writes the previous ones.
+            // holes are not read either. The others go to the workers.
             let extents: std::collections::HashMap<u64, _> = v
                 .file_extents(ino)
                 .map_err(|err| {
@@ -197,7 +244,7 @@ pub fn export_to(
                 let len = (size - index * cs as u64).min(cs as u64) as usize;
                 let Some(ext) = extents.get(&index) else {
                     if holes.iter().any(|(a, b)| *a <= index && index < *b) {
-                        sum.logical_bytes += len as u64;
+                        asm.sum.logical_bytes += len as u64;
                     } else {
                         // Missing and not a hole: the read names the damage.
                         to_read.push((index, None));
@@ -205,97 +252,89 @@ pub fn export_to(
                     continue;
                 };
                 let fp = cache::fingerprint(ext, len);
-                match extent_cache.get(&fp) {
+                match asm.extent_cache.get(&fp) {
                     Some(None) => {
-                        extent_cache.keep(fp, None);
-                        sum.logical_bytes += len as u64;
+                        asm.extent_cache.keep(fp, None);
+                        asm.sum.logical_bytes += len as u64;
                     }
                     Some(Some(addr))
-                        if this_export.contains(&addr)
+                        if lock(this_export_ref).contains(&addr)
                             || opts.held.contains(&addr)
-                            || target.holds(&addr, sealed_object_len(len)) =>
+                            || target_ref.holds(&addr, sealed_object_len(len)) =>
                     {
-                        extent_cache.keep(fp, Some(addr));
-                        sum.logical_bytes += len as u64;
-                        chunks.push(ChunkRef {
+                        asm.extent_cache.keep(fp, Some(addr));
+                        asm.sum.logical_bytes += len as u64;
+                        p.e.chunks.push(ChunkRef {
                             index,
                             len: len as u32,
                             addr,
                         });
-                        if this_export.insert(addr) {
-                            sum.reused_chunks += 1;
+                        if lock(this_export_ref).insert(addr) {
+                            asm.sum.reused_chunks += 1;
                         }
                     }
                     _ => to_read.push((index, Some(fp))),
                 }
             }
-            let offsets: Vec<u64> = to_read.iter().map(|(i, _)| i * cs as u64).collect();
-            let fps: std::collections::HashMap<u64, [u8; 32]> = to_read
-                .iter()
-                .filter_map(|(i, fp)| fp.map(|f| (*i, f)))
-                .collect();
-            crate::restore::prefetched(
-                &offsets,
-                |off| v.read(ino, *off, cs),
-                |&off, data| {
-                    let data = data.map_err(|err| {
-                        ExportError::Refused(format!(
-                            "reading {shown} at byte {off}: {err} (`sealvol check` names the damage)"
-                        ))
-                    })?;
-                    if data.is_empty() {
-                        return Err(ExportError::Refused(format!(
-                            "{shown} ended at byte {off} of {size} while being exported"
-                        )));
+            if to_read.is_empty() {
+                return asm.push(p, target_ref);
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            p.done = Some(rx);
+            p.expect = to_read.len();
+            for (index, fp) in to_read {
+                // Bounded: the entries before this one are finished first, then this one's
+                // chunks taken as they come.
+                while asm.in_flight >= MAX_IN_FLIGHT {
+                    if asm.pending.is_empty() {
+                        asm.absorb_one(&mut p)?;
+                    } else {
+                        asm.finish_oldest(target_ref)?;
                     }
-                    let index = off / cs as u64;
-                    sum.logical_bytes += data.len() as u64;
-                    sum.read_chunks += 1;
-                    if data.iter().all(|b| *b == 0) {
-                        if let Some(fp) = fps.get(&index) {
-                            extent_cache.keep(*fp, None);
-                        }
-                        return Ok(true);
-                    }
-                    let addr = target.keys.object_addr(&data);
-                    if let Some(fp) = fps.get(&index) {
-                        extent_cache.keep(*fp, Some(addr));
-                    }
-                    chunks.push(ChunkRef {
-                        index,
-                        len: data.len() as u32,
-                        addr,
-                    });
-                    if !this_export.insert(addr) {
-                        return Ok(true);
-                    }
-                    let want = sealed_object_len(data.len());
-                    if opts.held.contains(&addr) || target.holds(&addr, want) {
-                        sum.reused_chunks += 1;
-                        return Ok(true);
-                    }
-                    let sealed = target.keys.seal_object(&addr, &data)?;
-                    target.store.put(&object_key(&addr), &sealed)?;
-                    target.stored(addr, sealed.len() as u64);
-                    sum.new_chunks += 1;
-                    sum.bytes_written += sealed.len() as u64;
-                    Ok(true)
-                },
-            )?;
-            chunks.sort_unstable_by_key(|c| c.index);
-            e.chunks = chunks;
+                }
+                asm.in_flight += 1;
+                let job = ChunkJob {
+                    ino,
+                    index,
+                    fp,
+                    size,
+                    shown: shown.clone(),
+                    done: tx.clone(),
+                };
+                if jobs_tx.send(job).is_err() {
+                    return Err(ExportError::Refused("the export's workers stopped".into()));
+                }
+            }
+            asm.pending.push_back(p);
+            Ok(())
+        });
+        let drained = walked.and_then(|()| {
+            while !asm.pending.is_empty() {
+                asm.finish_oldest(target_ref)?;
+            }
+            Ok(())
+        });
+        if drained.is_err() {
+            stop.store(true, Ordering::Relaxed);
         }
-        let sealed = target.keys.seal_entry(seq, entries, &e)?;
-        meta.write_all(&(sealed.len() as u32).to_le_bytes())
-            .and_then(|_| meta.write_all(&sealed))
-            .map_err(io(&tmp_meta))?;
-        entries += 1;
-        progress.advance(
-            &e.display_path(),
-            if e.kind == EntryKind::File { e.size } else { 0 },
-        );
-        Ok(())
+        // Dropping the sender ends the workers once the jobs sent are done.
+        drop(jobs_tx);
+        drained
     })?;
+    let Assembler {
+        meta,
+        entries,
+        mut sum,
+        extent_cache,
+        new_objects,
+        ..
+    } = asm;
+    for (addr, n) in new_objects {
+        target.stored(addr, n);
+    }
+    let this_export = this_export
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let HashingWriter { inner, hash, len } = meta;
     let f = inner
         .into_inner()
@@ -355,6 +394,189 @@ pub fn export_to(
     sum.seconds = started.elapsed().as_secs_f64();
     progress.finish();
     Ok(sum)
+}
+
+/// Chunks read and not yet taken into their entries, at most.
+const MAX_IN_FLIGHT: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An entry waiting for its chunks (if `done` is set) before it is written.
+struct Pending {
+    e: Entry,
+    done: Option<Receiver<Result<Outcome>>>,
+    expect: usize,
+    received: usize,
+}
+
+/// This thread's side of an export: entries written in order once their chunks are in.
+struct Assembler<'a> {
+    seq: u64,
+    tmp_meta: &'a Path,
+    meta: HashingWriter<BufWriter<File>>,
+    entries: u64,
+    sum: Summary,
+    extent_cache: cache::ExtentCache,
+    /// Objects stored by this export, and their sealed sizes.
+    new_objects: Vec<([u8; 32], u64)>,
+    /// Entries sent to the workers, oldest first.
+    pending: VecDeque<Pending>,
+    /// Chunks sent to the workers and not yet taken in.
+    in_flight: usize,
+    progress: &'a dyn Progress,
+}
+
+impl Assembler<'_> {
+    /// Add `p` after the entries pending; write every entry at the front that waits on
+    /// nothing.
+    fn push(&mut self, p: Pending, target: &Target) -> Result<()> {
+        self.pending.push_back(p);
+        while self.pending.front().is_some_and(|p| p.received == p.expect) {
+            self.finish_oldest(target)?;
+        }
+        Ok(())
+    }
+
+    /// Take in the next chunk of `p` from its worker.
+    fn absorb_one(&mut self, p: &mut Pending) -> Result<()> {
+        let Some(rx) = &p.done else {
+            return Ok(());
+        };
+        let o = rx
+            .recv()
+            .map_err(|_| ExportError::Refused("an export worker stopped".into()))??;
+        p.received += 1;
+        self.in_flight -= 1;
+        self.sum.logical_bytes += o.len as u64;
+        self.sum.read_chunks += 1;
+        let Some(addr) = o.addr else {
+            if let Some(fp) = o.fp {
+                self.extent_cache.keep(fp, None);
+            }
+            return Ok(());
+        };
+        if let Some(fp) = o.fp {
+            self.extent_cache.keep(fp, Some(addr));
+        }
+        p.e.chunks.push(ChunkRef {
+            index: o.index,
+            len: o.len,
+            addr,
+        });
+        match o.stored {
+            Stored::New(n) => {
+                self.sum.new_chunks += 1;
+                self.sum.bytes_written += n;
+                self.new_objects.push((addr, n));
+            }
+            Stored::Held => self.sum.reused_chunks += 1,
+            Stored::Twice => {}
+        }
+        Ok(())
+    }
+
+    /// Finish the oldest pending entry: the rest of its chunks, then the entry itself.
+    fn finish_oldest(&mut self, target: &Target) -> Result<()> {
+        let Some(mut p) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        while p.received < p.expect {
+            self.absorb_one(&mut p)?;
+        }
+        p.e.chunks.sort_unstable_by_key(|c| c.index);
+        let e = &p.e;
+        let sealed = target.keys.seal_entry(self.seq, self.entries, e)?;
+        self.meta
+            .write_all(&(sealed.len() as u32).to_le_bytes())
+            .and_then(|_| self.meta.write_all(&sealed))
+            .map_err(io(self.tmp_meta))?;
+        self.entries += 1;
+        self.progress.advance(
+            &e.display_path(),
+            if e.kind == EntryKind::File { e.size } else { 0 },
+        );
+        Ok(())
+    }
+}
+
+/// One chunk of a file to read, hash, and store if the target lacks it.
+struct ChunkJob {
+    ino: u64,
+    index: u64,
+    /// The fingerprint of its extent, for the extent cache (none where the chunk is missing).
+    fp: Option<[u8; 32]>,
+    size: u64,
+    shown: Arc<str>,
+    done: Sender<Result<Outcome>>,
+}
+
+/// What became of a chunk.
+struct Outcome {
+    index: u64,
+    len: u32,
+    fp: Option<[u8; 32]>,
+    /// Its object; `None` for a chunk of zeros (a hole).
+    addr: Option<[u8; 32]>,
+    stored: Stored,
+}
+
+enum Stored {
+    /// Stored by this job: the sealed bytes written.
+    New(u64),
+    /// The target (or an earlier archive) held it.
+    Held,
+    /// Another chunk of this export had the same contents.
+    Twice,
+}
+
+impl ChunkJob {
+    fn run(
+        &self,
+        v: &Volume,
+        cs: u32,
+        target: &Target,
+        opts: &ExportOptions<'_>,
+        this_export: &Mutex<HashSet<[u8; 32]>>,
+    ) -> Result<Outcome> {
+        let (shown, size) = (&self.shown, self.size);
+        let off = self.index * cs as u64;
+        let data = v.read(self.ino, off, cs).map_err(|err| {
+            ExportError::Refused(format!(
+                "reading {shown} at byte {off}: {err} (`sealvol check` names the damage)"
+            ))
+        })?;
+        if data.is_empty() {
+            return Err(ExportError::Refused(format!(
+                "{shown} ended at byte {off} of {size} while being exported"
+            )));
+        }
+        let mut o = Outcome {
+            index: self.index,
+            len: data.len() as u32,
+            fp: self.fp,
+            addr: None,
+            stored: Stored::Twice,
+        };
+        if data.iter().all(|b| *b == 0) {
+            return Ok(o);
+        }
+        let addr = target.keys.object_addr(&data);
+        o.addr = Some(addr);
+        if !lock(this_export).insert(addr) {
+            return Ok(o);
+        }
+        let want = sealed_object_len(data.len());
+        if opts.held.contains(&addr) || target.holds(&addr, want) {
+            o.stored = Stored::Held;
+            return Ok(o);
+        }
+        let sealed = target.keys.seal_object(&addr, &data)?;
+        target.store.put(&object_key(&addr), &sealed)?;
+        o.stored = Stored::New(sealed.len() as u64);
+        Ok(o)
+    }
 }
 
 struct HashingWriter<W: Write> {

@@ -644,41 +644,6 @@ impl Restorer<'_> {
     }
 }
 
-/// Run `load` over `items` on a helper thread, a few items ahead, and `use_it` on each result
-/// here, in order, until it returns `false` or fails.
-pub(crate) fn prefetched<I: Sync, T: Send>(
-    items: &[I],
-    load: impl Fn(&I) -> T + Sync,
-    mut use_it: impl FnMut(&I, T) -> Result<bool>,
-) -> Result<()> {
-    if items.len() < 2 {
-        for i in items {
-            if !use_it(i, load(i))? {
-                break;
-            }
-        }
-        return Ok(());
-    }
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
-        let load = &load;
-        scope.spawn(move || {
-            for i in items {
-                if tx.send(load(i)).is_err() {
-                    break;
-                }
-            }
-        });
-        for (i, t) in items.iter().zip(rx.iter()) {
-            if !use_it(i, t)? {
-                break;
-            }
-        }
-        // Dropping the receiver stops the helper at its next send.
-        Ok(())
-    })
-}
-
 /// Owner, mode, size (a file's trailing hole) and times, as the entry says.
 fn set_attrs(v: &Volume, ino: u64, e: &Entry) -> Result<()> {
     let a = SetAttr {
