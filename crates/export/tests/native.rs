@@ -577,3 +577,105 @@ fn a_chain_of_archives_made_since_each_other_restores_each_step_and_adds_only_ne
     .unwrap();
     assert!(matches!(e, ExportError::NotAnExport { .. }), "{e}");
 }
+
+/// A file of more chunks than the export keeps out at a time round trips; a chunk of the
+/// volume that does not authenticate stops the export, names the file, and publishes nothing.
+#[test]
+fn a_file_larger_than_the_export_window_round_trips_and_a_damaged_volume_chunk_stops_it() {
+    use sealvol_store::{Cf, Durability, Engine, MemoryEngine, WriteBatch};
+    use std::sync::Arc;
+
+    let (header, master) = sealvol_crypto::KeyHeader::create(&secret(), KdfParams::MIN, 0).unwrap();
+    let engine = Arc::new(MemoryEngine::new());
+    let opts = sealvol_volume::CreateOptions {
+        chunk_size: sealvol_volume::ChunkSize::new(CHUNK).unwrap(),
+        kdf: KdfParams::MIN,
+        ..sealvol_volume::CreateOptions::default()
+    };
+    let clock = Arc::new(sealvol_volume::StepClock::new(1_700_000_000_000));
+    let v = Volume::init_in(
+        engine.clone() as Arc<dyn Engine>,
+        &header,
+        &master,
+        &opts,
+        clock.clone(),
+    )
+    .unwrap();
+    // 700 chunks (the export keeps at most 256 out), with small files before and after.
+    file(&v, ROOT_INO, "a-small", b"first");
+    let chunks = |e: &MemoryEngine| {
+        let mut keys = Vec::new();
+        e.for_each(Cf::Chunks, b"", &mut |k, _| {
+            keys.push(k.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        keys
+    };
+    let before = chunks(&engine);
+    file(&v, ROOT_INO, "big", &pattern(700 * CHUNK as usize + 123, 5));
+    let big_chunks: Vec<Vec<u8>> = chunks(&engine)
+        .into_iter()
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert!(big_chunks.len() >= 700, "{}", big_chunks.len());
+    file(&v, ROOT_INO, "z-small", b"last");
+    let src = Src { v, header, master };
+    let dir = tempfile::tempdir().unwrap();
+    let s = export_to(&src, dir.path());
+    assert_eq!(s.files, 3);
+    let (restored, r) = import_from(dir.path(), &OpenKey::Volume(&secret()), None);
+    assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+    assert_same(&dump(&src.v), &dump(&restored));
+
+    // Damage one chunk of the big file in the store, and read it afresh (no cache).
+    let key = &big_chunks[big_chunks.len() / 2];
+    let mut bad = Vec::new();
+    engine
+        .for_each(Cf::Chunks, key, &mut |k, val| {
+            if k == key.as_slice() {
+                bad = val.to_vec();
+            }
+            Ok(())
+        })
+        .unwrap();
+    let n = bad.len();
+    bad[n / 2] ^= 0x55;
+    let mut b = WriteBatch::new();
+    b.put(Cf::Chunks, key.clone(), bad);
+    engine.write(b, Durability::Process).unwrap();
+    let Src { v, header, master } = src;
+    v.close().unwrap();
+    drop(v);
+    let v = Volume::open_in(engine.clone() as Arc<dyn Engine>, &header, &master, clock).unwrap();
+    let src = Src { v, header, master };
+    let dir2 = tempfile::tempdir().unwrap();
+    let err = export(
+        &src.v,
+        &src.header,
+        &src.master,
+        dir2.path(),
+        &volume_key(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/big") && msg.contains("sealvol check"),
+        "{msg}"
+    );
+    // Nothing published: no manifest in the new target.
+    let manifests = std::fs::read_dir(dir2.path().join("exports"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".manifest")
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(manifests, 0);
+}
