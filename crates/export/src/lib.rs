@@ -64,3 +64,16 @@ mod walk;
 
 pub use error::{ExportError, Result};
 pub use progress::{NoProgress, Progress, Summary};
+
+/// How many threads read, seal and store (export) or read, open and write (import) chunks:
+/// one more than the cores for a local target, where they work the CPU and the disk; 16 for a
+/// remote one, where each mostly waits for its request's round trip.
+pub(crate) fn workers(remote: bool) -> usize {
+    if remote {
+        return 16;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get() + 1)
+        .unwrap_or(3)
+        .clamp(2, 8)
+}

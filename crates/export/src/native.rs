@@ -181,10 +181,7 @@ pub fn export_to(
         in_flight: 0,
         progress,
     };
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get() + 1)
-        .unwrap_or(3)
-        .clamp(2, 8);
+    let workers = crate::workers(local.is_none());
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<ChunkJob>(4 * workers);
     let jobs_rx = Mutex::new(jobs_rx);
     let stop = AtomicBool::new(false);

@@ -269,10 +269,7 @@ pub fn restore(
     let started = Instant::now();
     progress.start("import", m.logical_bytes);
     let shared = Shared::default();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get() + 1)
-        .unwrap_or(3)
-        .clamp(2, 8);
+    let workers = crate::workers(target.store.local_dir().is_none());
     let mut damaged = Vec::new();
     let mut r = Restorer {
         v,
