@@ -112,6 +112,23 @@ fn create_dir_and_probe_direct_io(path: &Path, create: bool) -> bool {
     written.is_ok()
 }
 
+thread_local! {
+    static PERF_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Turn RocksDB's per-thread performance counters off on this thread (once). They are on by
+/// default (`kEnableCount`): every memtable key comparison then bumps a counter in a
+/// thread-local of the shared library, two `__tls_get_addr` calls that were a sixth of the
+/// instructions of a fold's writes. sealvol never reads them.
+fn perf_counters_off() {
+    PERF_OFF.with(|off| {
+        if !off.get() {
+            rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
+            off.set(true);
+        }
+    });
+}
+
 fn map_err(path: &Path, e: rocksdb::Error) -> StoreError {
     let s = e.into_string();
     if s.contains("lock") && (s.contains("LOCK") || s.contains("Resource temporarily unavailable"))
@@ -270,6 +287,7 @@ impl RocksEngine {
 
 impl Engine for RocksEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        perf_counters_off();
         if cf == Cf::Chunks {
             let mut out = None;
             self.get_with(cf, key, &mut |v| out = v.map(<[u8]>::to_vec))?;
@@ -284,6 +302,7 @@ impl Engine for RocksEngine {
         key: &[u8],
         f: &mut dyn FnMut(Option<&[u8]>),
     ) -> Result<(), StoreError> {
+        perf_counters_off();
         let mut ro = rocksdb::ReadOptions::default();
         if cf == Cf::Chunks {
             // Chunk values are sealed: every read above this layer authenticates them
@@ -306,6 +325,7 @@ impl Engine for RocksEngine {
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
+        perf_counters_off();
         self.check_failed()?;
         self.check_space(batch.bytes())?;
         let mut wb = rocksdb::WriteBatch::default();
@@ -333,6 +353,7 @@ impl Engine for RocksEngine {
     }
 
     fn write_bulk(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        perf_counters_off();
         // Into the memtables without the write-ahead log, then flushed (table and blob files
         // written and synced, the manifest updated) before returning: the bytes go to disk
         // once, instead of twice (log, then table) with a software CRC32C over each.
@@ -402,6 +423,7 @@ impl Engine for RocksEngine {
         start: &[u8],
         limit: usize,
     ) -> Result<KvPairs, StoreError> {
+        perf_counters_off();
         let from = scan_from(prefix, start);
         let it = self
             .db
