@@ -149,26 +149,39 @@ pub fn apply_all(
     })
 }
 
-/// The same history into the memory engine and into RocksDB at `dir`.
-pub fn run(n: usize, dir: &Path) -> crate::Result<(ApplyBench, ApplyBench)> {
+/// The same history into the memory engine and into RocksDB at `dir` (only into the one named
+/// by `only`, "memory" or "rocksdb", if given: for instruction counts of one path).
+pub fn run(
+    n: usize,
+    dir: &Path,
+    only: Option<&str>,
+) -> crate::Result<(Option<ApplyBench>, Option<ApplyBench>)> {
     let (master, volume, snap, entries, key) = history(n)?;
     let pkcs8 = key.to_pkcs8_for_bench();
-    let mem = apply_all(
-        Arc::new(MemoryEngine::new()),
-        &master,
-        volume,
-        &snap,
-        &entries,
-        key,
-    )?;
-    let rocks = RocksEngine::open(dir, true, &RocksTuning::default())?;
-    let rdb = apply_all(
-        Arc::new(rocks),
-        &master,
-        volume,
-        &snap,
-        &entries,
-        MemberKey::from_pkcs8_for_bench(pkcs8),
-    )?;
+    let mem = match only {
+        Some("rocksdb") => None,
+        _ => Some(apply_all(
+            Arc::new(MemoryEngine::new()),
+            &master,
+            volume,
+            &snap,
+            &entries,
+            key,
+        )?),
+    };
+    let rdb = match only {
+        Some("memory") => None,
+        _ => {
+            let rocks = RocksEngine::open(dir, true, &RocksTuning::default())?;
+            Some(apply_all(
+                Arc::new(rocks),
+                &master,
+                volume,
+                &snap,
+                &entries,
+                MemberKey::from_pkcs8_for_bench(pkcs8),
+            )?)
+        }
+    };
     Ok((mem, rdb))
 }

@@ -38,7 +38,8 @@ impl ReplicaKeys {
 
     pub(crate) fn record_key(&self, t: Table, id: &[u8]) -> Vec<u8> {
         let (_, tag) = t.place();
-        let mut k = vec![tag];
+        let mut k = Vec::with_capacity(1 + 8 + 16);
+        k.push(tag);
         if t == Table::Name {
             // Names share an 8-byte prefix per directory, so a directory lists by prefix.
             let parent = &id[..17.min(id.len())];
@@ -169,7 +170,20 @@ pub(crate) type UndoItem = (Table, Vec<u8>, Option<Vec<u8>>);
 type Recording = (Vec<UndoItem>, BTreeSet<(Table, Vec<u8>)>);
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(v).map_err(|e| corrupt(format!("encoding: {e}")))
+    // Into a buffer reused across calls, then copied out at its exact size: grown from empty, the
+    // vector was reallocated four or five times per inode record, and a vector sized ahead would
+    // keep its spare room in the record cache.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|s| {
+        let mut buf = std::mem::take(&mut *s.borrow_mut());
+        buf.clear();
+        let buf = postcard::to_extend(v, buf).map_err(|e| corrupt(format!("encoding: {e}")))?;
+        let out = buf.to_vec();
+        *s.borrow_mut() = buf;
+        Ok(out)
+    })
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T> {

@@ -74,19 +74,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `sealvol-sim bench [N] [DIR]`: apply a history of N mixed entries (default 100,000) into the
-/// memory engine and into RocksDB in DIR (default a new directory under /var/tmp).
+/// `sealvol-sim bench [N] [DIR] [memory|rocksdb]`: apply a history of N mixed entries (default
+/// 100,000) into the memory engine and into RocksDB in DIR (default a new directory under
+/// /var/tmp); with a third argument, into that engine only.
 fn bench(args: &[String]) -> ExitCode {
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let dir = match args.get(1) {
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::temp_dir().join(format!("sealvol-replica-bench-{}", std::process::id())),
     };
-    let out = sealvol_replica::bench::run(n, &dir);
+    let only = args.get(2).map(String::as_str);
+    if only.is_some_and(|o| o != "memory" && o != "rocksdb") {
+        return usage("bench's third argument is memory or rocksdb");
+    }
+    let out = sealvol_replica::bench::run(n, &dir, only);
     let _ = std::fs::remove_dir_all(&dir);
     match out {
         Ok((mem, rocks)) => {
             for (name, b) in [("memory", mem), ("rocksdb", rocks)] {
+                let Some(b) = b else { continue };
                 println!(
                     "{name}: {} entries in {:.2} s = {:.0} entries/s; longest batch of 64 {:.2} ms; {:.0} bytes per entry shipped; {:.0} store bytes per entry",
                     b.entries,
