@@ -701,6 +701,14 @@ fn into_new_store(
     fill: impl FnOnce(&Volume) -> sealvol_export::Result<sealvol_export::Summary>,
 ) -> Result<sealvol_export::Summary> {
     let r = sealvol_mount::remove_on_failure(dir, || {
+        // Until the end: a store whose import was killed is refused, not taken for a restore.
+        volume_admin::mark_incomplete(
+            dir,
+            &format!(
+                "an import into it did not finish (it was interrupted); delete {} and run the import again",
+                dir.display()
+            ),
+        )?;
         let v = Volume::create(dir, secret, opts, Arc::new(SystemClock)).map_err(|e| {
             anyhow::anyhow!(e).context(format!("creating the store {}", dir.display()))
         })?;
@@ -714,6 +722,7 @@ fn into_new_store(
             }
         })?;
         v.close().map_err(anyhow::Error::from)?;
+        volume_admin::mark_complete(dir)?;
         Ok::<_, anyhow::Error>(s)
     });
     match r {

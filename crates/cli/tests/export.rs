@@ -758,3 +758,70 @@ fn import_into_a_docker_volume_replaces_its_empty_store_and_refuses_a_used_one()
     f.umount();
     assert_eq!(tree_of_store(&f, &vstore, &f.key, "m2"), want);
 }
+
+#[test]
+fn a_store_whose_import_was_killed_is_refused_and_says_what_to_do() {
+    let f = Fixture::new();
+    f.mount();
+    ok(&sh(&format!(
+        "head -c 100000000 /dev/urandom > '{}'",
+        s(&f.m("big"))
+    )));
+    f.umount();
+    let bk = f.dir.path().join("bk");
+    ok(&f.keyed("export", &[s(&bk)]));
+    let new = f.dir.path().join("new");
+    let mut import = Command::new(bin())
+        .args(["import", "--keyfile", s(&f.key), s(&bk), "--store", s(&new)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the new store has its key header (it would open), before the data is in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !new.join("keys.json").exists() {
+        assert!(std::time::Instant::now() < deadline, "import made no store");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    import.kill().unwrap();
+    import.wait().unwrap();
+    std::fs::create_dir(f.dir.path().join("m")).unwrap();
+    for o in [
+        sealvol(&["check", "--store", s(&new), "--keyfile", s(&f.key)]),
+        sealvol(&[
+            "mount",
+            "--store",
+            s(&new),
+            "--keyfile",
+            s(&f.key),
+            s(&f.dir.path().join("m")),
+        ]),
+    ] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success()
+                && err.contains("is not a complete store")
+                && err.contains("did not finish")
+                && err.contains("run the import again"),
+            "{err}"
+        );
+    }
+    // As it says: delete it and import again.
+    std::fs::remove_dir_all(&new).unwrap();
+    ok(&sealvol(&[
+        "import",
+        "--keyfile",
+        s(&f.key),
+        s(&bk),
+        "--store",
+        s(&new),
+    ]));
+    assert!(!new.join("INCOMPLETE").exists());
+    ok(&sealvol(&[
+        "check",
+        "--store",
+        s(&new),
+        "--keyfile",
+        s(&f.key),
+    ]));
+}

@@ -4,6 +4,8 @@
 //! STORE_DIR/
 //!   keys.json        key header (clear JSON): volume id, key epoch, key slots (salts, Argon2id
 //!                    parameters, wrapped master key). No plaintext key, no file data.
+//!   INCOMPLETE       only while `import` fills the store: why it is not whole yet. A store
+//!                    with this file is refused on open (`volume_admin::mark_incomplete`).
 //!   db/              RocksDB, one column family per kind of record:
 //!
 //! cf        key (bytes)                                   value

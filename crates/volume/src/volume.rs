@@ -153,7 +153,20 @@ pub(crate) fn write_key_header(store_dir: &Path, header: &KeyHeader) -> Result<(
     Ok(())
 }
 
+/// A store that a tool is still filling (import): while this file is in its directory, the
+/// store is refused, with the file's text as the reason.
+pub(crate) const INCOMPLETE_FILE: &str = "INCOMPLETE";
+
 pub(crate) fn read_key_header(store_dir: &Path) -> Result<KeyHeader> {
+    let marker = store_dir.join(INCOMPLETE_FILE);
+    if let Ok(why) = std::fs::read_to_string(&marker) {
+        return Err(FsError::Setup(format!(
+            "{} is not a complete store: {} ({})",
+            store_dir.display(),
+            why.trim(),
+            marker.display()
+        )));
+    }
     let p = store_dir.join(KEY_HEADER_FILE);
     let bytes = sealvol_crypto::slots::read_header_bytes(&p).map_err(|e| {
         FsError::Setup(format!(
@@ -532,10 +545,46 @@ pub mod volume_admin {
     use sealvol_crypto::{KdfParams, KeyHeader, Secret};
 
     use super::{read_key_header, write_key_header};
-    use crate::error::Result;
+    use crate::error::{FsError, Result};
 
     pub fn read_header(store_dir: &Path) -> Result<KeyHeader> {
         read_key_header(store_dir)
+    }
+
+    /// Mark `store_dir` (made if absent) as being filled: until [`mark_complete`], opening it
+    /// fails with `why` as the reason (say what happened and what to do). Durable on return.
+    pub fn mark_incomplete(store_dir: &Path, why: &str) -> Result<()> {
+        let io = |e: std::io::Error| {
+            FsError::Setup(format!(
+                "cannot mark {} as incomplete: {e}",
+                store_dir.display()
+            ))
+        };
+        std::fs::create_dir_all(store_dir).map_err(io)?;
+        let mut f = std::fs::File::create(store_dir.join(super::INCOMPLETE_FILE)).map_err(io)?;
+        std::io::Write::write_all(&mut f, why.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::File::open(store_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
+    }
+
+    /// The store in `store_dir` is whole (everything in it durable): it opens again.
+    pub fn mark_complete(store_dir: &Path) -> Result<()> {
+        let io = |e: std::io::Error| {
+            FsError::Setup(format!(
+                "cannot mark {} as complete: {e}",
+                store_dir.display()
+            ))
+        };
+        match std::fs::remove_file(store_dir.join(super::INCOMPLETE_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(e)),
+        }
+        std::fs::File::open(store_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// Add a slot for `new`, authorised by `current`. Returns the new slot id.
