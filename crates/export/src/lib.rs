@@ -77,3 +77,9 @@ pub(crate) fn workers(remote: bool) -> usize {
         .unwrap_or(3)
         .clamp(2, 8)
 }
+
+/// A mutex's guard; a poisoned one (a worker panicked) is taken as it is: what it guards
+/// (sets and lists the workers add to) stays consistent item by item.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -21,6 +21,7 @@ use crate::chain::{
 };
 use crate::error::{io, ExportError, Result};
 use crate::format::{ChunkRef, Entry, EntryKind, Manifest, FORMAT_VERSION};
+use crate::lock;
 use crate::progress::{Progress, Summary};
 use crate::walk::{walk, Node};
 
@@ -395,10 +396,6 @@ pub fn export_to(
 
 /// Chunks read and not yet taken into their entries, at most.
 const MAX_IN_FLIGHT: usize = 256;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// An entry waiting for its chunks (if `done` is set) before it is written.
 struct Pending {

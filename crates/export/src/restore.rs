@@ -14,6 +14,7 @@ use sealvol_volume::{Caller, Kind, SetAttr, Ts, Volume, ROOT_INO};
 use crate::chain::{meta_name, object_key, remote_meta_key, Target, EXPORTS};
 use crate::error::{io, ExportError, Result};
 use crate::format::{ChunkRef, Entry, EntryKind, Manifest, MAX_FRAME};
+use crate::lock;
 use crate::progress::{Progress, Summary};
 
 /// The export to read: the newest whose manifest opens, or the one numbered `seq`.
@@ -339,10 +340,6 @@ pub fn restore(
 
 /// Chunks per piece of a file given to one worker.
 const PIECE_CHUNKS: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// What the workers report back.
 #[derive(Default)]
