@@ -105,3 +105,18 @@ fn rocks_memtables_stay_near_their_budget_and_are_reported() {
     );
     assert_eq!(MemoryEngine::new().memory(), None);
 }
+
+/// Every executable of the workspace exports sealvol-sys's hardware CRC32C, so Debian's RocksDB
+/// checksums with it instead of its portable loop (`.cargo/config.toml`). This test binary is
+/// built like the others: if the export is lost, this fails instead of every write quietly
+/// costing a fifth more CPU. (The checksums are the same either way: the data written by one
+/// and read back by the other is what `rocks_reopen_keeps_data` and the mount tests exercise.)
+#[test]
+fn rocksdb_calls_the_exported_hardware_crc32c() {
+    let (interposed, hardware) = sealvol_sys::crc32c_interposed();
+    assert!(
+        interposed,
+        "RocksDB's crc32c::Extend does not resolve to sealvol-sys's"
+    );
+    assert_eq!(hardware, std::arch::is_x86_feature_detected!("sse4.2"));
+}

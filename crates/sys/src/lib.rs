@@ -8,11 +8,15 @@
 //! - [`release_free_memory`], [`limit_malloc_arenas`] and [`allocator_stats`]: glibc's
 //!   `malloc_trim(0)`, `mallopt(M_ARENA_MAX, n)` and `mallinfo2()`, so that a mount's allocator
 //!   keeps less memory it does not use, gives it back when idle, and says how much it keeps.
+//! - [`crc32c_interposed`]: a hardware CRC32C in place of the portable one in Debian's RocksDB
+//!   library (ELF symbol interposition of `rocksdb::crc32c::Extend`; see the module).
 //!
 //! It knows nothing of sealvol's formats, files or keys' meaning.
 
+mod crc32c;
 mod locked;
 mod malloc;
 
+pub use crc32c::crc32c_interposed;
 pub use locked::LockedKey;
 pub use malloc::{allocator_stats, limit_malloc_arenas, release_free_memory, AllocatorStats};

@@ -145,9 +145,24 @@ fn map_err(path: &Path, e: rocksdb::Error) -> StoreError {
     }
 }
 
+/// Say once per process which CRC32C RocksDB computes its checksums with (see
+/// `sealvol_sys::crc32c_interposed`): the hardware one this executable exports, or the library's
+/// portable one (same values, several times the CPU).
+fn report_crc32c() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| match sealvol_sys::crc32c_interposed() {
+        (true, true) => tracing::debug!("RocksDB checksums use the hardware CRC32C"),
+        (true, false) => tracing::info!("RocksDB checksums use a portable CRC32C: this CPU has no SSE4.2"),
+        (false, _) => tracing::info!(
+            "RocksDB checksums use the library's portable CRC32C: this executable does not export the faster one (built without the workspace's .cargo/config.toml?)"
+        ),
+    });
+}
+
 impl RocksEngine {
     /// Open (or with `create`, create) the database in `path`.
     pub fn open(path: &Path, create: bool, tuning: &RocksTuning) -> Result<Self, StoreError> {
+        report_crc32c();
         if !create && !path.join("CURRENT").exists() {
             return Err(StoreError::Missing {
                 path: path.display().to_string(),
