@@ -10,13 +10,16 @@
 //!   keeps less memory it does not use, gives it back when idle, and says how much it keeps.
 //! - [`crc32c_interposed`]: a hardware CRC32C in place of the portable one in Debian's RocksDB
 //!   library (ELF symbol interposition of `rocksdb::crc32c::Extend`; see the module).
+//! - [`wipe`] and [`WipedVec`]: plaintext zeroed at `memset` speed, in a way the compiler keeps.
 //!
 //! It knows nothing of sealvol's formats, files or keys' meaning.
 
 mod crc32c;
 mod locked;
 mod malloc;
+mod wipe;
 
 pub use crc32c::crc32c_interposed;
 pub use locked::LockedKey;
 pub use malloc::{allocator_stats, limit_malloc_arenas, release_free_memory, AllocatorStats};
+pub use wipe::{wipe, WipedVec};

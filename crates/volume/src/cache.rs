@@ -10,14 +10,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
+use sealvol_sys::WipedVec;
 
 /// Verified plaintext, shared between the cache and its readers, zeroed when the last of them
-/// lets go (an evicted entry still being read is zeroed after that read).
-pub(crate) type Plain = Arc<Zeroizing<Vec<u8>>>;
+/// lets go (an evicted entry still being read is zeroed after that read), at `memset` speed.
+pub(crate) type Plain = Arc<WipedVec>;
 
 pub(crate) fn plain(v: Vec<u8>) -> Plain {
-    Arc::new(Zeroizing::new(v))
+    Arc::new(WipedVec::new(v))
 }
 
 use parking_lot::Mutex;
