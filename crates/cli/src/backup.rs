@@ -86,7 +86,34 @@ impl S3Args {
         else {
             return Ok(None);
         };
-        let loc = loc?;
+        Ok(Some(self.open(loc?)?))
+    }
+
+    /// The bucket and key of one object that `target` names (`s3://BUCKET/DIR/NAME`), if it is
+    /// an `s3://` URL.
+    fn object(
+        &self,
+        target: &Path,
+    ) -> Result<Option<(Arc<dyn sealvol_objstore::ObjectStore>, String)>> {
+        let Some(loc) = target
+            .to_str()
+            .and_then(sealvol_objstore::S3Location::parse)
+        else {
+            return Ok(None);
+        };
+        let Some((dir, key)) = loc?.split_object() else {
+            bail!(
+                "{} names a bucket, not an object: write s3://BUCKET/NAME.tar.age",
+                target.display()
+            );
+        };
+        Ok(Some((self.open(dir)?, key)))
+    }
+
+    fn open(
+        &self,
+        loc: sealvol_objstore::S3Location,
+    ) -> Result<Arc<dyn sealvol_objstore::ObjectStore>> {
         let mut cfg = sealvol_objstore::S3Config::from_env();
         if let Some(e) = &self.s3_endpoint {
             cfg.endpoint = Some(e.clone());
@@ -115,7 +142,7 @@ impl S3Args {
             cfg.secret_access_key = Some(s.trim_end_matches(['\n', '\r']).to_string());
         }
         cfg.allow_http = self.s3_allow_http;
-        Ok(Some(Arc::new(sealvol_objstore::S3Store::open(loc, &cfg)?)))
+        Ok(Arc::new(sealvol_objstore::S3Store::open(loc, &cfg)?))
     }
 }
 
@@ -158,7 +185,8 @@ pub(crate) struct ExportArgs {
     /// native: a directory or s3://BUCKET/PREFIX (new, empty, or holding earlier exports of
     /// this volume: only what they lack is written), or an archive: a file named *.tar, or `-`
     /// for stdout.
-    /// tar.age: a file that does not exist yet, or `-` for stdout.
+    /// tar.age: a file that does not exist yet, `-` for stdout, or s3://BUCKET/.../NAME.tar.age
+    /// (a new object, uploaded in parts and published only once whole).
     pub(crate) target: PathBuf,
 }
 
@@ -208,8 +236,8 @@ pub(crate) struct VerifyArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) s3: S3Args,
-    /// A native export directory or s3://BUCKET/PREFIX, native archives, a tar.age file, or
-    /// `-`.
+    /// A native export directory or s3://BUCKET/PREFIX, native archives, a tar.age file (or
+    /// s3://BUCKET/.../NAME.tar.age), or `-`.
     #[arg(required = true)]
     pub(crate) source: Vec<PathBuf>,
 }
@@ -312,9 +340,6 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
             }
         }
         Format::TarAge => {
-            if a.s3.store(&a.target)?.is_some() {
-                bail!("a tar.age export goes to a file or `-`, not to s3:// (pipe it: `sealvol export --format tar.age ... - | aws s3 cp - s3://...`), or export natively to s3://");
-            }
             let key = match (&pass, &a.backup.recipient) {
                 (Some(p), _) => AgeKey::Passphrase(p),
                 (None, Some(r)) => AgeKey::Recipient(r),
@@ -325,20 +350,60 @@ pub(crate) fn export(a: ExportArgs) -> Result<ExitCode> {
             if a.since.len() > 1 {
                 bail!("a tar.age layer is made --since one export: the previous tar.age file");
             }
-            let layering = sealvol_export::tar_age::Layering {
-                master: &o.master,
-                since: a.since.first().map(PathBuf::as_path),
-            };
-            sealvol_export::tar_age::export_file(&o.v, &a.target, &key, Some(&layering), &progress)
-                .with_context(|| {
-                    format!("exporting {} to {}", store.display(), a.target.display())
-                })?
+            let what = || format!("exporting {} to {}", store.display(), a.target.display());
+            if let Some((bucket, name)) = a.s3.object(&a.target)? {
+                if !is_tar_age_name(&a.target) {
+                    bail!("a tar.age object's name ends in .tar.age (import tells it from a native export by that): write s3://BUCKET/.../NAME.tar.age");
+                }
+                if !a.since.is_empty() {
+                    bail!("a tar.age layer (--since) goes to a file, where its state is kept beside it; to s3:// a tar.age export is whole (or export natively to s3://, which is incremental by itself)");
+                }
+                export_tar_age_object(&o, bucket.as_ref(), &name, &key, &progress)
+                    .with_context(what)?
+            } else {
+                let layering = sealvol_export::tar_age::Layering {
+                    master: &o.master,
+                    since: a.since.first().map(PathBuf::as_path),
+                };
+                sealvol_export::tar_age::export_file(
+                    &o.v,
+                    &a.target,
+                    &key,
+                    Some(&layering),
+                    &progress,
+                )
+                .with_context(what)?
+            }
         }
     };
     drop(o.v);
     drop(o.snapshot);
     progress.summary("export", &summary);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A whole tar.age export streamed into a new object `name` of `bucket` (a multipart upload,
+/// published only once complete; abandoned on any error, so no partial object is ever seen).
+fn export_tar_age_object(
+    o: &Opened,
+    bucket: &dyn sealvol_objstore::ObjectStore,
+    name: &str,
+    key: &AgeKey<'_>,
+    progress: &CliProgress,
+) -> Result<sealvol_export::Summary> {
+    if bucket.head(name)?.is_some() {
+        bail!(
+            "{}/{name} exists; a tar.age export writes a new object (delete it, or name another)",
+            bucket.describe()
+        );
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, bucket.put_writer(name)?);
+    let summary = sealvol_export::tar_age::export(&o.v, &mut out, key, progress)?;
+    let writer = out
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing {}/{name}: {}", bucket.describe(), e.error()))?;
+    writer.finish()?;
+    Ok(summary)
 }
 
 /// A native export goes to a file (an archive) for `-` or a name ending in `.tar`; to a
@@ -412,6 +477,12 @@ fn open_sources(sources: &[PathBuf], s3: &S3Args, scratch_parent: Option<&Path>)
         if one.is_dir() {
             return Ok(Source::Native(one.clone(), None));
         }
+        if is_tar_age_name(one) {
+            if let Some((bucket, name)) = s3.object(one)? {
+                let r = sealvol_objstore::ObjectReader::open(bucket, &name)?;
+                return Ok(Source::TarAge(vec![(Box::new(r), one.clone())]));
+            }
+        }
         if let Some(store) = s3.store(one)? {
             return Ok(Source::Remote(store));
         }
@@ -456,6 +527,12 @@ fn open_sources(sources: &[PathBuf], s3: &S3Args, scratch_parent: Option<&Path>)
         sealvol_export::archive::unpack(r, &src, scratch.path(), None)?;
     }
     Ok(Source::Native(scratch.path().to_path_buf(), Some(scratch)))
+}
+
+/// An `s3://` source or target whose name ends in `.tar.age` is one tar.age object; any other
+/// is the prefix of a native export.
+fn is_tar_age_name(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| s.ends_with(".tar.age"))
 }
 
 /// The store of Docker volume `name` in the driver's state directory `state_dir`.

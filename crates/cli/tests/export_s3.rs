@@ -365,3 +365,134 @@ fn wrong_credentials_are_named_and_of_two_racing_exports_one_publishes() {
     )));
     assert_eq!(third["seq"], 3, "{third}");
 }
+
+/// tar.age to and from a bucket: streamed as a multipart upload (more than one part), restored
+/// by `sealvol import` from the bucket and by `age -d | tar -x` from the object's bytes; an
+/// existing object, a name without `.tar.age` and a layer (`--since`) are refused.
+#[test]
+fn a_tar_age_export_streams_to_a_bucket_and_restores_from_it() {
+    let f = Fixture::new();
+    let srv = server(f.dir.path().join("s3root"));
+    f.mount();
+    ok(&sh(&format!(
+        "set -e; cd '{}'; mkdir -p a/b; head -c 20000000 /dev/urandom > a/big; printf 'hi\\n' > a/b/small; ln -s big a/link",
+        s(&f.mnt)
+    )));
+    let want = tree(&f.mnt);
+    f.umount();
+    let id = f.dir.path().join("id.txt");
+    let keygen = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&id)
+        .output()
+        .expect("age-keygen (package age)");
+    assert!(keygen.status.success());
+    let recipient = String::from_utf8_lossy(&keygen.stderr)
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_string();
+    let (store, key) = (s(&f.store).to_string(), s(&f.key).to_string());
+    let export = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "export",
+            "--store",
+            &store,
+            "--keyfile",
+            &key,
+            "--format",
+            "tar.age",
+            "--recipient",
+            &recipient,
+        ];
+        args.extend_from_slice(extra);
+        args.push(url);
+        run(&srv, &args)
+    };
+    let url = "s3://bkt/tars/vol.tar.age";
+    ok(&export(url, &[]));
+    let object = srv.root.join("bkt/tars/vol.tar.age");
+    assert!(
+        std::fs::metadata(&object).unwrap().len() > 20_000_000,
+        "the whole archive is in the bucket"
+    );
+
+    // Standard tools restore the object's bytes.
+    let plain = f.dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    ok(&sh(&format!(
+        "set -e; age -d -i '{}' '{}' | tar -x -C '{}'",
+        id.display(),
+        object.display(),
+        plain.display()
+    )));
+    let mnt_big = ok(&sh(&format!(
+        "sha256sum < '{}'",
+        plain.join("a/big").display()
+    )));
+    assert!(
+        want.contains(mnt_big.split_whitespace().next().unwrap()),
+        "a/big restored by age and tar has the volume's contents"
+    );
+
+    // sealvol imports it from the bucket (ranged reads), into a new store: the same tree.
+    let new = f.dir.path().join("new");
+    ok(&run(
+        &srv,
+        &[
+            "import",
+            "--keyfile",
+            &key,
+            "--identity",
+            s(&id),
+            url,
+            "--store",
+            s(&new),
+        ],
+    ));
+    let mnt2 = f.dir.path().join("mnt2");
+    std::fs::create_dir(&mnt2).unwrap();
+    ok(&sealvol(&[
+        "mount",
+        "--store",
+        s(&new),
+        "--keyfile",
+        &key,
+        s(&mnt2),
+    ]));
+    let got = tree(&mnt2);
+    ok(&sealvol(&["umount", s(&mnt2)]));
+    assert_eq!(got, want);
+
+    // Refusals, each naming what to do, and nothing written by them.
+    let refused = |o: Output, says: &str| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success() && err.contains(says), "{err}");
+    };
+    refused(
+        export(url, &[]),
+        "exists; a tar.age export writes a new object",
+    );
+    refused(export("s3://bkt/tars/vol", &[]), "ends in .tar.age");
+    let local = f.dir.path().join("l1.tar.age");
+    ok(&sealvol(&[
+        "export",
+        "--store",
+        &store,
+        "--keyfile",
+        &key,
+        "--format",
+        "tar.age",
+        "--recipient",
+        &recipient,
+        s(&local),
+    ]));
+    refused(
+        export("s3://bkt/tars/l2.tar.age", &["--since", s(&local)]),
+        "a tar.age layer (--since) goes to a file",
+    );
+    let names = ok(&sh(&format!(
+        "cd '{}' && find . -type f | LC_ALL=C sort",
+        srv.root.join("bkt/tars").display()
+    )));
+    assert_eq!(names.trim(), "./vol.tar.age", "{names}");
+}

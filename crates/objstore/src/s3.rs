@@ -9,6 +9,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjPath;
 use object_store::{
     ObjectStore as _, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
 };
 
 use crate::{check_key, Error, ObjectMeta, ObjectStore, Result};
@@ -45,6 +46,24 @@ impl S3Location {
             bucket: bucket.to_string(),
             prefix,
         }))
+    }
+}
+
+impl S3Location {
+    /// For a location that names one object (`s3://BUCKET/DIR/NAME`): the location of its
+    /// directory and the object's key in it. `None` for a bucket's root.
+    pub fn split_object(&self) -> Option<(S3Location, String)> {
+        if self.prefix.is_empty() {
+            return None;
+        }
+        let (dir, name) = self.prefix.rsplit_once('/').unwrap_or(("", &self.prefix));
+        Some((
+            S3Location {
+                bucket: self.bucket.clone(),
+                prefix: dir.to_string(),
+            },
+            name.to_string(),
+        ))
     }
 }
 
@@ -300,9 +319,88 @@ fn scrub(msg: &str, secret: &str) -> String {
     }
 }
 
+/// A multipart upload as an [`ObjectWriter`](crate::ObjectWriter): parts of [`PART`] bytes,
+/// at most [`PARTS_IN_FLIGHT`] uploading at once (the write waits for room), completed by
+/// `finish`; aborted (the server drops the parts) if dropped unfinished.
+struct S3Writer<'a> {
+    store: &'a S3Store,
+    key: String,
+    upload: Option<WriteMultipart>,
+}
+
+/// Bytes per part: S3 takes at least 5 MiB (except the last) and at most 10,000 parts, so an
+/// object may reach 160 GiB.
+const PART: usize = 16 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
+
+impl std::io::Write for S3Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(up) = self.upload.as_mut() else {
+            return Err(std::io::Error::other("the upload was already finished"));
+        };
+        {
+            // Full parts are spawned on the client's runtime.
+            let _rt = self.store.rt.enter();
+            up.write(buf);
+        }
+        self.store
+            .rt
+            .block_on(up.wait_for_capacity(PARTS_IN_FLIGHT))
+            .map_err(|e| std::io::Error::other(self.store.err("writing", &self.key, e)))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl crate::ObjectWriter for S3Writer<'_> {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let Some(up) = self.upload.take() else {
+            return Ok(());
+        };
+        self.store
+            .rt
+            .block_on(up.finish())
+            .map(|_| ())
+            .map_err(|e| self.store.err("writing", &self.key, e))
+    }
+}
+
+impl Drop for S3Writer<'_> {
+    fn drop(&mut self) {
+        if let Some(up) = self.upload.take() {
+            if let Err(e) = self.store.rt.block_on(up.abort()) {
+                tracing::warn!(key = %self.key, error = %self.store.err("aborting the upload of", &self.key, e), "an unfinished upload could not be aborted; the bucket's lifecycle rules remove its parts");
+            }
+        }
+    }
+}
+
 impl ObjectStore for S3Store {
     fn describe(&self) -> String {
         self.loc.to_string()
+    }
+
+    fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let p = self.path(key)?;
+        self.rt
+            .block_on(self.client.get_range(&p, range))
+            .map(|b| b.to_vec())
+            .map_err(|e| self.err("reading", key, e))
+    }
+
+    fn put_writer(&self, key: &str) -> Result<Box<dyn crate::ObjectWriter + '_>> {
+        let p = self.path(key)?;
+        let upload = self
+            .rt
+            .block_on(self.client.put_multipart(&p))
+            .map_err(|e| self.err("starting the upload of", key, e))?;
+        Ok(Box::new(S3Writer {
+            store: self,
+            key: key.to_string(),
+            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART)),
+        }))
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
