@@ -98,16 +98,7 @@ fn a_mounted_volume_exports_while_written_and_both_formats_restore_into_new_stor
     let out = ok(&f.keyed("export", &[s(&bk)]));
     assert!(out.contains("export 1:"), "{out}");
     let id = f.dir.path().join("id.txt");
-    let keygen = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&id)
-        .output()
-        .expect("age-keygen (package age)");
-    assert!(keygen.status.success());
-    let recipient = String::from_utf8_lossy(&keygen.stderr)
-        .trim()
-        .trim_start_matches("Public key: ")
-        .to_string();
+    let recipient = age_identity(&id);
     // tar.age to stdout.
     let tarage = f.dir.path().join("bk.tar.age");
     let o = Command::new(bin())
@@ -524,15 +515,7 @@ fn tar_age_layers_made_since_each_other_import_together() {
     fill(&f);
     f.umount();
     let id = f.dir.path().join("id.txt");
-    let keygen = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&id)
-        .output()
-        .expect("age-keygen (package age)");
-    let recipient = String::from_utf8_lossy(&keygen.stderr)
-        .trim()
-        .trim_start_matches("Public key: ")
-        .to_string();
+    let recipient = age_identity(&id);
     let l1 = f.dir.path().join("l1.tar.age");
     let l2 = f.dir.path().join("l2.tar.age");
     ok(&f.keyed(

@@ -94,6 +94,22 @@ fn objects(srv: &Server, prefix: &str) -> BTreeSet<PathBuf> {
     out.lines().map(PathBuf::from).collect()
 }
 
+/// The tree of `store` opened with `key`, mounted on a new directory `mnt` (unmounted after).
+fn mounted_tree(store: &Path, key: &str, mnt: &Path) -> String {
+    std::fs::create_dir(mnt).unwrap();
+    ok(&sealvol(&[
+        "mount",
+        "--store",
+        s(store),
+        "--keyfile",
+        key,
+        s(mnt),
+    ]));
+    let got = tree(mnt);
+    ok(&sealvol(&["umount", s(mnt)]));
+    got
+}
+
 fn tree(root: &Path) -> String {
     ok(&sh(&format!(
         r#"set -e; cd '{}'
@@ -177,19 +193,7 @@ fn an_s3_target_takes_incremental_exports_that_list_verify_and_import() {
         &srv,
         &["import", "--keyfile", &key, url, "--store", s(&new)],
     ));
-    let mnt2 = f.dir.path().join("mnt2");
-    std::fs::create_dir(&mnt2).unwrap();
-    ok(&sealvol(&[
-        "mount",
-        "--store",
-        s(&new),
-        "--keyfile",
-        &key,
-        s(&mnt2),
-    ]));
-    let got = tree(&mnt2);
-    ok(&sealvol(&["umount", s(&mnt2)]));
-    assert_eq!(got, want);
+    assert_eq!(mounted_tree(&new, &key, &f.dir.path().join("mnt2")), want);
 
     // Damage the one object only the second export has, in the bucket: verify names a/new.
     let obj = &added[0];
@@ -381,16 +385,7 @@ fn a_tar_age_export_streams_to_a_bucket_and_restores_from_it() {
     let want = tree(&f.mnt);
     f.umount();
     let id = f.dir.path().join("id.txt");
-    let keygen = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&id)
-        .output()
-        .expect("age-keygen (package age)");
-    assert!(keygen.status.success());
-    let recipient = String::from_utf8_lossy(&keygen.stderr)
-        .trim()
-        .trim_start_matches("Public key: ")
-        .to_string();
+    let recipient = age_identity(&id);
     let (store, key) = (s(&f.store).to_string(), s(&f.key).to_string());
     let export = |url: &str, extra: &[&str]| {
         let mut args = vec![
@@ -449,19 +444,7 @@ fn a_tar_age_export_streams_to_a_bucket_and_restores_from_it() {
             s(&new),
         ],
     ));
-    let mnt2 = f.dir.path().join("mnt2");
-    std::fs::create_dir(&mnt2).unwrap();
-    ok(&sealvol(&[
-        "mount",
-        "--store",
-        s(&new),
-        "--keyfile",
-        &key,
-        s(&mnt2),
-    ]));
-    let got = tree(&mnt2);
-    ok(&sealvol(&["umount", s(&mnt2)]));
-    assert_eq!(got, want);
+    assert_eq!(mounted_tree(&new, &key, &f.dir.path().join("mnt2")), want);
 
     // Refusals, each naming what to do, and nothing written by them.
     let refused = |o: Output, says: &str| {

@@ -35,6 +35,20 @@ pub fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A new age identity in `path` (age-keygen, package age): its public key, the recipient.
+pub fn age_identity(path: &Path) -> String {
+    let keygen = Command::new("age-keygen")
+        .arg("-o")
+        .arg(path)
+        .output()
+        .expect("age-keygen (package age)");
+    assert!(keygen.status.success());
+    String::from_utf8_lossy(&keygen.stderr)
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_string()
+}
+
 /// A store with a key file, and a mount point; unmounted on drop.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
