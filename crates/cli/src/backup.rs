@@ -217,6 +217,11 @@ pub(crate) struct ImportArgs {
     pub(crate) export: Option<u64>,
     #[arg(long)]
     pub(crate) json: bool,
+    /// tar.age: restore symlinks that point out of the volume (an absolute target, or `..`
+    /// above its root) as they are, instead of refusing and listing them (import never follows
+    /// a link either way). A native import restores every symlink as it was.
+    #[arg(long)]
+    pub(crate) keep_outside_symlinks: bool,
     #[command(flatten)]
     pub(crate) s3: S3Args,
     /// A native export directory or s3://BUCKET/PREFIX; or native archives (the first of the chain and each one
@@ -718,7 +723,11 @@ pub(crate) fn import(a: ImportArgs) -> Result<ExitCode> {
                 inputs.push(sealvol_export::tar_age::open_reader(r, &src, &key)?);
             }
             into_new_store(&store, &secret, &CreateOptions::default(), |v| {
-                sealvol_export::tar_age::import_layers(inputs, v, &progress)
+                let outside = match a.keep_outside_symlinks {
+                    true => sealvol_export::tar_age::OutsideSymlinks::Keep,
+                    false => sealvol_export::tar_age::OutsideSymlinks::Refuse,
+                };
+                sealvol_export::tar_age::import_layers(inputs, v, outside, &progress)
             })?
         }
     };

@@ -37,7 +37,9 @@ use crate::walk::walk;
 mod import;
 pub mod layers;
 
-pub use import::{import, import_layers, is_age, open_reader, open_source, source_reader, verify};
+pub use import::{
+    import, import_layers, is_age, open_reader, open_source, source_reader, verify, OutsideSymlinks,
+};
 
 /// What a tar.age export is encrypted to.
 pub enum AgeKey<'a> {

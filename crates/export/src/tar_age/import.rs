@@ -4,7 +4,10 @@
 //!
 //! Import never writes outside the volume: paths are resolved only through directories this
 //! import made or kept, never through a symlink; absolute paths, `..`, and hard links to
-//! anything but a file restored before are refused and listed.
+//! anything but a file restored before are refused and listed. So are symlinks pointing out of
+//! the volume (an absolute target, or one whose `..` climb above the volume's root), and every
+//! entry under one, unless [`OutsideSymlinks::Keep`] asks to restore such links as they are
+//! (import never follows a link either way: a container's absolute links then round-trip).
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
@@ -155,11 +158,42 @@ fn set(v: &Volume, ino: u64, a: &Attrs, symlink: bool) -> sealvol_volume::Result
     .map(|_| ())
 }
 
+/// What import does with a symlink pointing out of the volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutsideSymlinks {
+    /// Refuse it, and every entry under its path, and list them.
+    #[default]
+    Refuse,
+    /// Restore it as it is (never followed).
+    Keep,
+}
+
+/// Whether a symlink at `up/NAME` with target `target` points out of the volume: an absolute
+/// target, or one whose `..` climb above the root (resolved by name alone: a link inside the
+/// volume is not followed to tell).
+fn points_out(up: &[Vec<u8>], target: &[u8]) -> bool {
+    if target.first() == Some(&b'/') {
+        return true;
+    }
+    let mut depth = up.len();
+    for c in target.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return true,
+            },
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 /// Restore a tar (decrypted: see [`open_source`]) into `v`, a new volume. Entries that are
 /// refused or damaged are listed in the summary; an error is returned only when the volume
 /// cannot be written.
 pub fn import(input: Box<dyn Read>, v: &Volume, progress: &dyn Progress) -> Result<Summary> {
-    import_layers(vec![input], v, progress)
+    import_layers(vec![input], v, OutsideSymlinks::Refuse, progress)
 }
 
 /// Restore layers (the first a full export, each next one made `--since` the one before) into
@@ -167,11 +201,13 @@ pub fn import(input: Box<dyn Read>, v: &Volume, progress: &dyn Progress) -> Resu
 pub fn import_layers(
     inputs: Vec<Box<dyn Read>>,
     v: &Volume,
+    outside: OutsideSymlinks,
     progress: &dyn Progress,
 ) -> Result<Summary> {
     let started = Instant::now();
     progress.start("import", 0);
     let mut im = Importer::new(Some(v));
+    im.outside = outside;
     for (i, input) in inputs.into_iter().enumerate() {
         if !im.layer(input, i + 1, progress)? {
             break;
@@ -210,6 +246,9 @@ struct Importer<'v> {
     /// ctime).
     times: HashMap<u64, Attrs>,
     linked: Vec<u64>,
+    outside: OutsideSymlinks,
+    /// Paths of symlinks refused for pointing out: entries under them are refused too.
+    refused_links: std::collections::HashSet<Parts>,
 }
 
 impl<'v> Importer<'v> {
@@ -224,6 +263,8 @@ impl<'v> Importer<'v> {
             dir_attrs: Vec::new(),
             times: HashMap::new(),
             linked: Vec::new(),
+            outside: OutsideSymlinks::Refuse,
+            refused_links: std::collections::HashSet::new(),
         }
     }
 
@@ -314,6 +355,23 @@ impl<'v> Importer<'v> {
             return Ok(Step::Next);
         };
         let (name, up) = (name.clone(), up.to_vec());
+        if (1..=up.len()).any(|n| self.refused_links.contains(&up[..n])) {
+            self.sum.damaged.push(format!(
+                "{shown}: refused: it lies under a symlink refused for pointing out of the volume"
+            ));
+            return Ok(Step::Next);
+        }
+        if kind == EntryType::Symlink
+            && self.outside == OutsideSymlinks::Refuse
+            && points_out(&up, link.as_deref().unwrap_or_default())
+        {
+            self.sum.damaged.push(format!(
+                "{shown}: refused: a symlink pointing out of the volume (to {}); `import --keep-outside-symlinks` restores such links as they are (import never follows them)",
+                String::from_utf8_lossy(link.as_deref().unwrap_or_default())
+            ));
+            self.refused_links.insert(parts);
+            return Ok(Step::Next);
+        }
         let parent = match self.make_dirs(v, &up) {
             Ok(p) => p,
             Err(why) => {
@@ -569,5 +627,31 @@ fn copy_into(v: &Volume, ino: u64, r: &mut impl Read) -> std::result::Result<u64
         // (A whole chunk of zeros becomes a hole in the volume.)
         v.write(ino, off, &buf[..n]).map_err(CopyError::Volume)?;
         off += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::points_out;
+
+    fn up(p: &str) -> Vec<Vec<u8>> {
+        p.split('/')
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_bytes().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_symlink_points_out_when_absolute_or_climbing_above_the_root() {
+        assert!(points_out(&up(""), b"/etc/passwd"));
+        assert!(points_out(&up("a/b"), b"/a"));
+        assert!(points_out(&up(""), b".."));
+        assert!(points_out(&up("a/b"), b"../../../x"));
+        assert!(points_out(&up("a"), b"x/../../../y"));
+        assert!(!points_out(&up("a/b"), b"../big"));
+        assert!(!points_out(&up("a/b"), b"../../top"));
+        assert!(!points_out(&up(""), b"./x/./y"));
+        assert!(!points_out(&up("a"), b"x/../../y"));
+        assert!(!points_out(&up(""), b""));
     }
 }
