@@ -570,3 +570,72 @@ fn tar_age_layers_apply_with_age_tar_and_the_shell_script_alone() {
     let b = std::fs::metadata(out.join("dup2-link")).unwrap();
     assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
 }
+
+/// A symlink refused for pointing out shadows what lies under its path, until a later layer
+/// removes it (a whiteout) or puts something else there.
+#[test]
+fn a_later_layer_can_replace_a_refused_link() {
+    fn tar(entries: &[(&[u8], tar::EntryType, Option<&[u8]>)]) -> Box<dyn std::io::Read> {
+        let mut raw = Vec::new();
+        {
+            let mut b = tar::Builder::new(&mut raw);
+            for (path, kind, link) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.as_old_mut().name[..path.len()].copy_from_slice(path);
+                h.set_entry_type(*kind);
+                if let Some(l) = link {
+                    h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+                }
+                let data: &[u8] = if *kind == tar::EntryType::Regular {
+                    b"x"
+                } else {
+                    b""
+                };
+                h.set_mode(0o755);
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append(&h, data).unwrap();
+            }
+            b.finish().unwrap();
+        }
+        Box::new(std::io::Cursor::new(raw))
+    }
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let layers = || {
+        vec![
+            tar(&[
+                (b"out", Symlink, Some(b"/etc")),
+                (b"out/a", Regular, None),
+                (b"up", Symlink, Some(b"../..")),
+            ]),
+            tar(&[
+                (b".wh.out", Regular, None),
+                (b"out", Directory, None),
+                (b"out/b", Regular, None),
+                (b"up", Directory, None),
+                (b"up/c", Regular, None),
+            ]),
+        ]
+    };
+    let v = new_volume();
+    let s = sealvol_export::tar_age::import_layers(
+        layers(),
+        &v,
+        sealvol_export::tar_age::OutsideSymlinks::Refuse,
+        &NoProgress,
+    )
+    .unwrap();
+    let listed = s.damaged.join("\n");
+    assert_eq!(s.damaged.len(), 3, "{listed}");
+    for bad in ["/out:", "/out/a:", "/up:"] {
+        assert!(
+            s.damaged.iter().any(|d| d.starts_with(bad)),
+            "{bad}: {listed}"
+        );
+    }
+    let names: Vec<String> = dump(&v)
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(names, ["", "out", "out/b", "up", "up/c"]);
+}

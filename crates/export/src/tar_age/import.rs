@@ -372,6 +372,8 @@ impl<'v> Importer<'v> {
             self.refused_links.insert(parts);
             return Ok(Step::Next);
         }
+        // Whatever a later layer puts at a refused link's path replaces it.
+        self.refused_links.remove(&parts);
         let parent = match self.make_dirs(v, &up) {
             Ok(p) => p,
             Err(why) => {
@@ -381,6 +383,11 @@ impl<'v> Importer<'v> {
         };
         // Whiteouts: remove what the layers below hold under that name.
         if let Some(gone) = name.strip_prefix(b".wh.") {
+            // A refused link it removes no longer shadows what later layers put there.
+            self.refused_links.retain(|r| {
+                let under = r.len() > up.len() && r[..up.len()] == up[..];
+                !(under && (gone == b".wh..opq" || r[up.len()] == gone))
+            });
             if gone == b".wh..opq" {
                 for d in children(v, parent)? {
                     self.remove(v, parent, &up, &d)?;
