@@ -575,7 +575,9 @@ fn tar_age_layers_apply_with_age_tar_and_the_shell_script_alone() {
 /// removes it (a whiteout) or puts something else there.
 #[test]
 fn a_later_layer_can_replace_a_refused_link() {
-    fn tar(entries: &[(&[u8], tar::EntryType, Option<&[u8]>)]) -> Box<dyn std::io::Read> {
+    /// Path, kind, link target.
+    type Entry<'a> = (&'a [u8], tar::EntryType, Option<&'a [u8]>);
+    fn tar(entries: &[Entry<'_>]) -> Box<dyn std::io::Read> {
         let mut raw = Vec::new();
         {
             let mut b = tar::Builder::new(&mut raw);
