@@ -111,7 +111,13 @@ impl CliProgress {
             }
             _ => {
                 for d in &s.damaged {
-                    say!(self, "DAMAGED {d}");
+                    // An entry refused on purpose (an unsafe path or link) is not damage.
+                    let label = if d.contains(": refused: ") {
+                        "REFUSED"
+                    } else {
+                        "DAMAGED"
+                    };
+                    say!(self, "{label} {d}");
                 }
                 if what == "verify" {
                     say!(self,
