@@ -57,6 +57,20 @@ fn tree(root: &Path) -> String {
     )))
 }
 
+/// A volume holding one file `big` of `bytes` random bytes, exported to a new directory `bk`
+/// (returned); unmounted.
+fn exported_random_file(f: &Fixture, bytes: u64) -> PathBuf {
+    f.mount();
+    ok(&sh(&format!(
+        "head -c {bytes} /dev/urandom > '{}'",
+        s(&f.m("big"))
+    )));
+    f.umount();
+    let bk = f.dir.path().join("bk");
+    ok(&f.keyed("export", &[s(&bk)]));
+    bk
+}
+
 /// Mount `store` with `key` on a new mount point and return its tree.
 fn tree_of_store(f: &Fixture, store: &Path, key: &Path, name: &str) -> String {
     let mnt = f.dir.path().join(name);
@@ -386,14 +400,7 @@ fn wrong_keys_damage_and_a_non_export_are_refused_or_named_and_nothing_half_made
 #[test]
 fn a_full_disk_during_import_is_named_and_the_partial_store_removed() {
     let f = Fixture::new();
-    f.mount();
-    ok(&sh(&format!(
-        "head -c 200000000 /dev/urandom > '{}'",
-        s(&f.m("big"))
-    )));
-    f.umount();
-    let bk = f.dir.path().join("bk");
-    ok(&f.keyed("export", &[s(&bk)]));
+    let bk = exported_random_file(&f, 200000000);
     let small = f.dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
     ok(&sh(&format!(
@@ -782,14 +789,7 @@ fn import_into_a_docker_volume_replaces_its_empty_store_and_refuses_a_used_one()
 #[test]
 fn a_store_whose_import_was_killed_is_refused_and_says_what_to_do() {
     let f = Fixture::new();
-    f.mount();
-    ok(&sh(&format!(
-        "head -c 100000000 /dev/urandom > '{}'",
-        s(&f.m("big"))
-    )));
-    f.umount();
-    let bk = f.dir.path().join("bk");
-    ok(&f.keyed("export", &[s(&bk)]));
+    let bk = exported_random_file(&f, 100000000);
     let new = f.dir.path().join("new");
     let mut import = Command::new(bin())
         .args(["import", "--keyfile", s(&f.key), s(&bk), "--store", s(&new)])
