@@ -71,6 +71,18 @@ fn exported_random_file(f: &Fixture, bytes: u64) -> PathBuf {
     bk
 }
 
+/// `sealvol import` of the export in `from` into the new store `store`, with the fixture's key.
+fn import_into(f: &Fixture, from: &Path, store: &Path) {
+    ok(&sealvol(&[
+        "import",
+        "--keyfile",
+        s(&f.key),
+        s(from),
+        "--store",
+        s(store),
+    ]));
+}
+
 /// Mount `store` with `key` on a new mount point and return its tree.
 fn tree_of_store(f: &Fixture, store: &Path, key: &Path, name: &str) -> String {
     let mnt = f.dir.path().join(name);
@@ -167,14 +179,7 @@ fn a_mounted_volume_exports_while_written_and_both_formats_restore_into_new_stor
 
     // Native, with the volume's own key file; tar.age with the identity and another key.
     let new1 = f.dir.path().join("new1");
-    ok(&sealvol(&[
-        "import",
-        "--keyfile",
-        s(&f.key),
-        s(&bk),
-        "--store",
-        s(&new1),
-    ]));
+    import_into(&f, &bk, &new1);
     let key2 = other_key(&f);
     // By default a tar.age import refuses the link to /etc/passwd, lists it and fails, having
     // restored everything else; --keep-outside-symlinks restores it as it was.
@@ -669,14 +674,7 @@ fn an_export_killed_midway_leaves_the_chain_as_it_was_and_the_next_run_reuses_it
         "{summary}"
     );
     let new = f.dir.path().join("new");
-    ok(&sealvol(&[
-        "import",
-        "--keyfile",
-        s(&f.key),
-        s(&bk),
-        "--store",
-        s(&new),
-    ]));
+    import_into(&f, &bk, &new);
     ok(&sealvol(&[
         "check",
         "--store",
@@ -828,14 +826,7 @@ fn a_store_whose_import_was_killed_is_refused_and_says_what_to_do() {
     }
     // As it says: delete it and import again.
     std::fs::remove_dir_all(&new).unwrap();
-    ok(&sealvol(&[
-        "import",
-        "--keyfile",
-        s(&f.key),
-        s(&bk),
-        "--store",
-        s(&new),
-    ]));
+    import_into(&f, &bk, &new);
     assert!(!new.join("INCOMPLETE").exists());
     ok(&sealvol(&[
         "check",
