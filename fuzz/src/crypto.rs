@@ -91,7 +91,6 @@ pub fn sealed(data: &[u8]) {
                 Domain::Counters,
                 Domain::Config,
                 Domain::KeySlot,
-                Domain::Staged,
             ];
             let domain = domains[d as usize % domains.len()];
             if let Ok(plain) = seal.open(domain, BINDING, sealed) {

@@ -12,14 +12,14 @@
 use sealvol_crypto::ChunkAddr;
 use sealvol_volume::schema::{
     decode, decode_log_entry, encode, log_key, Config, Counters, Dirent, Extent, LogEntry, Op,
-    RefCount, Slice, Staged, FORMAT_VERSION, META_PAD,
+    RefCount, Slice, FORMAT_VERSION, META_PAD,
 };
 use sealvol_volume::{ChunkSize, Inode, Kind, Ts};
 use serde::{Deserialize, Serialize};
 
 /// The record types, in selector order.
 pub const TYPES: [&str; 9] = [
-    "config", "counters", "inode", "dirent", "extent", "refcount", "staged", "logentry", "logkey",
+    "config", "counters", "inode", "dirent", "extent", "refcount", "slice", "logentry", "logkey",
 ];
 
 fn round_trip<T>(bytes: &[u8]) -> Option<T>
@@ -61,7 +61,7 @@ pub fn run(data: &[u8]) {
             round_trip::<RefCount>(rest);
         }
         6 => {
-            round_trip::<Staged>(rest);
+            round_trip::<Slice>(rest);
         }
         7 => {
             // A log entry under its own key: accepted, the same value; under another, refused.
@@ -171,7 +171,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     vec![
         seed(
             0,
-            "v4",
+            "current",
             &Config {
                 format_version: FORMAT_VERSION,
                 chunk_size: ChunkSize::DEFAULT,
@@ -207,8 +207,10 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         seed(
             6,
             "two",
-            &Staged {
-                addrs: vec![ChunkAddr([1; 32]), ChunkAddr([2; 32])],
+            &Slice {
+                at: 4096,
+                len: 4096,
+                addr: ChunkAddr([1; 32]),
             },
         ),
         seed(7, "every-op", &entry),

@@ -49,8 +49,6 @@ pub enum Domain {
     Counters,
     Config,
     KeySlot,
-    /// The list of chunks a bulk write put in the store before committing what uses them.
-    Staged,
     /// An entry of a replica's operation chain (multi-host replication).
     SyncEntry,
     /// A record of a replica's replicated state (tree nodes, inodes, names, versions).
@@ -79,7 +77,6 @@ impl Domain {
             Domain::Counters => b"sealvol/counters",
             Domain::Config => b"sealvol/config",
             Domain::KeySlot => b"sealvol/keyslot",
-            Domain::Staged => b"sealvol/staged",
             Domain::SyncEntry => b"sealvol/sync-entry",
             Domain::ReplicaRecord => b"sealvol/replica-record",
             Domain::Snapshot => b"sealvol/snapshot",

@@ -1,6 +1,9 @@
 //! The engine trait and its batch type.
 
+use std::sync::Arc;
+
 pub mod memory;
+pub(crate) mod packs;
 pub mod rocks;
 
 /// Column families. Each holds one kind of record; see `sealvol-volume`'s schema module for
@@ -76,8 +79,17 @@ pub enum StoreError {
 /// A set of writes applied atomically: after a crash either all of them are there or none.
 #[derive(Default, Debug)]
 pub struct WriteBatch {
-    pub(crate) ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    pub(crate) ops: Vec<(Cf, Vec<u8>, Value)>,
     bytes: u64,
+}
+
+/// What a batch does to one key.
+#[derive(Debug)]
+pub(crate) enum Value {
+    Put(Vec<u8>),
+    /// A value put aside ([`Engine::put_aside`]), in the form the engine stores it.
+    Aside(Vec<u8>),
+    Delete,
 }
 
 impl WriteBatch {
@@ -87,12 +99,20 @@ impl WriteBatch {
     pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         let (k, v) = (key.into(), value.into());
         self.bytes += (k.len() + v.len()) as u64;
-        self.ops.push((cf, k, Some(v)));
+        self.ops.push((cf, k, Value::Put(v)));
+    }
+    /// Name a chunk value put aside by the same engine's [`Engine::put_aside`] under `key` in
+    /// the chunks family. Keep `aside` until the batch is written (its space is held until then).
+    pub fn put_chunk_aside(&mut self, key: impl Into<Vec<u8>>, aside: &Aside) {
+        let k = key.into();
+        self.bytes += (k.len() + aside.stored.len()) as u64;
+        self.ops
+            .push((Cf::Chunks, k, Value::Aside(aside.stored.clone())));
     }
     pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) {
         let k = key.into();
         self.bytes += k.len() as u64;
-        self.ops.push((cf, k, None));
+        self.ops.push((cf, k, Value::Delete));
     }
     /// Bytes of keys and values in the batch.
     pub fn bytes(&self) -> u64 {
@@ -104,6 +124,15 @@ impl WriteBatch {
     pub fn len(&self) -> usize {
         self.ops.len()
     }
+}
+
+/// A chunk value stored durably by [`Engine::put_aside`], not yet named by any key.
+#[derive(Clone, Debug)]
+pub struct Aside {
+    /// What the chunks family holds for it (the value itself, or the engine's pointer to it).
+    pub(crate) stored: Vec<u8>,
+    /// While any copy lives, the engine does not reclaim the value's space.
+    pub(crate) _hold: Option<Arc<packs::Hold>>,
 }
 
 pub type KvPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -151,13 +180,22 @@ pub trait Engine: Send + Sync + 'static {
 
     fn sync(&self) -> Result<(), StoreError>;
 
-    /// Write bulk data durably, around the write-ahead log where the engine can: on return the
-    /// batch survives power loss, like `write(.., Durability::Disk)`, but its bytes need not be
-    /// in the log. It is atomic only per key: a crash during the call may leave any subset of
-    /// the batch (the caller keeps a record of what it wrote to clean up after one). Meant for
-    /// large sealed chunks that nothing references until a later, ordinary `write`.
-    fn write_bulk(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.write(batch, Durability::Disk)
+    /// Store chunk values durably ahead of the batch that will name them: on return each value
+    /// survives power loss, but no key names it yet. A later `write` names it with
+    /// [`WriteBatch::put_chunk_aside`], with any durability: the bytes are already on disk, so
+    /// the batch stays small and a crash can never leave a key naming a value that is not
+    /// there. A value never named (its writer failed, or crashed) is garbage that `compact`
+    /// reclaims; its space is held while a copy of its [`Aside`] lives. Meant for large sealed
+    /// chunks (a bulk write-out's): the RocksDB engine appends them to a pack file with one
+    /// sync, where a `write` would put them through its log and then its table files.
+    fn put_aside(&self, values: Vec<Vec<u8>>) -> Result<Vec<Aside>, StoreError> {
+        Ok(values
+            .into_iter()
+            .map(|v| Aside {
+                stored: v,
+                _hold: None,
+            })
+            .collect())
     }
 
     /// Up to `limit` pairs whose key starts with `prefix` and is `>= start`, in key order.

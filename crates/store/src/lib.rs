@@ -8,5 +8,5 @@ pub mod snapshot;
 
 pub use engine::memory::MemoryEngine;
 pub use engine::rocks::{RocksEngine, RocksTuning};
-pub use engine::{Cf, Durability, Engine, EngineMemory, StoreError, WriteBatch};
+pub use engine::{Aside, Cf, Durability, Engine, EngineMemory, StoreError, WriteBatch};
 pub use snapshot::Snapshot;

@@ -12,9 +12,17 @@
 //! some moment during the copy, whole write batches only (a torn last record is dropped, as
 //! after a crash: the engine opens with `TolerateCorruptedTailRecords`). So the copy is what a
 //! crash at that moment would have left, which sealvol's transactions are built to survive.
+//!
+//! Pack files (the chunks of bulk writes, outside RocksDB: see the engine's packs module) are
+//! hard-linked after the database's own files, so every pointer the copy holds names a pack
+//! that was linked. Appends past the copy's pointers change nothing it reads. What could
+//! change it is the writer giving back the space of deleted chunks; a lease file
+//! (`packs/lease-PID-N`), made before anything is copied and removed with the copy, holds that
+//! off, and packs with more than one link are never punched by either side.
 
 use std::path::{Path, PathBuf};
 
+use crate::engine::packs::{pack_id, Lease, PACKS_DIR};
 use crate::StoreError;
 
 /// Attempts before giving up on a database that changes version during every copy.
@@ -24,6 +32,8 @@ const ATTEMPTS: usize = 20;
 #[derive(Debug)]
 pub struct Snapshot {
     dir: PathBuf,
+    /// Held until the copy is removed (dropped after `dir` is: see `Drop`).
+    _lease: Option<Lease>,
 }
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> StoreError {
@@ -60,16 +70,19 @@ impl Snapshot {
     /// Copy the database in `db` into a new directory under `parent` (on the same filesystem,
     /// so that table files can be hard-linked; the store's own directory is the natural one).
     pub fn take(db: &Path, parent: &Path) -> Result<Snapshot, StoreError> {
+        let mut lease = Some(Lease::take(db)?);
         for attempt in 0..ATTEMPTS {
             let dir = parent.join(format!(".snapshot-{}-{attempt}", std::process::id()));
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|e| io("removing", &dir, e))?;
             }
             std::fs::create_dir(&dir).map_err(|e| io("creating", &dir, e))?;
-            let snap = Snapshot { dir };
+            let mut snap = Snapshot { dir, _lease: None };
             let before = version(db)?;
             snap.copy_files(db)?;
             if version(db)? == before {
+                snap.link_packs(db)?;
+                snap._lease = lease.take();
                 return Ok(snap);
             }
             drop(snap);
@@ -102,6 +115,29 @@ impl Snapshot {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("copying", &from, e)),
             }
+        }
+        Ok(())
+    }
+
+    /// Hard-link (or copy, where links are refused) every pack file.
+    fn link_packs(&self, db: &Path) -> Result<(), StoreError> {
+        let from_dir = db.join(PACKS_DIR);
+        let list = match std::fs::read_dir(&from_dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io("listing", &from_dir, e)),
+        };
+        let to_dir = self.dir.join(PACKS_DIR);
+        std::fs::create_dir(&to_dir).map_err(|e| io("creating", &to_dir, e))?;
+        for entry in list {
+            let entry = entry.map_err(|e| io("listing", &from_dir, e))?;
+            if pack_id(&entry.file_name().to_string_lossy()).is_none() {
+                continue;
+            }
+            let (from, to) = (entry.path(), to_dir.join(entry.file_name()));
+            std::fs::hard_link(&from, &to)
+                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+                .map_err(|e| io("copying", &from, e))?;
         }
         Ok(())
     }

@@ -176,11 +176,10 @@ fn add_patch(p: &mut BTreeMap<u32, Vec<u8>>, at: u32, src: &[u8]) {
     p.insert(start, buf);
 }
 
-/// What one bulk write staged: its record's key, and (address, plaintext length, stored
-/// length) of each chunk.
+/// What one bulk write put aside in the store: (address, plaintext length, stored length,
+/// the value to name) of each chunk. Dropping it lets the store reclaim what was not named.
 pub(crate) struct Staging {
-    pub(crate) key: Vec<u8>,
-    pub(crate) chunks: Vec<(ChunkAddr, u32, u32)>,
+    pub(crate) chunks: Vec<(ChunkAddr, u32, u32, sealvol_store::Aside)>,
 }
 
 /// A file's times not committed yet: they go into the inode with the next write-out.

@@ -7,12 +7,14 @@
 //!   INCOMPLETE       only while `import` fills the store: why it is not whole yet. A store
 //!                    with this file is refused on open (`volume_admin::mark_incomplete`).
 //!   db/              RocksDB, one column family per kind of record:
+//!   db/packs/        the chunks of bulk write-outs, outside RocksDB (sealvol-store's packs
+//!                    module): the chunks family then holds a pointer (pack, offset, length).
 //!
 //! cf        key (bytes)                                   value
 //! meta      b"config"                                     seal(Config)
 //!           b"counters"                                   seal(Counters)
-//!           b"staged/" ‖ random[16]                       seal(Staged)   (see below)
 //! chunks    addr[32] = keyed BLAKE3(plaintext)            seal_chunk(plaintext): segments
+//!                                                         (inline, or in a pack file: below)
 //! refs      addr[32]                                      seal(RefCount)
 //! inodes    H("inode", ino)[16]                           seal(Inode)
 //! dirents   H("dir", parent)[8] ‖ H("name", parent, name)[16]   seal(Dirent)
@@ -39,7 +41,9 @@ use serde::{Deserialize, Serialize};
 /// 3: chunks padded to a size class (Padmé), their exact length sealed in the trailer.
 /// 4: records encoded with postcard (was bincode 1.3, unmaintained), bounded on decode.
 /// 5: an extent is a stack of slices (small overwrites add a slice instead of a whole chunk).
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: the chunks of bulk write-outs live in pack files beside RocksDB, with a pointer in the
+///    chunks family (sealvol-store's RocksDB engine tags every chunk value).
+pub const FORMAT_VERSION: u32 = 6;
 pub const META_PAD: usize = 64;
 pub const ROOT_INO: u64 = 1;
 pub const KEY_HEADER_FILE: &str = "keys.json";
@@ -47,17 +51,6 @@ pub const DB_DIR: &str = "db";
 
 pub const META_CONFIG: &[u8] = b"config";
 pub const META_COUNTERS: &[u8] = b"counters";
-/// Prefix of the records of bulk writes in progress ([`Staged`]).
-pub const META_STAGED: &[u8] = b"staged/";
-
-/// A bulk write in progress: chunks written to the store (durably, around the write-ahead log)
-/// before the transaction that references them. The record is synced before the chunks are
-/// written and deleted by that transaction; one left at open means a crash in between, and
-/// its chunks that gained no reference are deleted.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Staged {
-    pub addrs: Vec<ChunkAddr>,
-}
 
 /// Per-volume settings fixed at `init`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

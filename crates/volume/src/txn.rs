@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::MutexGuard;
 use sealvol_crypto::{ChunkAddr, Domain};
-use sealvol_store::{Cf, Durability, WriteBatch};
+use sealvol_store::{Aside, Cf, Durability, WriteBatch};
 
 use crate::clock::hlc_next;
 use crate::error::{FsError, Result};
@@ -34,8 +34,9 @@ pub(crate) struct Txn<'a> {
     extents: HashMap<(u64, u64), Option<Extent>>,
     refs: BTreeMap<ChunkAddr, i64>,
     new_chunks: HashMap<ChunkAddr, (Vec<u8>, u32)>,
-    /// Chunks a bulk write already put in the store: (plaintext length, stored length).
-    staged_chunks: HashMap<ChunkAddr, (u32, u32)>,
+    /// Chunks a bulk write already put aside in the store: (plaintext length, stored length,
+    /// the value to name if the chunk is not stored when this commits).
+    staged_chunks: HashMap<ChunkAddr, (u32, u32, Aside)>,
 }
 
 impl Volume {
@@ -212,20 +213,17 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    /// Chunk `addr` is in the store already, put there by a bulk write: a reference to it
-    /// needs no sealed bytes.
-    pub(crate) fn use_staged(&mut self, addr: ChunkAddr, plain_len: u32, stored_len: u32) {
-        self.staged_chunks.insert(addr, (plain_len, stored_len));
-    }
-
-    /// Delete a record of the meta column family (a bulk write's [`Staged`] record).
-    pub(crate) fn delete_meta(&mut self, key: &[u8]) {
-        self.batch.delete(Cf::Meta, key.to_vec());
-    }
-
-    /// Delete a stored chunk that has no reference (after a failed or interrupted bulk write).
-    pub(crate) fn delete_unreferenced_chunk(&mut self, addr: &ChunkAddr) {
-        self.batch.delete(Cf::Chunks, addr.0.to_vec());
+    /// Chunk `addr` was put aside in the store by a bulk write: a reference to it needs no
+    /// sealed bytes, only the aside value named (if the chunk is not stored when this commits).
+    pub(crate) fn use_staged(
+        &mut self,
+        addr: ChunkAddr,
+        plain_len: u32,
+        stored_len: u32,
+        aside: Aside,
+    ) {
+        self.staged_chunks
+            .insert(addr, (plain_len, stored_len, aside));
     }
 
     /// A fresh inode number: the counter's next one that no inode holds. The counter alone is
@@ -263,7 +261,10 @@ impl<'a> Txn<'a> {
             let (plain_len, stored_len) = match (old, self.new_chunks.get(&addr)) {
                 (Some(r), _) if r.count > 0 => (r.plain_len, r.stored_len),
                 (_, Some((sealed, len))) => (*len, sealed.len() as u32),
-                (_, None) if self.staged_chunks.contains_key(&addr) => self.staged_chunks[&addr],
+                (_, None) if self.staged_chunks.contains_key(&addr) => {
+                    let (plain, stored, _) = &self.staged_chunks[&addr];
+                    (*plain, *stored)
+                }
                 (_, None) => {
                     return Err(self.vol.corrupt(
                         0,
@@ -290,8 +291,11 @@ impl<'a> Txn<'a> {
             if old_count == 0 && new_count > 0 {
                 match self.new_chunks.remove(&addr) {
                     Some((sealed, _)) => self.batch.put(Cf::Chunks, addr.0.to_vec(), sealed),
-                    // Put in the store by a bulk write, which kept it there since.
-                    None if self.staged_chunks.contains_key(&addr) => {}
+                    // Put aside in the store by a bulk write: named now.
+                    None if self.staged_chunks.contains_key(&addr) => {
+                        let (_, _, aside) = &self.staged_chunks[&addr];
+                        self.batch.put_chunk_aside(addr.0.to_vec(), aside);
+                    }
                     None => {
                         return Err(self.vol.corrupt(
                             0,
@@ -307,10 +311,9 @@ impl<'a> Txn<'a> {
                 c.chunks = c.chunks.saturating_sub(1);
                 c.chunk_plain_bytes = c.chunk_plain_bytes.saturating_sub(plain_len as u64);
                 c.chunk_stored_bytes = c.chunk_stored_bytes.saturating_sub(stored_len as u64);
-                // A bulk write that staged this chunk is about to reference it: keep the value.
-                if !self.vol.staged.lock().contains_key(&addr) {
-                    self.batch.delete(Cf::Chunks, addr.0.to_vec());
-                }
+                // (A bulk write that put the same chunk aside names its own copy when it
+                // commits.)
+                self.batch.delete(Cf::Chunks, addr.0.to_vec());
                 self.batch.delete(Cf::Refs, addr.0.to_vec());
             } else {
                 let r = RefCount {

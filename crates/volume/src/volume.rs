@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sealvol_crypto::{ChunkAddr, Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys};
+use sealvol_crypto::{Domain, KdfParams, KeyHeader, MasterKey, Secret, VolumeKeys};
 use sealvol_store::{Cf, Durability, Engine, RocksEngine, RocksTuning, WriteBatch};
 
 use crate::budget::{MemoryBudget, MemorySplit};
@@ -104,10 +104,6 @@ pub struct Volume {
     pub(crate) inodes: InodeCache,
     /// Decoded extents, by (inode, chunk index).
     pub(crate) extents: ExtentCache,
-    /// Chunks written by bulk writes whose transaction has not committed yet (with how many
-    /// writers staged each): a transaction that drops such a chunk's last reference leaves its
-    /// value in place for the writer about to reference it.
-    pub(crate) staged: Mutex<HashMap<ChunkAddr, usize>>,
     /// Forgotten inodes to delete if they are unlinked orphans (`forget_deferred`).
     pub(crate) deferred_purge: Mutex<Vec<u64>>,
     /// Operation log entries to keep (see [`Volume::trim_log`]).
@@ -332,7 +328,6 @@ impl Volume {
         let counters: Counters = decode(&read(META_COUNTERS, Domain::Counters)?)
             .ok_or_else(|| FsError::Setup("counters record does not decode".into()))?;
         let v = Self::assemble(engine, header, master, cfg, counters, clock)?;
-        v.recover_staged()?;
         v.purge_orphans()?;
         Ok(v)
     }
@@ -362,7 +357,6 @@ impl Volume {
             inodes: InodeCache::new(INODE_CAPACITY),
             extents: ExtentCache::new(EXTENT_CAPACITY),
             cache: PlainCache::new(DEFAULT_CACHE_SIZE),
-            staged: Mutex::new(HashMap::new()),
             log_keep: std::sync::atomic::AtomicU64::new(DEFAULT_LOG_KEEP),
             buffered: std::sync::atomic::AtomicUsize::new(0),
             buffer_budget: std::sync::atomic::AtomicUsize::new(DEFAULT_BUFFER_BUDGET),

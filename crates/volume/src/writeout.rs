@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sealvol_crypto::{ChunkAddr, Domain};
-use sealvol_store::{Cf, Durability, WriteBatch};
+use sealvol_crypto::ChunkAddr;
+use sealvol_store::Durability;
 
 use crate::cache::plain;
 use crate::error::{FsError, Result};
@@ -102,11 +102,7 @@ impl Volume {
             times: batch.times,
         };
         let r = staged.and_then(|(p, staging)| {
-            let r = self.commit_write_out(ino, &data, p, staging.as_ref(), Durability::Process);
-            if let Some(s) = staging {
-                self.unstage(s, r.is_ok());
-            }
-            r
+            self.commit_write_out(ino, &data, p, staging.as_ref(), Durability::Process)
         });
         *batch.outcome.lock() = Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         order.done();
@@ -265,11 +261,7 @@ impl Volume {
         durability: Durability,
     ) -> Result<Written> {
         let staging = self.stage_bulk(&mut prepared)?;
-        let r = self.commit_write_out(ino, data, prepared, staging.as_ref(), durability);
-        if let Some(s) = staging {
-            self.unstage(s, r.is_ok());
-        }
-        r
+        self.commit_write_out(ino, data, prepared, staging.as_ref(), durability)
     }
 
     pub(crate) fn commit_write_out(
@@ -288,10 +280,9 @@ impl Volume {
         let geo = self.cfg.chunk_size;
         let mut t = self.begin();
         if let Some(s) = staging {
-            for (addr, plain_len, stored_len) in &s.chunks {
-                t.use_staged(*addr, *plain_len, *stored_len);
+            for (addr, plain_len, stored_len, aside) in &s.chunks {
+                t.use_staged(*addr, *plain_len, *stored_len, aside.clone());
             }
-            t.delete_meta(&s.key);
         }
         let staged_here =
             |a: &ChunkAddr| staging.is_some_and(|s| s.chunks.iter().any(|c| c.0 == *a));
@@ -365,9 +356,10 @@ impl Volume {
         Ok(written)
     }
 
-    /// Put a large write-out's new sealed chunks in the store now, with a bulk write, after a
-    /// synced record of what is being staged (so a crash in between is cleaned up at the next
-    /// open). Takes their sealed bytes out of `prepared`. `None`: too small, nothing staged.
+    /// Put a large write-out's new sealed chunks aside in the store now, durably, before its
+    /// transaction (which then names them: [`sealvol_store::Engine::put_aside`]). Takes their
+    /// sealed bytes out of `prepared`. `None`: too small, nothing put aside. A crash or failure
+    /// before the transaction leaves only unnamed values, which the store reclaims itself.
     pub(crate) fn stage_bulk(&self, prepared: &mut [Prepared]) -> Result<Option<Staging>> {
         let bytes: usize = prepared
             .iter()
@@ -377,103 +369,25 @@ impl Volume {
             return Ok(None);
         }
         let mut chunks: Vec<(ChunkAddr, u32, u32)> = Vec::new();
-        let mut batch = WriteBatch::new();
+        let mut values = Vec::new();
         for p in prepared.iter_mut() {
             if let Some(SealedPiece { addr, len, sealed }) = &mut p.chunk {
                 if let Some(s) = sealed.take() {
                     if !chunks.iter().any(|c| c.0 == *addr) {
                         chunks.push((*addr, *len, s.len() as u32));
-                        batch.put(Cf::Chunks, addr.0.to_vec(), s);
+                        values.push(s);
                     }
                 }
             }
         }
-        let mut id = [0u8; 16];
-        sealvol_crypto::random_bytes(&mut id)?;
-        let staging = Staging {
-            key: [META_STAGED, &id[..]].concat(),
-            chunks,
-        };
-        {
-            let mut g = self.staged.lock();
-            for (a, _, _) in &staging.chunks {
-                *g.entry(*a).or_default() += 1;
-            }
-        }
-        let record = Staged {
-            addrs: staging.chunks.iter().map(|c| c.0).collect(),
-        };
-        let r = (|| -> Result<()> {
-            let mut wb = WriteBatch::new();
-            let sealed = self.seal_meta(Domain::Staged, &staging.key, &record)?;
-            wb.put(Cf::Meta, staging.key.clone(), sealed);
-            self.engine.write(wb, Durability::Disk)?;
-            self.engine.write_bulk(batch)?;
-            Ok(())
-        })();
-        match r {
-            Ok(()) => Ok(Some(staging)),
-            Err(e) => {
-                self.unstage(staging, false);
-                Err(e)
-            }
-        }
-    }
-
-    /// A bulk write's transaction committed (or failed): its chunks are no longer staged. After
-    /// a failure, the chunks that gained no reference are deleted with the record; if even that
-    /// fails, the record stays and the next open does it.
-    pub(crate) fn unstage(&self, s: Staging, committed: bool) {
-        {
-            let mut g = self.staged.lock();
-            for (a, _, _) in &s.chunks {
-                if let Some(n) = g.get_mut(a) {
-                    *n -= 1;
-                    if *n == 0 {
-                        g.remove(a);
-                    }
-                }
-            }
-        }
-        if !committed {
-            let addrs: Vec<ChunkAddr> = s.chunks.iter().map(|c| c.0).collect();
-            if let Err(e) = self.drop_unreferenced(&s.key, &addrs) {
-                tracing::warn!(error = %e, "cleaning up after a failed bulk write failed; the next open retries");
-            }
-        }
-    }
-
-    /// Delete the chunks of `addrs` that have no reference and are not staged by another
-    /// writer, and the staging record `key`, in one transaction.
-    pub(crate) fn drop_unreferenced(&self, key: &[u8], addrs: &[ChunkAddr]) -> Result<()> {
-        let mut t = self.begin();
-        for a in addrs {
-            if self.read_ref(a)?.is_none() && !self.staged.lock().contains_key(a) {
-                t.delete_unreferenced_chunk(a);
-            }
-        }
-        t.delete_meta(key);
-        t.commit(Durability::Process)
-    }
-
-    /// At open: finish what interrupted bulk writes left (see [`Staged`]).
-    pub(crate) fn recover_staged(&self) -> Result<()> {
-        let mut found: Vec<(Vec<u8>, Staged)> = Vec::new();
-        self.engine.for_each(Cf::Meta, META_STAGED, &mut |k, v| {
-            let s: Staged = self
-                .open_meta(Domain::Staged, k, v, 0)
-                .map_err(|e| sealvol_store::StoreError::Corruption(e.to_string()))?;
-            found.push((k.to_vec(), s));
-            Ok(())
-        })?;
-        for (key, s) in found {
-            tracing::info!(
-                chunks = s.addrs.len(),
-                "cleaning up a bulk write interrupted by a crash"
-            );
-            self.drop_unreferenced(&key, &s.addrs)?;
-        }
-        Ok(())
+        let asides = self.engine.put_aside(values)?;
+        Ok(Some(Staging {
+            chunks: chunks
+                .into_iter()
+                .zip(asides)
+                .map(|((addr, plain, stored), aside)| (addr, plain, stored, aside))
+                .collect(),
+        }))
     }
 
     /// Hash each piece, and seal those not stored yet. A whole chunk of zeros is a hole (`chunk:

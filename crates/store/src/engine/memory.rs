@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use parking_lot::RwLock;
 
-use super::{scan_from, Cf, Durability, Engine, KvPairs, StoreError, WriteBatch};
+use super::{scan_from, Cf, Durability, Engine, KvPairs, StoreError, Value, WriteBatch};
 
 type Map = BTreeMap<(Cf, Vec<u8>), Vec<u8>>;
 
@@ -29,10 +29,10 @@ impl Engine for MemoryEngine {
         let mut m = self.maps.write();
         for (cf, k, v) in batch.ops {
             match v {
-                Some(v) => {
+                Value::Put(v) | Value::Aside(v) => {
                     m.insert((cf, k), v);
                 }
-                None => {
+                Value::Delete => {
                     m.remove(&(cf, k));
                 }
             }

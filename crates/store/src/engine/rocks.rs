@@ -2,7 +2,9 @@
 //!
 //! One RocksDB database per volume, one column family per [`Cf`]. Chunk values go to RocksDB
 //! blob files (key-value separation) when `RocksTuning::blob_files` is on, so compaction of the
-//! small metadata does not rewrite bulk data.
+//! small metadata does not rewrite bulk data. The chunks of bulk writes go to pack files
+//! beside the database instead, with a pointer in RocksDB (see [`super::packs`]): every chunk
+//! value as RocksDB holds it starts with a tag byte saying which.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -11,7 +13,10 @@ use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB,
 };
 
-use super::{scan_from, Cf, Durability, Engine, EngineMemory, KvPairs, StoreError, WriteBatch};
+use super::packs::{Packs, Pointer, TAG_INLINE, TAG_PACKED};
+use super::{
+    scan_from, Aside, Cf, Durability, Engine, EngineMemory, KvPairs, StoreError, Value, WriteBatch,
+};
 
 /// Settings that change performance, never the data.
 #[derive(Clone, Debug)]
@@ -70,10 +75,9 @@ pub struct RocksEngine {
     /// The last free-space reading: when, how many bytes were free, and how many bytes this
     /// engine has been asked to write since.
     space: Mutex<(std::time::Instant, u64, u64)>,
+    /// The pack files of bulk writes.
+    packs: Packs,
 }
-
-/// Bytes per RocksDB batch in `write_bulk` (see there).
-const BULK_PIECE: usize = 1 << 20;
 
 /// While this much more than needed was free at the last reading (under 100 ms ago, minus what
 /// was written since), a write does not read the free space again.
@@ -239,6 +243,7 @@ impl RocksEngine {
             path: path.to_path_buf(),
             failed: Mutex::new(None),
             space: Mutex::new((std::time::Instant::now(), 0, 0)),
+            packs: Packs::open(path)?,
         })
     }
 
@@ -298,6 +303,64 @@ impl RocksEngine {
     fn err(&self, e: rocksdb::Error) -> StoreError {
         map_err(&self.path, e)
     }
+
+    /// Write a batch to RocksDB; a failure stops every later write (see `failed`).
+    fn commit(&self, wb: rocksdb::WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(wb, &wo).map_err(|e| {
+            let e = self.err(e);
+            self.record_failure(&e);
+            e
+        })
+    }
+
+    /// A chunk value as stored (tagged): the value itself, or read from its pack. A value with
+    /// an unknown tag is handed on whole, so that its authentication fails above and names the
+    /// chunk as damaged (chunk values are read without RocksDB's checksums).
+    fn chunk_value<'a>(&self, stored: &'a [u8]) -> Result<ChunkValue<'a>, StoreError> {
+        match stored.first() {
+            Some(&TAG_INLINE) => Ok(ChunkValue::Inline(&stored[1..])),
+            Some(&TAG_PACKED) => match Pointer::decode(stored) {
+                Some(p) => Ok(ChunkValue::Packed(self.packs.read(p)?)),
+                None => Ok(ChunkValue::Inline(stored)),
+            },
+            _ => Ok(ChunkValue::Inline(stored)),
+        }
+    }
+
+    /// Give back the space of pack values no pointer uses any more (see the packs module).
+    fn collect_packs(&self) -> Result<(), StoreError> {
+        let chunks = self.cf(Cf::Chunks)?;
+        let scan = || {
+            let mut ro = rocksdb::ReadOptions::default();
+            ro.set_verify_checksums(false);
+            let mut pointers = Vec::new();
+            for item in self.db.iterator_cf_opt(chunks, ro, IteratorMode::Start) {
+                let (_, v) = item.map_err(|e| self.err(e))?;
+                if let Some(p) = Pointer::decode(&v) {
+                    pointers.push(p);
+                }
+            }
+            Ok(pointers)
+        };
+        let done = self.packs.collect(scan, || self.sync())?;
+        if done != Default::default() {
+            tracing::info!(
+                punched_mib = done.punched_bytes >> 20,
+                deleted_packs = done.deleted_packs,
+                deferred = done.deferred,
+                "gave back the space of deleted chunks in pack files"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A chunk value as the engine hands it out.
+enum ChunkValue<'a> {
+    Inline(&'a [u8]),
+    Packed(Vec<u8>),
 }
 
 impl Engine for RocksEngine {
@@ -318,24 +381,37 @@ impl Engine for RocksEngine {
         f: &mut dyn FnMut(Option<&[u8]>),
     ) -> Result<(), StoreError> {
         perf_counters_off();
-        let mut ro = rocksdb::ReadOptions::default();
-        if cf == Cf::Chunks {
-            // Chunk values are sealed: every read above this layer authenticates them
-            // (XChaCha20-Poly1305 tags, the address in the associated data), so a changed byte
-            // fails there. RocksDB's checksums (software CRC32C in Debian's portable build)
-            // would only check the same bytes a second time, at a third of read throughput.
-            // Off here, RocksDB 7.8 skips both the table block checksum and, for values in blob
-            // files, the blob record's CRC (`BlobFileReader::GetBlob` reads and verifies the
-            // record only with `verify_checksums`). Writing a blob still computes that CRC
-            // (`BlobLogRecord::EncodeHeaderTo`, no option turns it off in 7.8). Metadata column
-            // families keep verifying theirs.
-            ro.set_verify_checksums(false);
+        let handle = self.cf(cf)?;
+        if cf != Cf::Chunks {
+            let v = self
+                .db
+                .get_pinned_cf(handle, key)
+                .map_err(|e| self.err(e))?;
+            f(v.as_deref());
+            return Ok(());
         }
+        // Chunk values are sealed: every read above this layer authenticates them
+        // (XChaCha20-Poly1305 tags, the address in the associated data), so a changed byte
+        // fails there. RocksDB's checksums would only check the same bytes a second time, at a
+        // third of read throughput. Off here, RocksDB 7.8 skips both the table block checksum
+        // and, for values in blob files, the blob record's CRC (`BlobFileReader::GetBlob` reads
+        // and verifies the record only with `verify_checksums`). Metadata column families keep
+        // verifying theirs.
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_verify_checksums(false);
+        // From the pointer's lookup to the read of its pack: no collection punches it meanwhile.
+        let _reading = self.packs.reading();
         let v = self
             .db
-            .get_pinned_cf_opt(self.cf(cf)?, key, &ro)
+            .get_pinned_cf_opt(handle, key, &ro)
             .map_err(|e| self.err(e))?;
-        f(v.as_deref());
+        match v.as_deref() {
+            None => f(None),
+            Some(stored) => match self.chunk_value(stored)? {
+                ChunkValue::Inline(v) => f(Some(v)),
+                ChunkValue::Packed(v) => f(Some(&v)),
+            },
+        }
         Ok(())
     }
 
@@ -343,7 +419,6 @@ impl Engine for RocksEngine {
         perf_counters_off();
         self.check_failed()?;
         self.check_space(batch.bytes())?;
-        let mut wb = rocksdb::WriteBatch::default();
         let mut ops = batch.ops;
         // In key order per family: each memtable's skiplist keeps the place of its last insert
         // and a key that goes right after it is inserted in a couple of comparisons, where any
@@ -352,74 +427,36 @@ impl Engine for RocksEngine {
         // for; sorted, they append (6% fewer instructions applying a history). The sort is
         // stable: two writes of one key keep their order, and the later still wins.
         ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut wb = rocksdb::WriteBatch::default();
         for (cf, k, v) in ops {
             match v {
-                Some(v) => wb.put_cf(self.cf(cf)?, k, v),
-                None => wb.delete_cf(self.cf(cf)?, k),
+                Value::Put(v) if cf == Cf::Chunks => {
+                    let mut tagged = Vec::with_capacity(v.len() + 1);
+                    tagged.push(TAG_INLINE);
+                    tagged.extend_from_slice(&v);
+                    wb.put_cf(self.cf(cf)?, k, tagged)
+                }
+                // Already tagged (a pointer into a pack).
+                Value::Put(v) | Value::Aside(v) => wb.put_cf(self.cf(cf)?, k, v),
+                Value::Delete => wb.delete_cf(self.cf(cf)?, k),
             }
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(durability == Durability::Disk);
-        self.db.write_opt(wb, &wo).map_err(|e| {
-            let e = self.err(e);
-            self.record_failure(&e);
-            e
-        })
+        self.commit(wb, durability == Durability::Disk)
     }
 
-    fn write_bulk(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        perf_counters_off();
-        // Into the memtables without the write-ahead log, then flushed (table and blob files
-        // written and synced, the manifest updated) before returning: the bytes go to disk
-        // once, instead of twice (log, then table) with a software CRC32C over each.
-        //
-        // Handed to RocksDB in batches of about BULK_PIECE bytes: its batch is one string that
-        // grows by doubling, and one 32 MiB batch was copied again at every doubling into
-        // freshly mapped memory, whose page faults cost a fifth of a sequential write's CPU.
-        // Small batches reuse the same heap memory. (The call is atomic only per key anyway.)
+    fn put_aside(&self, values: Vec<Vec<u8>>) -> Result<Vec<Aside>, StoreError> {
+        // Appended to a pack file and synced once (see the packs module): the bytes go to disk
+        // once, with no log, memtable, table file or manifest in between.
         self.check_failed()?;
-        self.check_space(batch.bytes())?;
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
-        let mut cfs: Vec<Cf> = Vec::new();
-        let mut wb = rocksdb::WriteBatch::default();
-        let mut written = Ok(());
-        for (cf, k, v) in batch.ops {
-            if !cfs.contains(&cf) {
-                cfs.push(cf);
-            }
-            match v {
-                Some(v) => wb.put_cf(self.cf(cf)?, k, v),
-                None => wb.delete_cf(self.cf(cf)?, k),
-            }
-            if wb.size_in_bytes() >= BULK_PIECE {
-                written = self.db.write_opt(std::mem::take(&mut wb), &wo);
-                if written.is_err() {
-                    break;
-                }
-            }
-        }
-        let mut fo = rocksdb::FlushOptions::default();
-        fo.set_wait(true);
-        let handles = cfs
+        self.check_space(values.iter().map(|v| v.len() as u64).sum())?;
+        let (pointers, hold) = self.packs.put_aside(&values)?;
+        Ok(pointers
             .iter()
-            .map(|cf| self.cf(*cf))
-            .collect::<Result<Vec<_>, _>>()?;
-        let r = written
-            .and_then(|()| match wb.is_empty() {
-                true => Ok(()),
-                false => self.db.write_opt(wb, &wo),
+            .map(|p| Aside {
+                stored: p.encode().to_vec(),
+                _hold: Some(hold.clone()),
             })
-            .and_then(|()| {
-                handles
-                    .iter()
-                    .try_for_each(|h| self.db.flush_cf_opt(*h, &fo))
-            });
-        r.map_err(|e| {
-            let e = self.err(e);
-            self.record_failure(&e);
-            e
-        })
+            .collect())
     }
 
     fn sync(&self) -> Result<(), StoreError> {
@@ -444,12 +481,20 @@ impl Engine for RocksEngine {
             .db
             .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward));
         let mut out = Vec::new();
+        let _reading = (cf == Cf::Chunks).then(|| self.packs.reading());
         for item in it {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if !k.starts_with(prefix) || out.len() >= limit {
                 break;
             }
-            out.push((k.into_vec(), v.into_vec()));
+            let v = match cf {
+                Cf::Chunks => match self.chunk_value(&v)? {
+                    ChunkValue::Inline(v) => v.to_vec(),
+                    ChunkValue::Packed(v) => v,
+                },
+                _ => v.into_vec(),
+            };
+            out.push((k.into_vec(), v));
         }
         Ok(out)
     }
@@ -489,6 +534,7 @@ impl Engine for RocksEngine {
                 .compact_range_cf_opt(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>, &co);
         }
         gc("false").map_err(|e| self.err(e))?;
+        self.collect_packs()?;
         Ok(())
     }
 
@@ -505,6 +551,7 @@ impl Engine for RocksEngine {
     }
 
     fn disk_bytes(&self) -> Result<u64, StoreError> {
+        use std::os::unix::fs::MetadataExt;
         fn walk(p: &Path) -> std::io::Result<u64> {
             let mut n = 0;
             for e in std::fs::read_dir(p)? {
@@ -512,6 +559,9 @@ impl Engine for RocksEngine {
                 let m = e.metadata()?;
                 n += if m.is_dir() {
                     walk(&e.path())?
+                } else if e.file_name().to_string_lossy().ends_with(".pack") {
+                    // Packs have holes where deleted chunks were: what they occupy.
+                    m.blocks() * 512
                 } else {
                     m.len()
                 };

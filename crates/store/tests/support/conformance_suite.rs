@@ -11,7 +11,7 @@ pub(crate) fn run_all(e: &dyn Engine) {
     scan_prefix_start_limit(e);
     for_each_pages(e);
     sync_and_compact(e);
-    bulk_writes_mix_with_logged_writes(e);
+    values_put_aside_are_named_by_a_later_batch(e);
 }
 
 type Op<'a> = (Cf, &'a [u8], Option<&'a [u8]>);
@@ -144,31 +144,62 @@ pub(crate) fn sync_and_compact(e: &dyn Engine) {
     );
 }
 
-/// Bulk writes are seen like any other, and ordered with the logged writes around them.
-pub(crate) fn bulk_writes_mix_with_logged_writes(e: &dyn Engine) {
+/// Values put aside are invisible until a batch names them, then seen like any other value,
+/// and ordered with the writes around them.
+pub(crate) fn values_put_aside_are_named_by_a_later_batch(e: &dyn Engine) {
     let big = vec![7u8; 200 * 1024];
+    let asides = e
+        .put_aside(vec![
+            big.clone(),
+            big.clone(),
+            b"small".to_vec(),
+            vec![9u8; 5000],
+        ])
+        .unwrap();
+    assert_eq!(asides.len(), 4);
+    assert_eq!(e.get(Cf::Chunks, b"aside1").unwrap(), None, "not named yet");
     let mut b = WriteBatch::new();
-    for k in [&b"bulk1"[..], b"bulk2", b"bulk3"] {
-        b.put(Cf::Chunks, k.to_vec(), big.clone());
+    for (k, a) in [&b"aside1"[..], b"aside2", b"aside3"].iter().zip(&asides) {
+        b.put_chunk_aside(k.to_vec(), a);
     }
-    e.write_bulk(b).unwrap();
+    b.put(Cf::Meta, b"aside-meta".to_vec(), b"m".to_vec());
+    e.write(b, Durability::Process).unwrap();
+    drop(asides);
     assert_eq!(
-        e.get(Cf::Chunks, b"bulk2").unwrap().as_deref(),
+        e.get(Cf::Chunks, b"aside2").unwrap().as_deref(),
         Some(&big[..])
     );
-    e.write(wb(&[(Cf::Chunks, b"bulk2", None)]), Durability::Process)
+    let mut seen = None;
+    e.get_with(Cf::Chunks, b"aside3", &mut |v| seen = v.map(<[u8]>::to_vec))
         .unwrap();
-    e.write_bulk(wb(&[(Cf::Chunks, b"bulk3", Some(b"small"))]))
+    assert_eq!(seen.as_deref(), Some(&b"small"[..]));
+    e.write(wb(&[(Cf::Chunks, b"aside2", None)]), Durability::Process)
         .unwrap();
+    // An inline value over a named aside one, and back.
+    e.write(
+        wb(&[(Cf::Chunks, b"aside3", Some(b"inline"))]),
+        Durability::Process,
+    )
+    .unwrap();
     let keys: Vec<(Vec<u8>, usize)> = e
-        .scan(Cf::Chunks, b"bulk", b"", 10)
+        .scan(Cf::Chunks, b"aside", b"", 10)
         .unwrap()
         .into_iter()
         .map(|(k, v)| (k, v.len()))
         .collect();
     assert_eq!(
         keys,
-        vec![(b"bulk1".to_vec(), big.len()), (b"bulk3".to_vec(), 5)]
+        vec![(b"aside1".to_vec(), big.len()), (b"aside3".to_vec(), 6)]
     );
-    assert_eq!(e.get(Cf::Meta, b"bulk1").unwrap(), None);
+    e.sync().unwrap();
+    e.compact().unwrap();
+    assert_eq!(
+        e.get(Cf::Chunks, b"aside1").unwrap().as_deref(),
+        Some(&big[..]),
+        "a named value survives reclaiming"
+    );
+    assert_eq!(
+        e.get(Cf::Meta, b"aside-meta").unwrap().as_deref(),
+        Some(&b"m"[..])
+    );
 }
