@@ -189,8 +189,8 @@ fn kill_9_loses_no_fsynced_write() {
     let pid = f.mount_pid();
     // The writer appends 1000-byte records to three files and creates small files, fsyncs each,
     // and prints the record number only after fsync returned. Every 40th record it also writes
-    // a 10 MiB file (large enough for a bulk write: chunks staged around the write-ahead log,
-    // then committed), fsyncs it, and prints "big N".
+    // a 10 MiB file (large enough for a bulk write: chunks appended to a pack file and synced,
+    // then named by the write-out's transaction), fsyncs it, and prints "big N".
     let script = r#"
 import hashlib, os, sys
 root = sys.argv[1]
