@@ -70,6 +70,7 @@ impl Snapshot {
     /// Copy the database in `db` into a new directory under `parent` (on the same filesystem,
     /// so that table files can be hard-linked; the store's own directory is the natural one).
     pub fn take(db: &Path, parent: &Path) -> Result<Snapshot, StoreError> {
+        remove_stale(parent);
         let mut lease = Some(Lease::take(db)?);
         for attempt in 0..ATTEMPTS {
             let dir = parent.join(format!(".snapshot-{}-{attempt}", std::process::id()));
@@ -145,6 +146,31 @@ impl Snapshot {
     /// The copy: a database directory to open.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Remove the copies in `parent` left by processes that are gone (an export killed before it
+/// could remove its copy): they hold links to pack files, which keeps the writer from giving
+/// back the space of chunks deleted since.
+fn remove_stale(parent: &Path) {
+    let Ok(list) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in list.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".snapshot-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !crate::engine::packs::process_alive(pid) {
+            tracing::info!(dir = %e.path().display(), "removing a snapshot copy left by a process that is gone");
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(dir = %e.path().display(), error = %err, "could not remove a stale snapshot copy; delete it by hand");
+            }
+        }
     }
 }
 

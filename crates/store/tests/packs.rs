@@ -182,3 +182,27 @@ fn a_missing_or_short_pack_reads_as_a_damaged_value_not_an_error() {
     let e = open(d.path(), false);
     assert_eq!(e.get(Cf::Chunks, b"one").unwrap(), Some(Vec::new()));
 }
+
+#[test]
+fn a_copy_left_by_a_killed_export_is_removed_by_the_next_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let e = open(&db, true);
+    let a = e.put_aside(vec![value(1)]).unwrap();
+    name(&e, &[(b"one", &a[0])]);
+    drop(a);
+    // What an export killed with SIGKILL leaves: its copy, packs linked, under a dead pid.
+    let left = dir.path().join(".snapshot-99999999-0");
+    std::fs::create_dir_all(left.join("packs")).unwrap();
+    for f in std::fs::read_dir(db.join("packs")).unwrap() {
+        let f = f.unwrap();
+        std::fs::hard_link(f.path(), left.join("packs").join(f.file_name())).unwrap();
+    }
+    delete(&e, &[b"one"]);
+    e.compact().unwrap();
+    assert!(packs(&db).0 >= MIB as u64, "shared with the copy: kept");
+    drop(Snapshot::take(&db, dir.path()).unwrap());
+    assert!(!left.exists(), "the stale copy is gone");
+    e.compact().unwrap();
+    assert!(packs(&db).0 <= 8192, "and the space comes back");
+}

@@ -248,10 +248,11 @@ impl Packs {
         let path = || self.dir.join(pack_name(p.pack));
         let size = f.metadata().map_err(|e| io("reading", &path(), e))?.len();
         let n = u64::from(p.len).min(size.saturating_sub(p.offset));
+        // (A damaged pointer can hold any offset: every sum below saturates.)
         let mut buf = vec![0u8; n as usize];
         let mut got = 0;
         while got < buf.len() {
-            match f.read_at(&mut buf[got..], p.offset + got as u64) {
+            match f.read_at(&mut buf[got..], p.offset.saturating_add(got as u64)) {
                 Ok(0) => break,
                 Ok(k) => got += k,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -323,11 +324,15 @@ impl Packs {
     }
 
     fn create(&self, w: &mut WriterState) -> Result<Writer, StoreError> {
-        if !self.dir.exists() {
-            std::fs::create_dir(&self.dir).map_err(|e| io("creating", &self.dir, e))?;
-            if let Some(db) = self.dir.parent() {
-                sync_dir(db)?;
-            }
+        // The directory may have been made by a snapshot's lease meanwhile; either way its
+        // entry is synced before a pack in it is named.
+        match std::fs::create_dir(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("creating", &self.dir, e)),
+        }
+        if let Some(db) = self.dir.parent() {
+            sync_dir(db)?;
         }
         let id = w.next;
         w.next = id.checked_add(1).ok_or_else(|| {
@@ -376,7 +381,7 @@ impl Packs {
         for p in scan()? {
             live.entry(p.pack)
                 .or_default()
-                .push((p.offset, p.offset + u64::from(p.len)));
+                .push((p.offset, p.offset.saturating_add(u64::from(p.len))));
         }
         sync()?;
         if self.leased()? {
@@ -402,6 +407,9 @@ impl Packs {
                 Err(e) => return Err(io("reading", &path, e)),
             };
             if meta.nlink() > 1 {
+                // Linked into a snapshot copy: one being used now, or one left behind by an
+                // export that was killed (`Snapshot::take` removes those of dead processes).
+                tracing::warn!(pack = %path.display(), "a pack file is shared with a snapshot copy (STORE/.snapshot-*): its deleted chunks' space comes back once the copy is gone; if no export is running, delete that directory");
                 done.deferred = true;
                 continue;
             }
@@ -447,7 +455,7 @@ fn lease_pid(name: &str) -> Option<i32> {
     name.strip_prefix("lease-")?.split('-').next()?.parse().ok()
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     match rustix::process::Pid::from_raw(pid) {
         Some(p) => !matches!(
             rustix::process::test_kill_process(p),

@@ -333,8 +333,9 @@ impl RocksEngine {
     fn collect_packs(&self) -> Result<(), StoreError> {
         let chunks = self.cf(Cf::Chunks)?;
         let scan = || {
-            let mut ro = rocksdb::ReadOptions::default();
-            ro.set_verify_checksums(false);
+            // With RocksDB's checksums on: a pointer is not sealed, and one damaged unnoticed
+            // here would have its chunk's bytes punched out for good.
+            let ro = rocksdb::ReadOptions::default();
             let mut pointers = Vec::new();
             for item in self.db.iterator_cf_opt(chunks, ro, IteratorMode::Start) {
                 let (_, v) = item.map_err(|e| self.err(e))?;
@@ -477,11 +478,12 @@ impl Engine for RocksEngine {
     ) -> Result<KvPairs, StoreError> {
         perf_counters_off();
         let from = scan_from(prefix, start);
+        // Before the iterator pins its view: no pointer it sees is punched meanwhile.
+        let _reading = (cf == Cf::Chunks).then(|| self.packs.reading());
         let it = self
             .db
             .iterator_cf(self.cf(cf)?, IteratorMode::From(from, Direction::Forward));
         let mut out = Vec::new();
-        let _reading = (cf == Cf::Chunks).then(|| self.packs.reading());
         for item in it {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if !k.starts_with(prefix) || out.len() >= limit {
