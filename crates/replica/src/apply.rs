@@ -5,8 +5,8 @@
 
 use crate::error::{corrupt, Result};
 use crate::ids::{NodeId, OpId, ReplicaId};
-use crate::op::{Kind, Op, Victim};
-use crate::state::{InodeRec, NodeRec, Table, Tx};
+use crate::op::{Extent, Kind, Op, Victim};
+use crate::state::{pieces, InodeRec, NodeRec, PriorHead, Table, Tx};
 
 /// A walk up the tree longer than this means a cycle: damage.
 pub const MAX_DEPTH: usize = 100_000;
@@ -62,7 +62,6 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
                 } else {
                     0
                 },
-                chunks: Vec::new(),
                 links: Vec::new(),
                 trashed: Vec::new(),
                 children: 0,
@@ -223,7 +222,7 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
             inode,
             base,
             size,
-            chunks,
+            extents,
         } => {
             // The lineage continues where its base version is, or was last: at the file, in a
             // conflict copy that took it, or at the file a concurrent write took it from.
@@ -246,19 +245,89 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
             if t.kind != Kind::File {
                 return Ok(Applied::Skipped("not a regular file"));
             }
+            let cs = tx.chunk_size()?;
             if t.version != *base && t.version.is_some() {
                 // Concurrent writers: the newer one (this) keeps the name, the older contents
-                // move whole to a conflict copy.
-                displace(tx, &t, ms)?;
+                // move whole to a conflict copy, and this write's pieces go over its own base,
+                // rebuilt from what the writes since then replaced.
+                displace(tx, &t, cs, ms)?;
+                let rebuilt = if tx.mix {
+                    None
+                } else {
+                    rebuild(tx, &t, *base)?
+                };
+                if let Some(b) = rebuilt {
+                    let n = pieces(b.size, cs);
+                    match b.anchor {
+                        Some(a) if a == target => {
+                            for (i, e) in b.pieces {
+                                tx.set_extent(target, i, e.as_ref(), false)?;
+                            }
+                        }
+                        anchor => {
+                            for i in 0..pieces(t.size, cs).max(n) {
+                                let want = match (b.pieces.get(&i), anchor) {
+                                    _ if i >= n => None,
+                                    (Some(e), _) => e.clone(),
+                                    (None, Some(a)) => tx.extent(a, i)?,
+                                    (None, None) => None,
+                                };
+                                tx.set_extent(target, i, want.as_ref(), false)?;
+                            }
+                        }
+                    }
+                    t.size = b.size;
+                    t.version = *base;
+                }
             }
-            tx.add_refs(chunks, 1)?;
-            tx.add_refs(&t.chunks, -1)?;
+            // Each changed piece: the new one takes references; the one it replaces keeps its
+            // own, held by this write's prior record until the write is stable.
+            let old_size = t.size;
+            let mut prior: std::collections::BTreeMap<u64, Option<Extent>> = Default::default();
+            let mut change = |tx: &mut Tx<'_>, i: u64, e: Option<&Extent>| -> Result<()> {
+                let first = !prior.contains_key(&i);
+                let old = tx.set_extent(target, i, e, first)?;
+                if first {
+                    prior.insert(i, old);
+                }
+                Ok(())
+            };
+            let mut last = pieces(old_size, cs);
+            for (i, e) in extents {
+                change(tx, *i, e.as_ref())?;
+                last = last.max(i.saturating_add(1));
+            }
+            // Nothing past the new size survives: a later extension reads zeros there.
+            let keep = pieces(*size, cs);
+            for i in keep..last {
+                if tx.extent(target, i)?.is_some() {
+                    change(tx, i, None)?;
+                }
+            }
+            if *size % cs != 0 {
+                let i = *size / cs;
+                if let Some(e) = tx.extent(target, i)? {
+                    if e.len() > *size % cs {
+                        change(tx, i, e.clipped(*size % cs).as_ref())?;
+                    }
+                }
+            }
+            for (i, e) in &prior {
+                tx.put_prior(id, *i, e.clone())?;
+            }
+            tx.put_prior_head(
+                id,
+                &PriorHead {
+                    base: t.version,
+                    size: old_size,
+                    indexes: prior.keys().copied().collect(),
+                },
+            )?;
             // (A superseded version's home stays: a concurrent write based on it finds the
             // file it belongs to there.)
             tx.set_verhome(id, Some(target))?;
             t.version = Some(id);
             t.size = *size;
-            t.chunks = chunks.clone();
             t.mtime = ms;
             t.ctime = ms;
             let revive = if t.links.is_empty() {
@@ -480,7 +549,7 @@ fn resurrect(tx: &mut Tx<'_>, n: NodeId, ms: i64) -> Result<()> {
 
 /// Move `t`'s current contents (version `t.version`) whole into a new file beside it: the
 /// conflict copy, named `NAME.sync-conflict-DATE-TIME-HOST.EXT` after the version it keeps.
-fn displace(tx: &mut Tx<'_>, t: &InodeRec, ms: i64) -> Result<()> {
+fn displace(tx: &mut Tx<'_>, t: &InodeRec, cs: u64, ms: i64) -> Result<()> {
     let Some(v) = t.version else { return Ok(()) };
     let c = NodeId::conflict_inode(v);
     if tx.inode(c)?.is_some() {
@@ -491,7 +560,11 @@ fn displace(tx: &mut Tx<'_>, t: &InodeRec, ms: i64) -> Result<()> {
     copy.links = Vec::new();
     copy.trashed = Vec::new();
     copy.ctime = ms;
-    tx.add_refs(&copy.chunks, 1)?;
+    for i in 0..pieces(t.size, cs) {
+        if let Some(e) = tx.extent(t.id, i)? {
+            tx.set_extent(c, i, Some(&e), false)?;
+        }
+    }
     tx.set_verhome(v, Some(c))?;
     tx.put_inode(&copy)?;
     let (parent, name) = if let Some(l) = t.links.first() {
@@ -520,6 +593,88 @@ fn displace(tx: &mut Tx<'_>, t: &InodeRec, ms: i64) -> Result<()> {
     };
     let cname = conflict_name(&name, v, 0);
     place(tx, &mut n, parent, &cname, v, ms)
+}
+
+/// A version's contents as rebuilt from a later one.
+struct Rebuilt {
+    size: u64,
+    /// The file whose current contents `pieces` differ from (`None`: from nothing).
+    anchor: Option<NodeId>,
+    /// The pieces that differ from the anchor's (`None`: none there).
+    pieces: std::collections::BTreeMap<u64, Option<Extent>>,
+}
+
+/// Most versions a rebuild looks through for a descendant still current somewhere.
+const MAX_REBUILD_SEARCH: usize = 10_000;
+
+/// Version `base`'s contents, rebuilt from the current version of a file in its lineage and the
+/// prior records of the writes between them. The lineage is looked for at `t` first, then at
+/// the homes of `base`'s descendants (a conflict copy may have taken the line on). `None` when
+/// no file holds a descendant any more and `base` is not current anywhere: trimming drops
+/// prior records only once nothing based on them can still arrive.
+fn rebuild(tx: &Tx<'_>, t: &InodeRec, base: Option<OpId>) -> Result<Option<Rebuilt>> {
+    let Some(b) = base else {
+        return Ok(Some(Rebuilt {
+            size: 0,
+            anchor: None,
+            pieces: Default::default(),
+        }));
+    };
+    if let Some(r) = walk(tx, t, b)? {
+        return Ok(Some(r));
+    }
+    let mut queue: std::collections::VecDeque<OpId> = tx.children(b)?.into();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(c) = queue.pop_front() {
+        if !seen.insert(c) || seen.len() > MAX_REBUILD_SEARCH {
+            continue;
+        }
+        if let Some(home) = tx.verhome(c)? {
+            if let Some(i) = tx.inode(home)? {
+                if let Some(r) = walk(tx, &i, b)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        queue.extend(tx.children(c)?);
+    }
+    Ok(None)
+}
+
+/// `base`'s contents from `from`'s current version, if `base` is in its lineage.
+fn walk(tx: &Tx<'_>, from: &InodeRec, base: OpId) -> Result<Option<Rebuilt>> {
+    let mut chain = Vec::new();
+    let mut at = from.version;
+    let mut size = from.size;
+    while at != Some(base) {
+        let Some(v) = at else { return Ok(None) };
+        let Some(h) = tx.prior_head(v)? else {
+            return Ok(None);
+        };
+        if chain.len() >= MAX_DEPTH {
+            return Err(corrupt("a file's lineage does not end"));
+        }
+        size = h.size;
+        at = h.base;
+        chain.push((v, h.indexes));
+    }
+    // The oldest write after `base` that changed a piece holds `base`'s piece.
+    let mut pieces = std::collections::BTreeMap::new();
+    for (v, indexes) in chain.iter().rev() {
+        for i in indexes {
+            if !pieces.contains_key(i) {
+                let p = tx
+                    .prior(*v, *i)?
+                    .ok_or_else(|| corrupt("a write's prior record is missing"))?;
+                pieces.insert(*i, p);
+            }
+        }
+    }
+    Ok(Some(Rebuilt {
+        size,
+        anchor: Some(from.id),
+        pieces,
+    }))
 }
 
 /// `name` if free in `parent`, else its conflict name after `by`, else that with a number.

@@ -43,7 +43,11 @@ pub fn history(n: usize) -> crate::Result<History> {
         Arc::new(MemoryEngine::new()),
         keys,
         clock,
-        Config::default(),
+        Config {
+            // 1 KiB pieces: writes of up to 4 KiB span up to four, as the chunks did before.
+            chunk_size: 1024,
+            ..Config::default()
+        },
         volume,
         ReplicaId(0xb000_0000_0000_0001),
     )?;
@@ -68,11 +72,7 @@ pub fn history(n: usize) -> crate::Result<History> {
         } else if roll < 70 {
             let (_, _, ino) = files[rng.gen_range(0..files.len())].clone();
             let data: Vec<u8> = (0..rng.gen_range(1..4096)).map(|_| rng.gen()).collect();
-            let chunks = data
-                .chunks(1024)
-                .map(|c| a.put_chunk(c))
-                .collect::<crate::Result<Vec<_>>>()?;
-            a.write(ino, data.len() as u64, chunks)?;
+            a.write_all(ino, &data)?;
         } else if roll < 82 {
             let (_, _, ino) = files[rng.gen_range(0..files.len())].clone();
             a.setattr(ino, Some(rng.gen_range(0..0o777)), None, None, None, None)?;

@@ -9,9 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::apply::MAX_DEPTH;
 use crate::error::Result;
 use crate::ids::{NodeId, OpId};
+use crate::op::Extent;
 use crate::op::Kind;
 use crate::replica::{hex8, Replica};
-use crate::state::{decode, InodeRec, NameRec, NodeRec, RefRec, Table};
+use crate::state::{
+    decode, pieces, ExtentRec, InodeRec, NameRec, NodeRec, PriorRec, RefRec, Table,
+};
 
 /// What `check` found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +39,8 @@ impl CheckReport {
 pub struct DumpEntry {
     pub node: NodeId,
     pub inode: InodeRec,
+    /// A file's pieces, by index.
+    pub extents: Vec<(u64, Extent)>,
 }
 
 impl DumpEntry {
@@ -79,6 +84,9 @@ impl Replica {
         let inodes: Vec<InodeRec> = self.scan(Table::Inode, &mut r.damage)?;
         let names: Vec<NameRec> = self.scan(Table::Name, &mut r.damage)?;
         let refs: Vec<RefRec> = self.scan(Table::Ref, &mut r.damage)?;
+        let extents: Vec<ExtentRec> = self.scan(Table::Extent, &mut r.damage)?;
+        let priors: Vec<PriorRec> = self.scan(Table::Prior, &mut r.damage)?;
+        let cs = self.chunk_size()?;
         let by_id: BTreeMap<NodeId, &NodeRec> = nodes.iter().map(|n| (n.id, n)).collect();
         let inode_by_id: BTreeMap<NodeId, &InodeRec> = inodes.iter().map(|i| (i.id, i)).collect();
         let mut children: BTreeMap<NodeId, u64> = BTreeMap::new();
@@ -152,7 +160,36 @@ impl Replica {
                     ));
                 }
             }
-            for c in &i.chunks {
+        }
+        // Every chunk a piece names, current or kept for a concurrent write, is counted once
+        // per slice.
+        for e in &extents {
+            match inode_by_id.get(&e.inode) {
+                Some(i) if i.kind == Kind::File && e.index < pieces(i.size, cs) => {
+                    let room = (i.size - e.index * cs).min(cs);
+                    if e.extent.len() > room
+                        || e.extent
+                            .slices
+                            .iter()
+                            .any(|s| s.len > s.chunk.len || s.len == 0)
+                    {
+                        r.damage.push(format!(
+                            "{:?}'s piece {} runs past its bounds",
+                            e.inode, e.index
+                        ));
+                    }
+                }
+                _ => r.damage.push(format!(
+                    "a piece of {:?} lies past its file's end or has no file",
+                    e.inode
+                )),
+            }
+            for c in e.extent.chunks() {
+                *recount.entry(c.addr).or_default() += 1;
+            }
+        }
+        for p in &priors {
+            for c in p.extent.iter().flat_map(Extent::chunks) {
                 *recount.entry(c.addr).or_default() += 1;
             }
         }
@@ -222,6 +259,7 @@ impl Replica {
 
     /// The whole tree, by path: what two converged replicas must agree on.
     pub fn dump(&self) -> Result<BTreeMap<Vec<u8>, DumpEntry>> {
+        let cs = self.chunk_size()?;
         let mut out = BTreeMap::new();
         let mut stack = vec![(Vec::new(), NodeId::ROOT)];
         while let Some((path, dir)) = stack.pop() {
@@ -234,7 +272,22 @@ impl Replica {
                 if n.is_dir {
                     stack.push((p.clone(), node));
                 }
-                out.insert(p, DumpEntry { node, inode: i });
+                let mut extents = Vec::new();
+                if i.kind == Kind::File {
+                    for n in 0..pieces(i.size, cs) {
+                        if let Some(e) = self.extent(i.id, n)? {
+                            extents.push((n, e));
+                        }
+                    }
+                }
+                out.insert(
+                    p,
+                    DumpEntry {
+                        node,
+                        inode: i,
+                        extents,
+                    },
+                );
             }
         }
         Ok(out)

@@ -28,7 +28,7 @@ pub use apply::{conflict_name, Applied, Member, MAX_DEPTH};
 pub use check::{CheckReport, DumpEntry};
 pub use error::{Error, Result};
 pub use ids::{Hlc, NodeId, NodeTag, OpId, ReplicaId};
-pub use op::{ChunkRef, Kind, Op, Victim};
+pub use op::{ChunkRef, Extent, Kind, Op, Slice, Victim, MAX_SLICES};
 pub use replica::{
     Changes, Config, Counters, Faults, Fork, Head, Hold, MemberKey, Received, Refusal, Replica,
     SealedEntry, Snapshot, SystemWallClock, VersionVector, WallClock,

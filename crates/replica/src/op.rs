@@ -27,6 +27,81 @@ pub struct ChunkRef {
     pub len: u32,
 }
 
+/// Part of one chunk-sized piece of a file: `len` plaintext bytes at byte `at` of the piece, the
+/// first `len` bytes of `chunk` (a truncation can leave a slice shorter than its chunk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Slice {
+    pub at: u32,
+    pub len: u32,
+    pub chunk: ChunkRef,
+}
+
+impl Slice {
+    pub fn end(&self) -> u64 {
+        u64::from(self.at) + u64::from(self.len)
+    }
+}
+
+/// One chunk-sized piece of a file (piece `i` holds bytes `i * chunk_size ..`): slices laid
+/// over each other, oldest first, a newer slice's bytes winning where they overlap; bytes no
+/// slice covers read as zeros. The same unit as the single-host volume's extents (issue 10's
+/// slices): a small overwrite adds a slice instead of a whole chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Extent {
+    pub slices: Vec<Slice>,
+}
+
+/// Most slices an extent made by [`crate::Replica::write_at`] holds before it is folded into
+/// one whole chunk.
+pub const MAX_SLICES: usize = 8;
+
+impl Extent {
+    /// A piece stored whole.
+    pub fn whole(chunk: ChunkRef) -> Extent {
+        Extent {
+            slices: vec![Slice {
+                at: 0,
+                len: chunk.len,
+                chunk,
+            }],
+        }
+    }
+
+    /// Where the piece's furthest slice ends.
+    pub fn len(&self) -> u64 {
+        self.slices.iter().map(Slice::end).max().unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lay `new` over the piece, dropping the older slices it hides entirely.
+    pub fn add(&mut self, new: Slice) {
+        self.slices.retain(|s| s.at < new.at || s.end() > new.end());
+        self.slices.push(new);
+    }
+
+    /// The piece cut to its first `len` bytes (a truncation inside it).
+    pub fn clipped(&self, len: u64) -> Option<Extent> {
+        let slices: Vec<Slice> = self
+            .slices
+            .iter()
+            .filter(|s| u64::from(s.at) < len)
+            .map(|s| Slice {
+                len: s.len.min((len - u64::from(s.at)) as u32),
+                ..*s
+            })
+            .collect();
+        (!slices.is_empty()).then_some(Extent { slices })
+    }
+
+    /// Each chunk the piece names, once per slice (what reference counts count).
+    pub fn chunks(&self) -> impl Iterator<Item = &ChunkRef> {
+        self.slices.iter().map(|s| &s.chunk)
+    }
+}
+
 /// The name a rename replaces, as its author saw it: the node there and, for a file, the
 /// version of its contents. If either has changed by the time the rename is folded, the
 /// replaced file is not thrown away (modify beats delete): the renamed node takes a conflict
@@ -85,12 +160,16 @@ pub enum Op {
         name: Vec<u8>,
         value: Option<Vec<u8>>,
     },
-    /// New contents of a file, started from version `base`: its size and every chunk.
+    /// New contents of a file, started from version `base`: its new size and the pieces that
+    /// changed (`None`: a hole), each whole as it is now. Pieces past the new size go, and the
+    /// piece the size falls in is cut there, without being listed. Applied to `base`'s
+    /// contents even when a concurrent write got there first (that one moves whole to a
+    /// conflict copy): never a mix of two writers.
     Write {
         inode: NodeId,
         base: Option<OpId>,
         size: u64,
-        chunks: Vec<ChunkRef>,
+        extents: Vec<(u64, Option<Extent>)>,
     },
     /// Admit a replica to the volume, with the public half of its signing key.
     AddMember { id: ReplicaId, key: [u8; 32] },

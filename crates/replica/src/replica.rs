@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{apply, Applied, Member};
 use crate::error::{corrupt, Error, Result};
 use crate::ids::{Hlc, NodeId, OpId, ReplicaId};
-use crate::op::{ChunkRef, Kind, Op, Victim};
+use crate::op::{ChunkRef, Extent, Kind, Op, Slice, Victim, MAX_SLICES};
 use crate::state::{
-    decode, encode, InodeRec, NameRec, NodeRec, RecordCache, RefRec, ReplicaKeys, Table, Tx,
-    UndoItem,
+    decode, encode, pieces, ExtentRec, InodeRec, NameRec, NodeRec, PriorRec, RecordCache, RefRec,
+    ReplicaKeys, Table, Tx, UndoItem,
 };
 
 /// Wall-clock milliseconds, injected so that simulations can skew and step it.
@@ -149,6 +149,9 @@ pub struct Config {
     /// A member silent for longer than this (its newest entry is older) is removed by
     /// [`Replica::trim`]: it no longer holds trimming back, and must re-join.
     pub silent_ms: u64,
+    /// The piece size of a volume [`Replica::found`] makes (a replica that opens or joins a
+    /// volume takes the volume's, which every replica shares).
+    pub chunk_size: u32,
     /// Bugs to inject, for the simulator's own tests only.
     pub faults: Faults,
 }
@@ -158,6 +161,7 @@ impl Default for Config {
         Config {
             max_skew_ms: 60_000,
             silent_ms: 7 * 24 * 3600 * 1000,
+            chunk_size: 128 << 10,
             faults: Faults::default(),
         }
     }
@@ -172,6 +176,8 @@ pub struct Faults {
     pub whole_record_attrs: bool,
     /// Apply entries in arrival order, without undoing and redoing later ones.
     pub no_undo_redo: bool,
+    /// Lay a concurrent write's pieces over the newer contents instead of its own base.
+    pub mix_concurrent_writes: bool,
 }
 
 /// What became of a received entry.
@@ -364,6 +370,10 @@ impl Replica {
             key.0.clone(),
         );
         let mut tx = Tx::new(&*r.eng, &r.keys);
+        if r.cfg.chunk_size == 0 {
+            return Err(Error::Invalid("the piece size must be at least 1 byte"));
+        }
+        tx.put(Table::Volume, b"chunk-size", &r.cfg.chunk_size)?;
         let root = NodeRec {
             id: NodeId::ROOT,
             parent: NodeId::ROOT,
@@ -387,7 +397,6 @@ impl Replica {
             rdev: 0,
             version: None,
             size: 0,
-            chunks: Vec::new(),
             links: vec![NodeId::ROOT],
             trashed: Vec::new(),
             children: 0,
@@ -639,7 +648,9 @@ impl Replica {
         let keys = self.keys.clone();
         let eng = self.eng.clone();
         let cache = self.cache.clone();
-        let mut tx = Tx::new(&*eng, &keys).cached(&cache);
+        let mut tx = Tx::new(&*eng, &keys)
+            .cached(&cache)
+            .mixing(self.cfg.faults.mix_concurrent_writes);
         let mut b = WriteBatch::new();
         let applied = self.fold_into(&mut tx, &mut b, id, op, later)?;
         self.note_applied(&mut b, id, op, entry, head);
@@ -667,10 +678,12 @@ impl Replica {
         let keys = self.keys.clone();
         let eng = self.eng.clone();
         let cache = self.cache.clone();
-        let mut tx = Tx::new(&*eng, &keys).cached(&cache);
+        let mut tx = Tx::new(&*eng, &keys)
+            .cached(&cache)
+            .mixing(self.cfg.faults.mix_concurrent_writes);
         let mut b = WriteBatch::new();
         for (_, rec) in tail.iter().rev() {
-            tx.restore(&rec.undo);
+            tx.restore(&rec.undo)?;
         }
         let mut dropped = 0u64;
         for (id, rec) in tail {
@@ -681,7 +694,7 @@ impl Replica {
             } else {
                 tx.begin();
                 apply(&mut tx, *id, &rec.op)?;
-                let undo = tx.finish();
+                let undo = tx.finish()?;
                 self.put_logrec(&mut b, *id, &rec.op, undo)?;
             }
         }
@@ -752,12 +765,12 @@ impl Replica {
         later: Vec<(OpId, LogRec)>,
     ) -> Result<Applied> {
         for (_, rec) in later.iter().rev() {
-            tx.restore(&rec.undo);
+            tx.restore(&rec.undo)?;
         }
         self.counters.undone += later.len() as u64;
         tx.begin();
         let applied = apply(tx, id, op)?;
-        let undo = tx.finish();
+        let undo = tx.finish()?;
         self.put_logrec(b, id, op, undo)?;
         if applied != Applied::Done {
             self.counters.skipped += 1;
@@ -765,7 +778,7 @@ impl Replica {
         for (lid, rec) in later {
             tx.begin();
             apply(tx, lid, &rec.op)?;
-            let undo = tx.finish();
+            let undo = tx.finish()?;
             self.put_logrec(b, lid, &rec.op, undo)?;
         }
         Ok(applied)
@@ -849,7 +862,9 @@ impl Replica {
         let mut i = 0;
         while i < entries.len() {
             let cache = self.cache.clone();
-            let mut tx = Tx::new(&*eng, &keys).cached(&cache);
+            let mut tx = Tx::new(&*eng, &keys)
+                .cached(&cache)
+                .mixing(self.cfg.faults.mix_concurrent_writes);
             let mut b = WriteBatch::new();
             // Per origin, the last entry of the run and its member key: its signature covers
             // the entries before it through the hash chain, so one check per origin and run.
@@ -1243,13 +1258,41 @@ impl Replica {
     /// A file's contents; a chunk that has not arrived yet is `Pending`, not zeros.
     pub fn read(&self, inode: NodeId) -> Result<Vec<u8>> {
         let i = self.inode(inode)?.ok_or(Error::NotFound)?;
-        let mut out = Vec::with_capacity(i.size as usize);
-        for c in &i.chunks {
-            let data = self.chunk(&c.addr)?;
-            out.extend_from_slice(&data);
+        let cs = self.chunk_size()?;
+        let mut out = vec![0u8; usize::try_from(i.size).map_err(|_| Error::Invalid("too big"))?];
+        for (n, piece) in out.chunks_mut(cs as usize).enumerate() {
+            if let Some(e) = self.extent(inode, n as u64)? {
+                self.read_piece(&e, piece)?;
+            }
         }
-        out.resize(i.size as usize, 0);
         Ok(out)
+    }
+
+    /// Lay a piece's slices over `out` (zeros where no slice is).
+    fn read_piece(&self, e: &Extent, out: &mut [u8]) -> Result<()> {
+        for s in &e.slices {
+            let data = self.chunk(&s.chunk.addr)?;
+            let at = s.at as usize;
+            let len = (s.len as usize).min(out.len().saturating_sub(at));
+            if data.len() < s.len as usize || s.end() > self.chunk_size()? {
+                return Err(corrupt(format!(
+                    "a slice of chunk {} runs past its chunk or its piece",
+                    hex8(&s.chunk.addr)
+                )));
+            }
+            out[at..at + len].copy_from_slice(&data[..len]);
+        }
+        Ok(())
+    }
+
+    /// The volume's piece size: a file's byte `n` is in piece `n / chunk_size`.
+    pub fn chunk_size(&self) -> Result<u64> {
+        self.tx().chunk_size()
+    }
+
+    /// Piece `index` of a file's current contents.
+    pub fn extent(&self, inode: NodeId, index: u64) -> Result<Option<Extent>> {
+        self.tx().extent(inode, index)
     }
 
     fn chunk(&self, addr: &[u8; 32]) -> Result<Vec<u8>> {
@@ -1584,19 +1627,107 @@ impl Replica {
         })
     }
 
-    /// Replace a file's contents (chunks already stored with [`Replica::put_chunk`]). Works on
-    /// an open file that another replica unlinked meanwhile: the write brings it back.
-    pub fn write(&mut self, inode: NodeId, size: u64, chunks: Vec<ChunkRef>) -> Result<OpId> {
+    /// Change a file's contents: its new size, and the pieces that changed, each whole as it
+    /// is now (`None`: a hole; chunks already stored with [`Replica::put_chunk`]). Pieces past
+    /// `size` are dropped and the piece `size` falls in is cut there without being listed.
+    /// Works on an open file that another replica unlinked meanwhile: the write brings it back.
+    pub fn write(
+        &mut self,
+        inode: NodeId,
+        size: u64,
+        extents: Vec<(u64, Option<Extent>)>,
+    ) -> Result<OpId> {
         let i = self.inode(inode)?.ok_or(Error::NotFound)?;
         if i.kind != Kind::File {
             return Err(Error::IsDir);
+        }
+        let cs = self.chunk_size()?;
+        if extents
+            .iter()
+            .any(|(_, e)| e.as_ref().is_some_and(|e| e.len() > cs))
+        {
+            return Err(Error::Invalid(
+                "a piece is longer than the volume's piece size",
+            ));
+        }
+        let mut extents = extents;
+        if i.links.is_empty() {
+            // Removed here, written through a handle still open: once the removal is stable a
+            // replica may release the contents this write started from, so it names every
+            // piece, not only the changed ones.
+            let listed: BTreeSet<u64> = extents.iter().map(|(n, _)| *n).collect();
+            for n in 0..pieces(size.min(i.size), cs) {
+                if !listed.contains(&n) {
+                    if let Some(e) = self.extent(inode, n)? {
+                        extents.push((n, Some(e)));
+                    }
+                }
+            }
         }
         self.commit_local(Op::Write {
             inode,
             base: i.version,
             size,
-            chunks,
+            extents,
         })
+    }
+
+    /// Replace a file's contents with `data`, sending only the pieces that differ from what the
+    /// file holds now.
+    pub fn write_all(&mut self, inode: NodeId, data: &[u8]) -> Result<OpId> {
+        let cs = self.chunk_size()? as usize;
+        let mut extents = Vec::new();
+        for (n, piece) in data.chunks(cs).enumerate() {
+            let n = n as u64;
+            let addr = self.keys.chunk_addr.chunk_addr(piece).0;
+            let now = self.extent(inode, n)?;
+            let same = matches!(&now, Some(e) if e.slices.len() == 1
+                && e.slices[0].at == 0
+                && e.slices[0].chunk.addr == addr
+                && e.slices[0].len as usize == piece.len());
+            if !same {
+                extents.push((n, Some(Extent::whole(self.put_chunk(piece)?))));
+            }
+        }
+        self.write(inode, data.len() as u64, extents)
+    }
+
+    /// Write `data` at byte `offset` of a file: each piece it touches gains a slice (a piece
+    /// with more than [`MAX_SLICES`] is stored whole again). The file grows if the write ends
+    /// past its size; bytes between the old end and `offset` read as zeros.
+    pub fn write_at(&mut self, inode: NodeId, offset: u64, data: &[u8]) -> Result<OpId> {
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        let cs = self.chunk_size()?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(Error::Invalid("a write past the largest file size"))?;
+        let mut extents = Vec::new();
+        let mut at = offset;
+        while at < end {
+            let n = at / cs;
+            let within = at % cs;
+            let len = (cs - within).min(end - at);
+            let part = &data[(at - offset) as usize..(at - offset + len) as usize];
+            // Bytes of the piece past the old size read as zeros already; a slice keeps them so.
+            let live = i.size.saturating_sub(n * cs).min(cs);
+            let mut e = self
+                .extent(inode, n)?
+                .and_then(|e| e.clipped(live))
+                .unwrap_or_default();
+            e.add(Slice {
+                at: within as u32,
+                len: len as u32,
+                chunk: self.put_chunk(part)?,
+            });
+            if e.slices.len() > MAX_SLICES {
+                let mut whole = vec![0u8; e.len() as usize];
+                self.read_piece(&e, &mut whole)?;
+                e = Extent::whole(self.put_chunk(&whole)?);
+            }
+            extents.push((n, Some(e)));
+            at += len;
+        }
+        self.write(inode, i.size.max(end), extents)
     }
 
     // ---- Membership and snapshots --------------------------------------------------------
@@ -1746,7 +1877,8 @@ impl Replica {
         let members = self.members()?;
         let mut own = BTreeMap::new();
         own.insert(self.local.id, self.vv.clone());
-        let ack = |m: &ReplicaId| acks.get(m).or_else(|| own.get(m));
+        // This replica's own state is what it has applied now, whatever `acks` says of it.
+        let ack = |m: &ReplicaId| own.get(m).or_else(|| acks.get(m));
         // Per origin, the highest sequence number that is stable.
         let mut stable: BTreeMap<ReplicaId, u64> = BTreeMap::new();
         for origin in self.vv.keys() {
@@ -1767,6 +1899,7 @@ impl Replica {
         let mut n = 0;
         let mut live_undo: BTreeSet<Vec<u8>> = BTreeSet::new();
         let mut undo_chunks: BTreeSet<[u8; 32]> = BTreeSet::new();
+        let mut stable_writes = Vec::new();
         let keys = self.keys.clone();
         let mut recs = Vec::new();
         self.eng.for_each(Cf::Log, &[OPLOG_PREFIX], &mut |k, v| {
@@ -1775,24 +1908,41 @@ impl Replica {
         })?;
         for (k, v) in recs {
             let id = OpId::from_key(&k[1..]).ok_or_else(|| corrupt("a malformed log key"))?;
+            let rec: LogRec = decode(&keys.open_record(&k, &v)?)?;
             if is_stable(&id) {
                 b.delete(Cf::Log, k);
                 n += 1;
+                if matches!(rec.op, Op::Write { .. }) {
+                    stable_writes.push(id);
+                }
             } else {
-                let rec: LogRec = decode(&keys.open_record(&k, &v)?)?;
                 for (t, tid, pre) in rec.undo {
-                    if t == Table::Inode {
-                        live_undo.insert(tid);
-                        if let Some(p) = pre {
-                            let i: InodeRec = decode(&p)?;
-                            undo_chunks.extend(i.chunks.iter().map(|c| c.addr));
+                    match (t, pre) {
+                        (Table::Inode, _) => {
+                            live_undo.insert(tid);
                         }
+                        (Table::Extent, Some(p)) => {
+                            let e: ExtentRec = decode(&p)?;
+                            undo_chunks.extend(e.extent.chunks().map(|c| c.addr));
+                        }
+                        (Table::Prior, Some(p)) => {
+                            let e: PriorRec = decode(&p)?;
+                            undo_chunks
+                                .extend(e.extent.iter().flat_map(|e| e.chunks()).map(|c| c.addr));
+                        }
+                        _ => {}
                     }
                 }
             }
         }
-        // Entries every member has applied.
-        for (origin, head) in &self.vv {
+        // Entries every member has applied, once this replica has applied everything each
+        // member had made when it said so: otherwise a member admitted meanwhile, not yet in
+        // the list here, may still need them.
+        let caught_up = members.iter().all(|m| {
+            let said = ack(m).and_then(|a| a.get(m)).map_or(0, |h| h.seq);
+            self.vv.get(m).map_or(0, |h| h.seq) >= said
+        });
+        for (origin, head) in self.vv.iter().filter(|_| caught_up) {
             let mut upto = head.seq;
             for m in &members {
                 upto = upto.min(ack(m).and_then(|a| a.get(origin)).map_or(0, |h| h.seq));
@@ -1805,6 +1955,12 @@ impl Replica {
         // Files whose last name was removed by a stable operation: release their contents.
         let cache = self.cache.clone();
         let mut tx = Tx::new(&*self.eng, &keys).cached(&cache);
+        // Stable writes: nothing based on an older version can still arrive, so what they
+        // replaced is needed no more.
+        for v in stable_writes {
+            tx.drop_prior(v)?;
+        }
+        let cs = tx.chunk_size()?;
         let mut inodes = Vec::new();
         self.eng
             .for_each(Cf::Inodes, &[Table::Inode.place().1], &mut |k, v| {
@@ -1818,18 +1974,20 @@ impl Replica {
             // Every operation that touched an inode records its old value in its undo record:
             // none left means every one of them (the removal too) is stable.
             if !i.links.is_empty()
-                || i.chunks.is_empty()
+                || i.kind != Kind::File
+                || (i.size == 0 && i.version.is_none())
                 || live_undo.contains(i.id.bytes().as_slice())
             {
                 continue;
             }
-            tx.add_refs(&i.chunks, -1)?;
+            for n in 0..pieces(i.size, cs) {
+                tx.set_extent(i.id, n, None, false)?;
+            }
             if let Some(v) = i.version {
                 if tx.verhome(v)? == Some(i.id) {
                     tx.set_verhome(v, None)?;
                 }
             }
-            i.chunks.clear();
             i.size = 0;
             i.version = None;
             tx.put_inode(&i)?;

@@ -57,6 +57,10 @@ pub struct SimStats {
     pub conflict_copies: u64,
     pub undone: u64,
     pub files_at_end: usize,
+    /// Files whose contents were compared with what their version's author wrote.
+    pub contents_checked: u64,
+    /// Trims that made operations stable while other entries were still in flight.
+    pub trims_in_flight: u64,
 }
 
 /// A broken invariant.
@@ -80,6 +84,7 @@ impl std::fmt::Display for SimFailure {
             (self.faults.reapply_duplicates, "reapply-duplicates"),
             (self.faults.whole_record_attrs, "whole-record-attrs"),
             (self.faults.no_undo_redo, "no-undo-redo"),
+            (self.faults.mix_concurrent_writes, "mix-concurrent-writes"),
         ] {
             if on {
                 extra.push_str(&format!(" --fault {name}"));
@@ -129,10 +134,11 @@ struct Host {
     open: Vec<NodeId>,
 }
 
-/// An acknowledged write, as the simulator saw it.
+/// An acknowledged write, as the simulator saw it: the whole contents its author meant.
 struct AckedWrite {
     id: OpId,
     base: Option<OpId>,
+    data: Vec<u8>,
 }
 
 /// An acknowledged attribute change: the fields its caller set.
@@ -234,6 +240,7 @@ impl Sim {
     fn rconfig(&self) -> Config {
         Config {
             max_skew_ms: 60_000,
+            chunk_size: CHUNK as u32,
             faults: self.cfg.faults,
             ..Config::default()
         }
@@ -300,6 +307,7 @@ impl Sim {
                 930..=949 => self.crash_or_restart()?,
                 950..=969 => self.skew(),
                 970..=974 => self.rejoin()?,
+                975..=989 => self.trim_one()?,
                 _ => {
                     for h in self.live() {
                         if let Some(r) = self.hosts[h].rep.as_mut() {
@@ -516,9 +524,10 @@ impl Sim {
         Ok(())
     }
 
-    /// Replace, append to or truncate a file's contents.
+    /// Replace, append to, truncate or patch a file's contents (a patch is a small write at
+    /// an offset: slices over the pieces it touches).
     fn write(&mut self, h: usize, ino: NodeId) -> Result<crate::Result<Option<OpId>>, Fail> {
-        let how = self.rng.gen_range(0..3);
+        let how = self.rng.gen_range(0..5);
         let extra = self.content();
         let cut = self.rng.gen_range(0..40usize);
         let r = self.hosts[h].rep.as_mut().ok_or("down")?;
@@ -533,19 +542,31 @@ impl Sim {
             Err(crate::Error::Pending(_)) => return Ok(Ok(None)),
             Err(e) => return Err(format!("reading a file: {e}")),
         };
-        let data = match how {
-            0 => extra,
-            1 => [old, extra].concat(),
-            _ => old[..cut.min(old.len())].to_vec(),
-        };
-        let mut chunks = Vec::new();
-        for c in data.chunks(CHUNK) {
-            chunks.push(r.put_chunk(c).map_err(err("put chunk"))?);
-        }
         let base = i.version;
-        let res = r.write(ino, data.len() as u64, chunks);
+        let (data, res) = if how >= 3 {
+            let at = cut.min(old.len() + 8);
+            let patch = &extra[..extra.len().min(1 + cut % 24)];
+            let mut data = old.clone();
+            if data.len() < at + patch.len() {
+                data.resize(at + patch.len(), 0);
+            }
+            data[at..at + patch.len()].copy_from_slice(patch);
+            (data, r.write_at(ino, at as u64, patch))
+        } else {
+            let data = match how {
+                0 => extra,
+                1 => [old, extra].concat(),
+                _ => old[..cut.min(old.len())].to_vec(),
+            };
+            let res = r.write_all(ino, &data);
+            (data, res)
+        };
         if let Ok(id) = &res {
-            self.writes.push(AckedWrite { id: *id, base });
+            self.writes.push(AckedWrite {
+                id: *id,
+                base,
+                data,
+            });
             self.stats.writes_acked += 1;
         }
         Ok(res.map(Some))
@@ -687,6 +708,31 @@ impl Sim {
             self.stats.crashes += 1;
         } else {
             self.restart(i)?;
+        }
+        Ok(())
+    }
+
+    /// A host trims with the acknowledgements it has heard, while entries are still in flight.
+    fn trim_one(&mut self) -> Result<(), Fail> {
+        let Some(h) = self.pick(&self.live()) else {
+            return Ok(());
+        };
+        // Acknowledgements are small and gossiped often: fresh ones from every live host (the
+        // entries themselves may still be in flight).
+        let fresh: Vec<(ReplicaId, VersionVector)> = self
+            .hosts
+            .iter()
+            .filter_map(|x| x.rep.as_ref())
+            .map(|r| (r.id(), r.version_vector().clone()))
+            .collect();
+        self.hosts[h].acks.extend(fresh);
+        let acks = self.hosts[h].acks.clone();
+        let r = self.hosts[h].rep.as_mut().ok_or("down")?;
+        let n = r.trim(&acks).map_err(err("trim"))?;
+        self.stats.trims_in_flight += u64::from(n > 0);
+        let c = r.check().map_err(err("check"))?;
+        if !c.damage.is_empty() {
+            return Err(format!("a trim in flight left damage: {:?}", c.damage));
         }
         Ok(())
     }
@@ -941,6 +987,27 @@ impl Sim {
         // Every acknowledged write is still there, unless replaced or removed knowingly.
         let present: BTreeSet<OpId> = dump.values().filter_map(|e| e.inode.version).collect();
         let superseded: BTreeSet<OpId> = self.writes.iter().filter_map(|w| w.base).collect();
+        // ... and whole: a file at version `w` holds exactly what `w`'s author wrote, never
+        // pieces of a concurrent writer's version.
+        let r0 = self.hosts[0].rep.as_ref().ok_or("down")?;
+        let by_version: BTreeMap<OpId, &AckedWrite> =
+            self.writes.iter().map(|w| (w.id, w)).collect();
+        for (p, e) in &dump {
+            let Some(v) = e.inode.version else { continue };
+            let Some(w) = by_version.get(&v) else {
+                continue;
+            };
+            let got = r0.read(e.inode.id).map_err(err("read"))?;
+            if got != w.data {
+                return Err(format!(
+                    "{when}: {} holds version {v:?} but not its contents: {:?} written, {:?} read",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(&w.data),
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+            self.stats.contents_checked += 1;
+        }
         for w in &self.writes {
             if !present.contains(&w.id)
                 && !superseded.contains(&w.id)

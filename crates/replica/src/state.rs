@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{corrupt, Result};
 use crate::ids::{NodeId, OpId};
-use crate::op::{ChunkRef, Kind};
+use crate::op::{ChunkRef, Extent, Kind};
 
 /// The subkeys a replica uses, derived from the volume's master key.
 pub struct ReplicaKeys {
@@ -87,6 +87,22 @@ pub(crate) enum Table {
     VerHome,
     /// The member list.
     Member,
+    /// One piece of a file's current contents: (inode, index) → [`ExtentRec`].
+    Extent,
+    /// What a write replaced, per piece: (version, index) → [`PriorRec`]. Kept until the write
+    /// is stable: a concurrent write based on an older version rebuilds that version from them.
+    Prior,
+    /// A write's place in its file's lineage: version → [`PriorHead`].
+    PriorHead,
+    /// The writes applied on a version: version → their ids (a rebuild of a version whose
+    /// file moved on looks for a descendant still current somewhere).
+    Children,
+    /// Volume-wide settings every replica shares (the piece size).
+    Volume,
+    /// Only in undo records: what an operation added to a chunk's reference count. Undoing
+    /// subtracts it from the count as it is then, so that references released outside the fold
+    /// meanwhile (by trimming) are not put back, as a restored old count would.
+    RefDelta,
 }
 
 impl Table {
@@ -98,6 +114,12 @@ impl Table {
             Table::Ref => (Cf::Refs, b'r'),
             Table::VerHome => (Cf::Meta, b'v'),
             Table::Member => (Cf::Meta, b'm'),
+            Table::Extent => (Cf::Inodes, b'x'),
+            Table::Prior => (Cf::Meta, b'p'),
+            Table::PriorHead => (Cf::Meta, b'q'),
+            Table::Children => (Cf::Meta, b'k'),
+            Table::Volume => (Cf::Meta, b'c'),
+            Table::RefDelta => (Cf::Refs, b'R'),
         }
     }
     fn label(self) -> &'static [u8] {
@@ -108,6 +130,12 @@ impl Table {
             Table::Ref => b"replica/ref",
             Table::VerHome => b"replica/verhome",
             Table::Member => b"replica/member",
+            Table::Extent => b"replica/extent",
+            Table::Prior => b"replica/prior",
+            Table::PriorHead => b"replica/prior-head",
+            Table::Children => b"replica/children",
+            Table::Volume => b"replica/volume",
+            Table::RefDelta => b"replica/ref-delta",
         }
     }
 }
@@ -140,8 +168,8 @@ pub struct InodeRec {
     pub rdev: u32,
     /// The version of the contents: the write that made them (`None`: never written).
     pub version: Option<OpId>,
+    /// Bytes; the contents are the pieces `0..ceil(size / chunk_size)` in [`Table::Extent`].
     pub size: u64,
-    pub chunks: Vec<ChunkRef>,
     /// Live names (for a directory: itself while it is in the tree). Derived, kept sorted.
     pub links: Vec<NodeId>,
     /// Names in the trash, most recently removed last.
@@ -155,6 +183,36 @@ pub(crate) struct NameRec {
     pub parent: NodeId,
     pub name: Vec<u8>,
     pub node: NodeId,
+}
+
+/// One piece of a file's contents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ExtentRec {
+    pub inode: NodeId,
+    pub index: u64,
+    pub extent: Extent,
+}
+
+/// A piece as it was before write `version` changed it (`None`: there was none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PriorRec {
+    pub version: OpId,
+    pub index: u64,
+    pub extent: Option<Extent>,
+}
+
+/// Where write `version` started: the version it was applied on, that version's size, and the
+/// pieces it changed (each has a [`PriorRec`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PriorHead {
+    pub base: Option<OpId>,
+    pub size: u64,
+    pub indexes: Vec<u64>,
+}
+
+/// Pieces of a file of `size` bytes, in pieces of `chunk` bytes.
+pub(crate) fn pieces(size: u64, chunk: u64) -> u64 {
+    size.div_ceil(chunk.max(1))
 }
 
 /// A chunk's reference count (the address is kept so that a scan can name the chunk).
@@ -248,6 +306,8 @@ pub(crate) struct Tx<'a> {
     cache: Option<&'a RecordCache>,
     writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     recording: Option<Recording>,
+    /// The simulator's injected bug [`crate::Faults::mix_concurrent_writes`].
+    pub(crate) mix: bool,
 }
 
 impl<'a> Tx<'a> {
@@ -258,7 +318,13 @@ impl<'a> Tx<'a> {
             cache: None,
             writes: BTreeMap::new(),
             recording: None,
+            mix: false,
         }
+    }
+
+    pub(crate) fn mixing(mut self, mix: bool) -> Self {
+        self.mix = mix;
+        self
     }
 
     pub(crate) fn cached(mut self, cache: &'a RecordCache) -> Self {
@@ -320,15 +386,51 @@ impl<'a> Tx<'a> {
     }
 
     /// Stop recording; the operation's undo record.
-    pub(crate) fn finish(&mut self) -> Vec<UndoItem> {
-        self.recording.take().map(|(u, _)| u).unwrap_or_default()
+    pub(crate) fn finish(&mut self) -> Result<Vec<UndoItem>> {
+        let undo = self.recording.take().map(|(u, _)| u).unwrap_or_default();
+        let mut out = Vec::with_capacity(undo.len());
+        for (t, id, pre) in undo {
+            if t != Table::Ref {
+                out.push((t, id, pre));
+                continue;
+            }
+            let before = match &pre {
+                Some(b) => decode::<RefRec>(b)?.n,
+                None => 0,
+            };
+            let after = self.get::<RefRec>(Table::Ref, &id)?.map_or(0, |r| r.n);
+            let delta = after as i64 - before as i64;
+            if delta != 0 {
+                out.push((Table::RefDelta, id, Some(encode(&delta)?)));
+            }
+        }
+        Ok(out)
     }
 
     /// Put back what an operation changed (its undo record), newest change last undone first.
-    pub(crate) fn restore(&mut self, undo: &[UndoItem]) {
+    pub(crate) fn restore(&mut self, undo: &[UndoItem]) -> Result<()> {
         for (t, id, pre) in undo.iter().rev() {
-            self.writes.insert((*t, id.clone()), pre.clone());
+            if *t == Table::RefDelta {
+                let delta: i64 = decode(pre.as_deref().unwrap_or_default())?;
+                let now = self.get::<RefRec>(Table::Ref, id)?.map_or(0, |r| r.n);
+                let n = now as i64 - delta;
+                let v = match n {
+                    0 => None,
+                    n if n > 0 => {
+                        let addr: [u8; 32] = id
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| corrupt("a malformed chunk address in an undo record"))?;
+                        Some(encode(&RefRec { addr, n: n as u64 })?)
+                    }
+                    _ => return Err(corrupt("undoing took a reference count below zero")),
+                };
+                self.writes.insert((Table::Ref, id.clone()), v);
+            } else {
+                self.writes.insert((*t, id.clone()), pre.clone());
+            }
         }
+        Ok(())
     }
 
     /// Seal every write into `batch`; the writes, for [`RecordCache::committed`].
@@ -389,7 +491,11 @@ impl<'a> Tx<'a> {
     pub(crate) fn refs(&self, addr: &[u8; 32]) -> Result<u64> {
         Ok(self.get::<RefRec>(Table::Ref, addr)?.map_or(0, |r| r.n))
     }
-    pub(crate) fn add_refs(&mut self, chunks: &[ChunkRef], delta: i64) -> Result<()> {
+    pub(crate) fn add_refs<'c>(
+        &mut self,
+        chunks: impl IntoIterator<Item = &'c ChunkRef>,
+        delta: i64,
+    ) -> Result<()> {
         for c in chunks {
             let n = self.refs(&c.addr)? as i64 + delta;
             if n < 0 {
@@ -410,6 +516,107 @@ impl<'a> Tx<'a> {
         }
         Ok(())
     }
+    /// The volume's piece size (set when the volume was founded).
+    pub(crate) fn chunk_size(&self) -> Result<u64> {
+        self.get::<u32>(Table::Volume, b"chunk-size")?
+            .map(u64::from)
+            .filter(|c| *c > 0)
+            .ok_or_else(|| corrupt("the volume's piece size is missing"))
+    }
+    pub(crate) fn extent(&self, inode: NodeId, index: u64) -> Result<Option<Extent>> {
+        Ok(self
+            .get::<ExtentRec>(Table::Extent, &piece_id(&inode.bytes(), index))?
+            .map(|r| r.extent))
+    }
+    /// Set one piece, keeping reference counts: the old piece's chunks lose a reference
+    /// (unless `keep_old`: a [`PriorRec`] takes them over), the new one's gain one.
+    pub(crate) fn set_extent(
+        &mut self,
+        inode: NodeId,
+        index: u64,
+        new: Option<&Extent>,
+        keep_old: bool,
+    ) -> Result<Option<Extent>> {
+        let old = self.extent(inode, index)?;
+        if !keep_old {
+            if let Some(o) = &old {
+                self.add_refs(o.chunks(), -1)?;
+            }
+        }
+        let id = piece_id(&inode.bytes(), index);
+        match new {
+            Some(e) if !e.is_empty() => {
+                self.add_refs(e.chunks(), 1)?;
+                self.put(
+                    Table::Extent,
+                    &id,
+                    &ExtentRec {
+                        inode,
+                        index,
+                        extent: e.clone(),
+                    },
+                )?;
+            }
+            _ => self.del(Table::Extent, &id)?,
+        }
+        Ok(old)
+    }
+    pub(crate) fn prior(&self, v: OpId, index: u64) -> Result<Option<Option<Extent>>> {
+        Ok(self
+            .get::<PriorRec>(Table::Prior, &piece_id(&v.key(), index))?
+            .map(|r| r.extent))
+    }
+    pub(crate) fn put_prior(&mut self, v: OpId, index: u64, e: Option<Extent>) -> Result<()> {
+        self.put(
+            Table::Prior,
+            &piece_id(&v.key(), index),
+            &PriorRec {
+                version: v,
+                index,
+                extent: e,
+            },
+        )
+    }
+    pub(crate) fn prior_head(&self, v: OpId) -> Result<Option<PriorHead>> {
+        self.get(Table::PriorHead, &v.key())
+    }
+    pub(crate) fn children(&self, v: OpId) -> Result<Vec<OpId>> {
+        Ok(self.get(Table::Children, &v.key())?.unwrap_or_default())
+    }
+    fn set_children(&mut self, v: OpId, c: &[OpId]) -> Result<()> {
+        if c.is_empty() {
+            self.del(Table::Children, &v.key())
+        } else {
+            self.put(Table::Children, &v.key(), &c)
+        }
+    }
+    /// Record where write `v` started (`h`), linking it under its base.
+    pub(crate) fn put_prior_head(&mut self, v: OpId, h: &PriorHead) -> Result<()> {
+        if let Some(b) = h.base {
+            let mut c = self.children(b)?;
+            c.push(v);
+            self.set_children(b, &c)?;
+        }
+        self.put(Table::PriorHead, &v.key(), h)
+    }
+    /// Forget what write `v` replaced (it is stable): its chunks lose those references.
+    pub(crate) fn drop_prior(&mut self, v: OpId) -> Result<()> {
+        let Some(h) = self.prior_head(v)? else {
+            return Ok(());
+        };
+        if let Some(b) = h.base {
+            let mut c = self.children(b)?;
+            c.retain(|x| *x != v);
+            self.set_children(b, &c)?;
+        }
+        for i in h.indexes {
+            if let Some(Some(e)) = self.prior(v, i)? {
+                self.add_refs(e.chunks(), -1)?;
+            }
+            self.del(Table::Prior, &piece_id(&v.key(), i))?;
+        }
+        self.del(Table::PriorHead, &v.key())
+    }
     pub(crate) fn verhome(&self, v: OpId) -> Result<Option<NodeId>> {
         self.get(Table::VerHome, &v.key())
     }
@@ -419,6 +626,12 @@ impl<'a> Tx<'a> {
             None => self.del(Table::VerHome, &v.key()),
         }
     }
+}
+
+fn piece_id(prefix: &[u8], index: u64) -> Vec<u8> {
+    let mut id = prefix.to_vec();
+    id.extend_from_slice(&index.to_be_bytes());
+    id
 }
 
 pub(crate) fn name_id(parent: NodeId, name: &[u8]) -> Vec<u8> {

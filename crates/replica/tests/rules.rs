@@ -673,3 +673,164 @@ fn a_read_waits_for_a_pending_chunk_up_to_a_bound() {
         );
     });
 }
+
+/// The content unit is the piece (issue 10's slices): a small overwrite of a large file ships a
+/// slice and the pieces it touches, not the file.
+#[test]
+fn a_small_overwrite_ships_one_piece_not_the_file() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"big.db");
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    c.sync();
+    c.write(0, f, &data);
+    let whole = c.entries(0, 1);
+    c.sync();
+    c.reps[0].write_at(f, 40_000, b"0123456789").unwrap();
+    let small = c.entries(0, 1);
+    assert_eq!(small.len(), 1);
+    assert!(
+        small[0].bytes.len() < 512,
+        "a 10-byte overwrite of a 64 KiB file made a {}-byte entry",
+        small[0].bytes.len()
+    );
+    // Rewriting the file with one piece changed also ships that piece only.
+    let mut next = data.clone();
+    next[100] ^= 0xff;
+    c.sync();
+    c.write(0, f, &next);
+    let one = c.entries(0, 1);
+    assert!(one[0].bytes.len() < 512, "{} bytes", one[0].bytes.len());
+    assert!(
+        whole.iter().map(|e| e.bytes.len()).sum::<usize>() > 64 * 1024,
+        "the first write ships every piece"
+    );
+    c.sync();
+    c.converged();
+    // The rewrite put back the bytes the patch had changed, in the piece it listed.
+    assert!(
+        c.cat(1, b"/big.db") == next,
+        "replica 1 holds the rewritten file"
+    );
+}
+
+/// Both hosts patch different bytes of one file concurrently: each version is its own base plus
+/// its own patch, never both patches in one file.
+#[test]
+fn concurrent_small_overwrites_keep_both_versions_whole() {
+    let mut c = Cluster::new(3);
+    let f = c.file(0, R, b"table.db");
+    let base: Vec<u8> = (0..200u8).collect();
+    c.write(0, f, &base);
+    c.sync();
+    c.reps[0].write_at(f, 10, b"AAAA").unwrap();
+    c.reps[0].write_at(f, 150, b"AA").unwrap();
+    c.advance(7);
+    c.reps[1].write_at(f, 100, b"BBBB").unwrap();
+    c.pull(2, 1);
+    c.pull(2, 0);
+    c.sync();
+    let t = c.converged();
+    let mut b = base.clone();
+    b[100..104].copy_from_slice(b"BBBB");
+    let mut a = base.clone();
+    a[10..14].copy_from_slice(b"AAAA");
+    a[150..152].copy_from_slice(b"AA");
+    assert_eq!(c.cat(2, b"/table.db"), b, "the newer writer keeps the name");
+    let copy = names(&t)
+        .into_iter()
+        .find(|n| n.contains(".sync-conflict-"))
+        .unwrap();
+    assert_eq!(c.cat(0, copy.as_bytes()), a, "the other version, whole");
+}
+
+/// A truncation inside a piece cuts it: growing the file again reads zeros there, on every
+/// replica, and trimming leaves no chunk unaccounted for.
+#[test]
+fn truncate_then_extend_reads_zeros_and_trimming_releases_what_writes_replaced() {
+    let mut c = Cluster::new(2);
+    let f = c.file(0, R, b"f");
+    c.write(0, f, b"0123456789abcdefghijklmnopqrstuvwxyz");
+    c.write(0, f, b"0123456789abcdefghij");
+    c.reps[0].write_at(f, 30, b"!").unwrap();
+    c.sync();
+    c.converged();
+    let mut want = b"0123456789abcdefghij".to_vec();
+    want.resize(30, 0);
+    want.push(b'!');
+    assert_eq!(c.cat(1, b"/f"), want);
+    let acks: std::collections::BTreeMap<_, _> = c
+        .reps
+        .iter()
+        .map(|r| (r.id(), r.version_vector().clone()))
+        .collect();
+    for r in &mut c.reps {
+        r.trim(&acks).unwrap();
+    }
+    for r in &c.reps {
+        assert!(r.check().unwrap().is_clean());
+        assert_eq!(r.unreferenced_chunks().unwrap(), 0);
+    }
+    assert_eq!(c.cat(0, b"/f"), want);
+}
+
+/// Trimming releases references outside the fold (what stable writes replaced); an operation
+/// undone afterwards must not put back a reference count from before the trim.
+#[test]
+fn a_trim_between_an_operation_and_its_undo_keeps_reference_counts_exact() {
+    use std::sync::atomic::Ordering;
+    let mut c = Cluster::new(3);
+    let f = c.file(0, R, b"f");
+    let g = c.file(0, R, b"g");
+    c.write(0, f, b"0123456789");
+    c.reps[0].write_at(f, 0, b"z").unwrap();
+    c.write(0, f, b"abcdefghij");
+    c.sync();
+    // C's clock lags: what it makes next folds before B's write.
+    c.clocks[2].0.fetch_sub(10_000, Ordering::SeqCst);
+    c.advance(5_000);
+    let c_ack = c.reps[2].version_vector().clone();
+    let late = c.file(2, R, b"late");
+    c.reps[1].write_at(g, 0, b"z").unwrap();
+    c.pull(0, 1);
+    let mut acks = std::collections::BTreeMap::new();
+    acks.insert(c.reps[1].id(), c.reps[1].version_vector().clone());
+    acks.insert(c.reps[2].id(), c_ack);
+    assert!(
+        c.reps[0].trim(&acks).unwrap() > 0,
+        "the first writes are stable"
+    );
+    c.pull(0, 2);
+    assert!(
+        c.reps[0].counters().undone > 0,
+        "the late create undid B's write"
+    );
+    let r = c.reps[0].check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.damage);
+    c.sync();
+    let t = c.converged();
+    assert!(t.contains_key(b"/late".as_slice()) && late != f);
+    assert_eq!(c.cat(0, b"/f"), b"abcdefghij");
+}
+
+/// A replica that has not yet heard of a member admitted elsewhere keeps the entries that
+/// member still needs, even when every member it knows has them.
+#[test]
+fn trimming_keeps_entries_a_member_admitted_elsewhere_still_needs() {
+    let mut c = Cluster::new(2);
+    c.sync();
+    // B makes a change A has not seen; A admits N, whose snapshot lacks it.
+    c.file(1, R, b"from-b");
+    let n = c.add_member(0);
+    c.pull(0, 1);
+    // B trims with what A and B say; it has not applied A's admission of N.
+    let mut acks = std::collections::BTreeMap::new();
+    acks.insert(c.reps[0].id(), c.reps[0].version_vector().clone());
+    c.reps[1].trim(&acks).unwrap();
+    let from_b = c.reps[1]
+        .entries_for(c.reps[n].version_vector())
+        .expect("B still holds what N lacks");
+    assert!(!from_b.is_empty());
+    c.sync();
+    let t = c.converged();
+    assert!(t.contains_key(b"/from-b".as_slice()));
+}

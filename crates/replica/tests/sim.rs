@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
-//! The deterministic simulation in CI: 500 seeds clean, and each of three injected bugs caught
+//! The deterministic simulation in CI: 500 seeds clean, and each of four injected bugs caught
 //! within them. `scripts/sim.sh N` runs more.
 
 use sealvol_replica::sim::{run_seeds, SimConfig};
@@ -20,10 +20,11 @@ fn five_hundred_seeds_converge_and_keep_every_acknowledged_write() {
             let undone: u64 = stats.iter().map(|s| s.undone).sum();
             let rejoins: u64 = stats.iter().map(|s| s.rejoins).sum();
             let conflicts: u64 = stats.iter().map(|s| s.conflict_copies).sum();
+            let contents: u64 = stats.iter().map(|s| s.contents_checked).sum();
             // The scheduler really exercised what it claims to.
             assert!(ops > 50 * CI_SEEDS, "{ops} operations");
-            assert!(undone > 0 && rejoins > 0 && conflicts > 0);
-            println!("{CI_SEEDS} seeds: {ops} operations, {undone} undos, {rejoins} re-joins, {conflicts} conflict copies");
+            assert!(undone > 0 && rejoins > 0 && conflicts > 0 && contents > 0);
+            println!("{CI_SEEDS} seeds: {ops} operations, {undone} undos, {rejoins} re-joins, {conflicts} conflict copies, {contents} files' contents checked");
         }
         Err(f) => panic!("{f}"),
     }
@@ -62,6 +63,15 @@ fn the_simulator_catches_moves_applied_without_undo_and_redo() {
         no_undo_redo: true,
         ..Faults::default()
     });
+}
+
+#[test]
+fn the_simulator_catches_a_concurrent_write_laid_over_the_newer_contents() {
+    let f = caught(Faults {
+        mix_concurrent_writes: true,
+        ..Faults::default()
+    });
+    assert!(f.contains("not its contents"), "{f}");
 }
 
 #[test]

@@ -32,9 +32,10 @@ fn main() -> ExitCode {
                     Some("reapply-duplicates") => faults.reapply_duplicates = true,
                     Some("whole-record-attrs") => faults.whole_record_attrs = true,
                     Some("no-undo-redo") => faults.no_undo_redo = true,
+                    Some("mix-concurrent-writes") => faults.mix_concurrent_writes = true,
                     _ => {
                         return usage(
-                            "--fault takes reapply-duplicates, whole-record-attrs or no-undo-redo",
+                            "--fault takes reapply-duplicates, whole-record-attrs, no-undo-redo or mix-concurrent-writes",
                         )
                     }
                 }
@@ -61,8 +62,10 @@ fn main() -> ExitCode {
             let undone: u64 = stats.iter().map(|s| s.undone).sum();
             let rejoins: u64 = stats.iter().map(|s| s.rejoins).sum();
             let crashes: u64 = stats.iter().map(|s| s.crashes).sum();
+            let contents: u64 = stats.iter().map(|s| s.contents_checked).sum();
+            let trims: u64 = stats.iter().map(|s| s.trims_in_flight).sum();
             println!(
-                "{n} seeds from {first} clean in {:.1} s: {ops} operations acknowledged, {conflicts} conflict copies at the end, {undone} undos, {crashes} crashes, {rejoins} re-joins",
+                "{n} seeds from {first} clean in {:.1} s: {ops} operations acknowledged, {conflicts} conflict copies at the end, {undone} undos, {crashes} crashes, {rejoins} re-joins, {contents} files' contents checked, {trims} trims in flight",
                 t.elapsed().as_secs_f64()
             );
             ExitCode::SUCCESS
@@ -113,6 +116,6 @@ fn bench(args: &[String]) -> ExitCode {
 }
 
 fn usage(why: &str) -> ExitCode {
-    eprintln!("sealvol-sim: {why}\nusage: sealvol-sim N [--steps S] [--fault reapply-duplicates|whole-record-attrs|no-undo-redo]  (seeds from SIM_FIRST_SEED, default 0)");
+    eprintln!("sealvol-sim: {why}\nusage: sealvol-sim N [--steps S] [--fault reapply-duplicates|whole-record-attrs|no-undo-redo|mix-concurrent-writes]  (seeds from SIM_FIRST_SEED, default 0)");
     ExitCode::from(2)
 }

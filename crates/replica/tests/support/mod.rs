@@ -42,7 +42,7 @@ impl Cluster {
             eng,
             c.keys(),
             clock,
-            Config::default(),
+            config(),
             volume,
             ReplicaId(0xa000_0000_0000_0001),
         )
@@ -76,7 +76,7 @@ impl Cluster {
             eng,
             self.keys(),
             clock,
-            Config::default(),
+            config(),
             self.volume,
             &snap,
             id,
@@ -145,8 +145,7 @@ impl Cluster {
 
     pub fn write(&mut self, r: usize, ino: NodeId, data: &[u8]) -> OpId {
         let rep = &mut self.reps[r];
-        let chunks = data.chunks(16).map(|c| rep.put_chunk(c).unwrap()).collect();
-        rep.write(ino, data.len() as u64, chunks).unwrap()
+        rep.write_all(ino, data).unwrap()
     }
 
     pub fn file(&mut self, r: usize, parent: NodeId, name: &[u8]) -> NodeId {
@@ -177,4 +176,12 @@ pub fn names(d: &std::collections::BTreeMap<Vec<u8>, DumpEntry>) -> Vec<String> 
     d.keys()
         .map(|k| String::from_utf8_lossy(k).into_owned())
         .collect()
+}
+
+/// Small pieces, so that short test contents span several.
+pub fn config() -> Config {
+    Config {
+        chunk_size: 16,
+        ..Config::default()
+    }
 }
