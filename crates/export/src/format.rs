@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ExportError, Result};
 
 /// Version of the native format, in the marker and in every manifest.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Largest sealed entry frame read (a file's chunk list: 45 bytes per chunk, so about 10 TiB
 /// of data at 128 KiB chunks); a longer length is damage, never an allocation.
 pub const MAX_FRAME: usize = 256 << 20;
@@ -28,6 +28,9 @@ pub enum EntryKind {
     BlockDev,
     /// Another name of the file with the same `ino` met earlier in the stream (a hard link).
     HardLink,
+    /// Only in a delta's metadata: this path was in the export the delta applies to and is no
+    /// longer there (nothing below it either, unless listed).
+    Gone,
 }
 
 /// Seconds and nanoseconds since the Unix epoch.
@@ -73,6 +76,13 @@ impl Entry {
     }
 }
 
+/// Tree order, as the walk lists a tree: parents before children, siblings by name bytes. Paths
+/// compare component by component (so `a/b` comes before `a!`, which a byte compare would not
+/// say).
+pub fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.split(|c| *c == b'/').cmp(b.split(|c| *c == b'/'))
+}
+
 pub fn display_path(p: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(p))
 }
@@ -103,6 +113,12 @@ pub struct Manifest {
     pub chunks: u64,
     pub new_objects: u64,
     pub new_object_bytes: u64,
+    /// `None`: the metadata lists the whole tree. `Some(n)`: it lists only what changed since
+    /// export `n` (this one's parent): entries that differ, in tree order, and a `Gone` entry
+    /// for each path no longer there; the tree is export `n`'s with these laid over it.
+    pub base: Option<u64>,
+    /// Entries in the whole tree (what a full listing would hold).
+    pub listing: u64,
 }
 
 /// The keys of one export chain, derived from its data key K.

@@ -14,7 +14,7 @@
 //! the caller's: it opens the store exclusively, or opens a snapshot copy of a live store
 //! (`sealvol_store::snapshot_copy`).
 //!
-//! ## The native layout (format 1)
+//! ## The native layout (format 2)
 //!
 //! ```text
 //! TARGET/
@@ -33,10 +33,14 @@
 //!                         seal(ExportChunk, binding = chain id ‖ name,
 //!                              len u32 ‖ plaintext ‖ zeros up to the Padmé class of len)
 //!   exports/00000001.meta       entries, each framed: len u32 LE ‖
-//!                               seal(ExportEntry, binding = chain id ‖ seq ‖ index, Entry)
+//!                               seal(ExportEntry, binding = chain id ‖ seq ‖ index, Entry):
+//!                               the whole tree, or (a delta, manifest `base` = seq - 1) the
+//!                               entries that changed and a `Gone` per path removed, in tree
+//!                               order; a whole listing at least every 16 exports
 //!   exports/00000001.manifest   seal(ExportManifest, binding = chain id ‖ seq, Manifest):
 //!                               parent = BLAKE3 of the previous manifest file, the meta
-//!                               file's length and BLAKE3, entry count, totals
+//!                               file's length and BLAKE3, entry count, the whole tree's
+//!                               entry count, base, totals
 //! ```
 //!
 //! Sealing is sealvol-crypto's XChaCha20-Poly1305 under `K.seal_key(Purpose::Export)`;

@@ -143,6 +143,30 @@ pub fn export_to(
     }
     let parent = chain.manifests.last();
     let seq = parent.map_or(1, |(m, _)| m.seq + 1);
+    // What the parent listed, to write only what changed (a delta), unless the deltas since
+    // the last whole listing are already many or the parent's listing cannot be read whole.
+    let prev = match parent {
+        Some((pm, _)) if deltas_before(&chain.manifests, pm.seq) + 1 < MAX_DELTAS => {
+            let mut damaged = Vec::new();
+            let mut listed = Vec::new();
+            let read = crate::restore::listing(&target, pm, &mut damaged, &mut |e, _| {
+                listed.push((e.path.clone(), entry_hash(&e)?));
+                Ok(())
+            });
+            match read {
+                Ok(()) if damaged.is_empty() => Some(listed),
+                _ => {
+                    tracing::info!(
+                        export = pm.seq,
+                        "its listing cannot be read whole here: this export lists the whole tree"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let base = prev.as_ref().and(parent.map(|(m, _)| m.seq));
     let stats = v.stats()?;
     progress.start("export", stats.logical_bytes);
 
@@ -181,6 +205,9 @@ pub fn export_to(
         pending: VecDeque::new(),
         in_flight: 0,
         progress,
+        prev,
+        prev_at: 0,
+        listing: 0,
     };
     let workers = crate::workers(local.is_none());
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<ChunkJob>(4 * workers);
@@ -310,7 +337,7 @@ pub fn export_to(
             while !asm.pending.is_empty() {
                 asm.finish_oldest(target_ref)?;
             }
-            Ok(())
+            asm.gone_before(None, target_ref)
         });
         if drained.is_err() {
             stop.store(true, Ordering::Relaxed);
@@ -325,6 +352,7 @@ pub fn export_to(
         mut sum,
         extent_cache,
         new_objects,
+        listing,
         ..
     } = asm;
     for (addr, n) in new_objects {
@@ -370,6 +398,8 @@ pub fn export_to(
         chunks: this_export.len() as u64,
         new_objects: sum.new_chunks,
         new_object_bytes: sum.bytes_written - len,
+        base,
+        listing,
     };
     let sealed = target.keys.seal_manifest(&m)?;
     let manifest_key = format!("{EXPORTS}/{}", manifest_name(seq));
@@ -397,6 +427,27 @@ pub fn export_to(
 /// Chunks read and not yet taken into their entries, at most.
 const MAX_IN_FLIGHT: usize = 256;
 
+/// Most exports in a row that list only what changed: the next lists the whole tree again, so
+/// that an import reads at most this many metadata files besides a whole listing.
+pub(crate) const MAX_DELTAS: usize = 16;
+
+/// How many exports before `seq` (counting back from `seq - 1`) list only what changed.
+fn deltas_before(manifests: &[(Manifest, [u8; 32])], seq: u64) -> usize {
+    manifests
+        .iter()
+        .rev()
+        .skip_while(|(m, _)| m.seq > seq)
+        .take_while(|(m, _)| m.base.is_some())
+        .count()
+}
+
+/// What an entry says, to tell whether it changed since the parent export.
+fn entry_hash(e: &Entry) -> Result<[u8; 32]> {
+    let bytes = postcard::to_allocvec(e)
+        .map_err(|err| ExportError::Refused(format!("encoding an entry: {err}")))?;
+    Ok(*blake3::hash(&bytes).as_bytes())
+}
+
 /// An entry waiting for its chunks (if `done` is set) before it is written.
 struct Pending {
     e: Entry,
@@ -420,6 +471,12 @@ struct Assembler<'a> {
     /// Chunks sent to the workers and not yet taken in.
     in_flight: usize,
     progress: &'a dyn Progress,
+    /// The parent export's listing (path, entry hash), in tree order, when this export is a
+    /// delta; how far it has been matched.
+    prev: Option<Vec<(Vec<u8>, [u8; 32])>>,
+    prev_at: usize,
+    /// Entries in the whole tree.
+    listing: u64,
 }
 
 impl Assembler<'_> {
@@ -481,16 +538,65 @@ impl Assembler<'_> {
         }
         p.e.chunks.sort_unstable_by_key(|c| c.index);
         let e = &p.e;
+        self.listing += 1;
+        self.progress.advance(
+            &e.display_path(),
+            if e.kind == EntryKind::File { e.size } else { 0 },
+        );
+        self.gone_before(Some(&e.path), target)?;
+        if let Some(prev) = &self.prev {
+            if prev.get(self.prev_at).is_some_and(|(p, _)| *p == e.path) {
+                let same = prev[self.prev_at].1 == entry_hash(e)?;
+                self.prev_at += 1;
+                if same {
+                    return Ok(());
+                }
+            }
+        }
+        self.write(e, target)
+    }
+
+    /// In a delta: a `Gone` entry for every path of the parent's listing before `path` (all
+    /// that are left, with `None`) that this export has not met.
+    fn gone_before(&mut self, path: Option<&[u8]>, target: &Target) -> Result<()> {
+        loop {
+            let Some(prev) = &self.prev else {
+                return Ok(());
+            };
+            let Some((p, _)) = prev.get(self.prev_at) else {
+                return Ok(());
+            };
+            if path.is_some_and(|x| crate::format::tree_order(p, x) != std::cmp::Ordering::Less) {
+                return Ok(());
+            }
+            let gone = Entry {
+                path: p.clone(),
+                ino: 0,
+                kind: EntryKind::Gone,
+                perm: 0,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                size: 0,
+                atime: (0, 0),
+                mtime: (0, 0),
+                ctime: (0, 0),
+                target: Vec::new(),
+                xattrs: Default::default(),
+                chunks: Vec::new(),
+            };
+            self.prev_at += 1;
+            self.write(&gone, target)?;
+        }
+    }
+
+    fn write(&mut self, e: &Entry, target: &Target) -> Result<()> {
         let sealed = target.keys.seal_entry(self.seq, self.entries, e)?;
         self.meta
             .write_all(&(sealed.len() as u32).to_le_bytes())
             .and_then(|_| self.meta.write_all(&sealed))
             .map_err(io(self.tmp_meta))?;
         self.entries += 1;
-        self.progress.advance(
-            &e.display_path(),
-            if e.kind == EntryKind::File { e.size } else { 0 },
-        );
         Ok(())
     }
 }

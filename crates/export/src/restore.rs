@@ -125,6 +125,10 @@ fn entries(
         }
         match target.keys.open_entry(m.seq, index, &frame) {
             Ok(e) => f(e, damaged)?,
+            Err(why) if m.base.is_some() => damaged.push(format!(
+                "{part}: entry {index} {why}; a file this export changed, added or removed is restored as export {} had it, or is missing",
+                m.seq - 1
+            )),
             Err(why) => damaged.push(format!("{part}: entry {index} {why}; its file is lost")),
         }
         index += 1;
@@ -136,6 +140,109 @@ fn entries(
         ));
     } else if r.len != m.meta_bytes || *r.hash.finalize().as_bytes() != m.meta_hash {
         damaged.push(format!("{part}: does not match its manifest's hash"));
+    }
+    Ok(())
+}
+
+/// A path in tree order (see [`crate::format::tree_order`]).
+#[derive(PartialEq, Eq)]
+struct TreeKey(Vec<u8>);
+
+impl Ord for TreeKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        crate::format::tree_order(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for TreeKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Most exports a listing is rebuilt through (a delta of a delta …); exports write a whole
+/// listing long before (see `native::MAX_DELTAS`).
+const MAX_CHAIN: usize = 1024;
+
+/// The whole tree of export `m`, in tree order: its own metadata if it is a full listing, else
+/// the full listing it descends from with every delta after it laid over, oldest first (deltas
+/// are held in memory; the full listing streams). Damage goes to `damaged`, as for `entries`.
+pub(crate) fn listing(
+    target: &Target,
+    m: &Manifest,
+    damaged: &mut Vec<String>,
+    f: &mut dyn FnMut(Entry, &mut Vec<String>) -> Result<()>,
+) -> Result<()> {
+    if m.base.is_none() {
+        return entries(target, m, damaged, f);
+    }
+    let chain = target.chain()?;
+    let mut deltas = vec![m.clone()];
+    let mut full = None;
+    while let Some(b) = deltas.last().and_then(|d| d.base) {
+        let Some((bm, _)) = chain.manifests.iter().find(|(x, _)| x.seq == b) else {
+            damaged.push(format!(
+                "export {} lists only what changed since export {b}, which cannot be read: no file of export {} can be restored",
+                m.seq, m.seq
+            ));
+            return Ok(());
+        };
+        if deltas.len() > MAX_CHAIN {
+            return Err(ExportError::Damaged {
+                path: target.dir.clone(),
+                what: format!("export {}'s chain of deltas does not end", m.seq),
+            });
+        }
+        if bm.base.is_none() {
+            full = Some(bm.clone());
+            break;
+        }
+        deltas.push(bm.clone());
+    }
+    let Some(full) = full else {
+        return Ok(());
+    };
+    let mut over: std::collections::BTreeMap<TreeKey, Option<Entry>> = Default::default();
+    for d in deltas.iter().rev() {
+        entries(target, d, damaged, &mut |e, _| {
+            let k = TreeKey(e.path.clone());
+            over.insert(k, (e.kind != EntryKind::Gone).then_some(e));
+            Ok(())
+        })?;
+    }
+    let mut over = over.into_iter().peekable();
+    let mut count = 0u64;
+    let mut emit = |e: Option<Entry>, damaged: &mut Vec<String>| -> Result<()> {
+        match e {
+            Some(e) => {
+                count += 1;
+                f(e, damaged)
+            }
+            None => Ok(()),
+        }
+    };
+    entries(target, &full, damaged, &mut |e, damaged| {
+        let k = TreeKey(e.path.clone());
+        while over.peek().is_some_and(|(o, _)| *o < k) {
+            if let Some((_, v)) = over.next() {
+                emit(v, damaged)?;
+            }
+        }
+        if over.peek().is_some_and(|(o, _)| *o == k) {
+            if let Some((_, v)) = over.next() {
+                return emit(v, damaged);
+            }
+        }
+        emit(Some(e), damaged)
+    })?;
+    for (_, v) in over {
+        emit(v, damaged)?;
+    }
+    if count != m.listing && damaged.is_empty() {
+        damaged.push(format!(
+            "export {}: its listing rebuilt from export {} and the deltas after it holds {count} entries where its manifest says {}",
+            m.seq, full.seq, m.listing
+        ));
     }
     Ok(())
 }
@@ -225,6 +332,7 @@ pub fn verify(target: &Target, progress: &dyn Progress) -> Result<Summary> {
             match e.kind {
                 EntryKind::Dir => sum.dirs += 1,
                 EntryKind::File => sum.files += 1,
+                EntryKind::Gone => {}
                 _ => sum.others += 1,
             }
             if let Some(why) = bad {
@@ -301,7 +409,7 @@ pub fn restore(
                 }
             });
         }
-        let read = entries(target, m, &mut damaged, &mut |e, damaged| {
+        let read = listing(target, m, &mut damaged, &mut |e, damaged| {
             r.report(damaged);
             if let Some(err) = lock(&shared.fatal).take() {
                 return Err(err);
@@ -505,6 +613,10 @@ impl Restorer<'_> {
             EntryKind::Dir => v.mkdir(who, parent, &name, e.perm & 0o7777),
             EntryKind::Symlink => v.symlink(who, parent, &name, &e.target),
             EntryKind::HardLink => return self.hard_link(&e, parent, &name, damaged),
+            EntryKind::Gone => {
+                damaged.push(format!("{shown}: a deletion marker outside a delta"));
+                return Ok(());
+            }
             k => v.mknod(
                 who,
                 parent,

@@ -679,3 +679,72 @@ fn a_file_larger_than_the_export_window_round_trips_and_a_damaged_volume_chunk_s
         .unwrap_or(0);
     assert_eq!(manifests, 0);
 }
+
+/// The manifest of export `seq` in `dir`.
+fn manifest(dir: &Path, seq: u64) -> sealvol_export::format::Manifest {
+    let t = Target::open(dir, &OpenKey::Volume(&secret())).unwrap();
+    pick(&t, Some(seq)).unwrap().0
+}
+
+/// An incremental export writes the metadata that changed: entries that differ from its
+/// parent's and a deletion marker per path gone, never the whole tree again; every export of
+/// the chain still restores whole, and every 16th lists the whole tree again.
+#[test]
+fn an_incremental_export_writes_only_the_metadata_that_changed() {
+    let src = volume();
+    populate(&src.v);
+    let many = src.v.mkdir(ROOT, ROOT_INO, b"many", 0o755).unwrap().ino;
+    for i in 0..300 {
+        file(
+            &src.v,
+            many,
+            &format!("f{i:03}"),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    export_to(&src, dir.path());
+    let full = manifest(dir.path(), 1);
+    assert_eq!(full.base, None);
+    // One file changed, one removed (its directory changes too).
+    write_at(&src.v, lookup(&src.v, "many/f007"), 0, b"changed");
+    src.v.unlink(many, b"f100").unwrap();
+    let want = dump(&src.v);
+    export_to(&src, dir.path());
+    let delta = manifest(dir.path(), 2);
+    assert_eq!(delta.base, Some(1));
+    assert_eq!(delta.listing, full.listing - 1, "{delta:?}");
+    assert!(
+        delta.entries <= 4 && delta.meta_bytes * 20 < full.meta_bytes,
+        "export 2 wrote {} entries, {} bytes, against {} and {} for the whole tree",
+        delta.entries,
+        delta.meta_bytes,
+        full.entries,
+        full.meta_bytes
+    );
+    println!(
+        "whole tree: {} entries, {} bytes; after one change and one removal: {} entries, {} bytes",
+        full.entries, full.meta_bytes, delta.entries, delta.meta_bytes
+    );
+    let (restored, r) = import_from(dir.path(), &OpenKey::Volume(&secret()), Some(2));
+    assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+    assert_same(&want, &dump(&restored));
+    // Nothing changed: an export of no entries at all.
+    export_to(&src, dir.path());
+    assert_eq!(manifest(dir.path(), 3).entries, 0);
+    // Fifteen deltas in a row, then a whole listing again.
+    for i in 4..=17u64 {
+        write_at(&src.v, lookup(&src.v, "many/f001"), 0, &i.to_le_bytes());
+        export_to(&src, dir.path());
+    }
+    assert_eq!(manifest(dir.path(), 16).base, Some(15));
+    assert_eq!(manifest(dir.path(), 17).base, None);
+    let want = dump(&src.v);
+    for seq in [16, 17] {
+        let (restored, r) = import_from(dir.path(), &OpenKey::Volume(&secret()), Some(seq));
+        assert!(r.damaged.is_empty(), "{:?}", r.damaged);
+        if seq == 17 {
+            assert_same(&want, &dump(&restored));
+        }
+    }
+}
