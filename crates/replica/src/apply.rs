@@ -256,6 +256,12 @@ pub(crate) fn apply(tx: &mut Tx<'_>, id: OpId, op: &Op) -> Result<Applied> {
                 } else {
                     rebuild(tx, &t, *base)?
                 };
+                if rebuilt.is_none() && !tx.mix {
+                    // Trimming keeps what a rebuild needs while anything based on it can
+                    // arrive: reaching here is a bug (the simulator's content check would
+                    // name the file).
+                    tracing::error!(write = ?id, base = ?base, "a write's base version could not be rebuilt: its pieces go over the newer contents");
+                }
                 if let Some(b) = rebuilt {
                     let n = pieces(b.size, cs);
                     match b.anchor {
