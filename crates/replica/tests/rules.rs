@@ -504,11 +504,7 @@ fn a_removed_member_is_refused_after_its_cutoff_and_trimming_reclaims_space() {
     // Remove the file, then trim with everyone's acknowledgements: its chunks go.
     c.reps[0].unlink(R, b"f").unwrap();
     c.sync();
-    let acks: std::collections::BTreeMap<_, _> = c
-        .reps
-        .iter()
-        .map(|r| (r.id(), r.version_vector().clone()))
-        .collect();
+    let acks = c.acks();
     for r in &mut c.reps {
         assert!(r.trim(&acks).unwrap() > 0);
         assert_eq!(r.unreferenced_chunks().unwrap(), 0);
@@ -758,11 +754,7 @@ fn truncate_then_extend_reads_zeros_and_trimming_releases_what_writes_replaced()
     want.resize(30, 0);
     want.push(b'!');
     assert_eq!(c.cat(1, b"/f"), want);
-    let acks: std::collections::BTreeMap<_, _> = c
-        .reps
-        .iter()
-        .map(|r| (r.id(), r.version_vector().clone()))
-        .collect();
+    let acks = c.acks();
     for r in &mut c.reps {
         r.trim(&acks).unwrap();
     }

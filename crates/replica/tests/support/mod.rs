@@ -131,6 +131,14 @@ impl Cluster {
         }
     }
 
+    /// Every replica's version vector, as each would report it.
+    pub fn acks(&self) -> std::collections::BTreeMap<ReplicaId, VersionVector> {
+        self.reps
+            .iter()
+            .map(|r| (r.id(), r.version_vector().clone()))
+            .collect()
+    }
+
     /// Every replica holds the same tree, and check is clean: the tree.
     pub fn converged(&self) -> std::collections::BTreeMap<Vec<u8>, DumpEntry> {
         let d0 = self.reps[0].dump().unwrap();
