@@ -67,9 +67,30 @@ pub struct Entry {
     pub target: Vec<u8>,
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub chunks: Vec<ChunkRef>,
+    /// Only in a delta, for a file that was a file at this path in the export before: `chunks`
+    /// holds only the chunks that differ from that entry's (one of `len` 0 marks a chunk that
+    /// is now a hole); every other chunk below the new size is as it was.
+    pub partial: bool,
 }
 
 impl Entry {
+    /// Lay a partial entry's chunks (`self`) over `base`'s, cut at `self.size`: the whole chunk
+    /// list, and `self` no longer partial.
+    pub fn over(mut self, base: &[ChunkRef], chunk_size: u32) -> Entry {
+        let mut all: BTreeMap<u64, ChunkRef> = base.iter().map(|c| (c.index, *c)).collect();
+        for c in &self.chunks {
+            if c.len == 0 {
+                all.remove(&c.index);
+            } else {
+                all.insert(c.index, *c);
+            }
+        }
+        let n = self.size.div_ceil(u64::from(chunk_size.max(1)));
+        self.chunks = all.into_values().filter(|c| c.index < n).collect();
+        self.partial = false;
+        self
+    }
+
     /// The path for messages (lossy UTF-8; the root is `/`).
     pub fn display_path(&self) -> String {
         display_path(&self.path)

@@ -35,7 +35,8 @@
 //!   exports/00000001.meta       entries, each framed: len u32 LE ‖
 //!                               seal(ExportEntry, binding = chain id ‖ seq ‖ index, Entry):
 //!                               the whole tree, or (a delta, manifest `base` = seq - 1) the
-//!                               entries that changed and a `Gone` per path removed, in tree
+//!                               entries that changed (a large file's as its changed chunks
+//!                               only, `partial`) and a `Gone` per path removed, in tree
 //!                               order; a whole listing at least every 16 exports
 //!   exports/00000001.manifest   seal(ExportManifest, binding = chain id ‖ seq, Manifest):
 //!                               parent = BLAKE3 of the previous manifest file, the meta

@@ -68,6 +68,7 @@ pub(crate) fn entry_of(node: &Node) -> Entry {
         target: i.target.clone(),
         xattrs: i.xattrs.clone(),
         chunks: Vec::new(),
+        partial: false,
     }
 }
 
@@ -150,7 +151,13 @@ pub fn export_to(
             let mut damaged = Vec::new();
             let mut listed = Vec::new();
             let read = crate::restore::listing(&target, pm, &mut damaged, &mut |e, _| {
-                listed.push((e.path.clone(), entry_hash(&e)?));
+                let chunks = (e.kind == EntryKind::File)
+                    .then(|| e.chunks.iter().map(|c| (c.index, chunk_hash(c))).collect());
+                listed.push(Listed {
+                    path: e.path.clone(),
+                    hash: entry_hash(&e)?,
+                    chunks,
+                });
                 Ok(())
             });
             match read {
@@ -441,6 +448,57 @@ fn deltas_before(manifests: &[(Manifest, [u8; 32])], seq: u64) -> usize {
         .count()
 }
 
+/// An entry of the parent export, as far as a delta needs it: its path, what it says, and for
+/// a file a short hash of each chunk by index.
+struct Listed {
+    path: Vec<u8>,
+    hash: [u8; 32],
+    chunks: Option<Vec<(u64, u64)>>,
+}
+
+fn chunk_hash(c: &ChunkRef) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&c.len.to_le_bytes());
+    h.update(&c.addr);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// A changed file's entry in a delta: only the chunks that differ from `prev`'s (and a
+/// zero-length marker for each it no longer has), when that is less than half of them; else
+/// the whole entry.
+fn partial_of(e: &Entry, prev: &[(u64, u64)]) -> Option<Entry> {
+    let was: std::collections::HashMap<u64, u64> = prev.iter().copied().collect();
+    let mut changed: Vec<ChunkRef> = e
+        .chunks
+        .iter()
+        .filter(|c| was.get(&c.index) != Some(&chunk_hash(c)))
+        .copied()
+        .collect();
+    // Every chunk it no longer has is marked, past the new size too: a later delta that grows
+    // the file again must not bring an old chunk back.
+    let now: HashSet<u64> = e.chunks.iter().map(|c| c.index).collect();
+    changed.extend(
+        prev.iter()
+            .filter(|(i, _)| !now.contains(i))
+            .map(|(i, _)| ChunkRef {
+                index: *i,
+                len: 0,
+                addr: [0; 32],
+            }),
+    );
+    if changed.len() * 2 >= e.chunks.len().max(1) {
+        return None;
+    }
+    changed.sort_unstable_by_key(|c| c.index);
+    Some(Entry {
+        chunks: changed,
+        partial: true,
+        ..e.clone()
+    })
+}
+
 /// What an entry says, to tell whether it changed since the parent export.
 fn entry_hash(e: &Entry) -> Result<[u8; 32]> {
     let bytes = postcard::to_allocvec(e)
@@ -471,9 +529,9 @@ struct Assembler<'a> {
     /// Chunks sent to the workers and not yet taken in.
     in_flight: usize,
     progress: &'a dyn Progress,
-    /// The parent export's listing (path, entry hash), in tree order, when this export is a
-    /// delta; how far it has been matched.
-    prev: Option<Vec<(Vec<u8>, [u8; 32])>>,
+    /// The parent export's listing, in tree order, when this export is a delta; how far it
+    /// has been matched.
+    prev: Option<Vec<Listed>>,
     prev_at: usize,
     /// Entries in the whole tree.
     listing: u64,
@@ -544,16 +602,22 @@ impl Assembler<'_> {
             if e.kind == EntryKind::File { e.size } else { 0 },
         );
         self.gone_before(Some(&e.path), target)?;
+        let mut partial = None;
         if let Some(prev) = &self.prev {
-            if prev.get(self.prev_at).is_some_and(|(p, _)| *p == e.path) {
-                let same = prev[self.prev_at].1 == entry_hash(e)?;
+            if let Some(was) = prev.get(self.prev_at).filter(|l| l.path == e.path) {
                 self.prev_at += 1;
-                if same {
+                if was.hash == entry_hash(e)? {
                     return Ok(());
+                }
+                if let (EntryKind::File, Some(chunks)) = (e.kind, &was.chunks) {
+                    partial = partial_of(e, chunks);
                 }
             }
         }
-        self.write(e, target)
+        match partial {
+            Some(p) => self.write(&p, target),
+            None => self.write(e, target),
+        }
     }
 
     /// In a delta: a `Gone` entry for every path of the parent's listing before `path` (all
@@ -563,14 +627,16 @@ impl Assembler<'_> {
             let Some(prev) = &self.prev else {
                 return Ok(());
             };
-            let Some((p, _)) = prev.get(self.prev_at) else {
+            let Some(l) = prev.get(self.prev_at) else {
                 return Ok(());
             };
-            if path.is_some_and(|x| crate::format::tree_order(p, x) != std::cmp::Ordering::Less) {
+            if path
+                .is_some_and(|x| crate::format::tree_order(&l.path, x) != std::cmp::Ordering::Less)
+            {
                 return Ok(());
             }
             let gone = Entry {
-                path: p.clone(),
+                path: l.path.clone(),
                 ino: 0,
                 kind: EntryKind::Gone,
                 perm: 0,
@@ -584,6 +650,7 @@ impl Assembler<'_> {
                 target: Vec::new(),
                 xattrs: Default::default(),
                 chunks: Vec::new(),
+                partial: false,
             };
             self.prev_at += 1;
             self.write(&gone, target)?;

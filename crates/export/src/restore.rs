@@ -202,11 +202,36 @@ pub(crate) fn listing(
     let Some(full) = full else {
         return Ok(());
     };
+    let cs = m.chunk_size;
     let mut over: std::collections::BTreeMap<TreeKey, Option<Entry>> = Default::default();
     for d in deltas.iter().rev() {
-        entries(target, d, damaged, &mut |e, _| {
+        entries(target, d, damaged, &mut |e, damaged| {
             let k = TreeKey(e.path.clone());
-            over.insert(k, (e.kind != EntryKind::Gone).then_some(e));
+            let v = match (e.kind, e.partial, over.get(&k)) {
+                (EntryKind::Gone, ..) => None,
+                (_, true, Some(Some(p))) if !p.partial => Some(e.over(&p.chunks, cs)),
+                (_, true, Some(Some(p))) => {
+                    // Two partial entries: both relative to the whole listing's, the newer's
+                    // chunks (and hole markers) over the older's.
+                    let mut all: std::collections::BTreeMap<u64, ChunkRef> =
+                        p.chunks.iter().map(|c| (c.index, *c)).collect();
+                    all.extend(e.chunks.iter().map(|c| (c.index, *c)));
+                    Some(Entry {
+                        chunks: all.into_values().collect(),
+                        ..e
+                    })
+                }
+                (_, true, Some(None)) => {
+                    damaged.push(format!(
+                        "export {}: {}: changed chunks of a file the export before had removed; it is not restored",
+                        d.seq,
+                        e.display_path()
+                    ));
+                    None
+                }
+                _ => Some(e),
+            };
+            over.insert(k, v);
             Ok(())
         })?;
     }
@@ -214,6 +239,15 @@ pub(crate) fn listing(
     let mut count = 0u64;
     let mut emit = |e: Option<Entry>, damaged: &mut Vec<String>| -> Result<()> {
         match e {
+            Some(e) if e.partial => {
+                damaged.push(format!(
+                    "export {}: {}: changed chunks of a file export {} does not hold; it is not restored",
+                    m.seq,
+                    e.display_path(),
+                    full.seq
+                ));
+                Ok(())
+            }
             Some(e) => {
                 count += 1;
                 f(e, damaged)
@@ -230,7 +264,12 @@ pub(crate) fn listing(
         }
         if over.peek().is_some_and(|(o, _)| *o == k) {
             if let Some((_, v)) = over.next() {
-                return emit(v, damaged);
+                return match v {
+                    Some(p) if p.partial && e.kind == EntryKind::File => {
+                        emit(Some(p.over(&e.chunks, cs)), damaged)
+                    }
+                    v => emit(v, damaged),
+                };
             }
         }
         emit(Some(e), damaged)
@@ -312,7 +351,7 @@ pub fn verify(target: &Target, progress: &dyn Progress) -> Result<Summary> {
         let mut damaged = Vec::new();
         entries(target, m, &mut damaged, &mut |e, damaged| {
             let mut bad = None;
-            for c in &e.chunks {
+            for c in e.chunks.iter().filter(|c| c.len > 0) {
                 let verdict = checked.entry(c.addr).or_insert_with(|| {
                     sum.new_chunks += 1;
                     match load_object(target, &c.addr) {
