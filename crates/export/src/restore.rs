@@ -417,7 +417,7 @@ pub fn restore(
     let started = Instant::now();
     progress.start("import", m.logical_bytes);
     let shared = Shared::default();
-    let workers = crate::workers(target.store.local_dir().is_none());
+    let workers = crate::import_workers(target.store.local_dir().is_none());
     let mut damaged = Vec::new();
     let mut r = Restorer {
         v,

@@ -21,5 +21,7 @@ mod wipe;
 
 pub use crc32c::crc32c_interposed;
 pub use locked::LockedKey;
-pub use malloc::{allocator_stats, limit_malloc_arenas, release_free_memory, AllocatorStats};
+pub use malloc::{
+    allocator_stats, keep_large_buffers, limit_malloc_arenas, release_free_memory, AllocatorStats,
+};
 pub use wipe::{wipe, WipedVec};
