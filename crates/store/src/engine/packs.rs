@@ -61,6 +61,11 @@ pub(crate) const PACK_ROLL: u64 = 256 << 20;
 /// The directory of pack files inside a database directory.
 pub(crate) const PACKS_DIR: &str = "packs";
 
+/// Reads of at most this many bytes (any sealed chunk a volume makes: its chunks are at most
+/// 4 MiB) trust the pointer's length; longer ones, from a damaged pointer, are cut at the
+/// file's end first.
+const SMALL_READ: u32 = 8 << 20;
+
 /// Where a value lives in the packs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Pointer {
@@ -241,15 +246,29 @@ impl Packs {
     /// nothing): the reader's authentication then names the chunk as damaged, as it does any
     /// other changed value. Other I/O errors are errors.
     pub(crate) fn read(&self, p: Pointer) -> Result<Vec<u8>, StoreError> {
+        let mut buf = Vec::new();
+        self.read_into(p, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Packs::read`] into `buf` (its allocation reused: a chunk read is on every cache miss).
+    pub(crate) fn read_into(&self, p: Pointer, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        buf.clear();
         let Some(f) = self.file(p.pack)? else {
             tracing::warn!(pack = %self.dir.join(pack_name(p.pack)).display(), "a chunk's pack file is missing");
-            return Ok(Vec::new());
+            return Ok(());
         };
         let path = || self.dir.join(pack_name(p.pack));
-        let size = f.metadata().map_err(|e| io("reading", &path(), e))?.len();
-        let n = u64::from(p.len).min(size.saturating_sub(p.offset));
+        // A length no chunk has comes from a damaged pointer: only then is the file's size
+        // asked, so as not to allocate what a damaged pointer claims.
+        let n = if p.len <= SMALL_READ {
+            u64::from(p.len)
+        } else {
+            let size = f.metadata().map_err(|e| io("reading", &path(), e))?.len();
+            u64::from(p.len).min(size.saturating_sub(p.offset))
+        };
         // (A damaged pointer can hold any offset: every sum below saturates.)
-        let mut buf = vec![0u8; n as usize];
+        buf.resize(n as usize, 0);
         let mut got = 0;
         while got < buf.len() {
             match f.read_at(&mut buf[got..], p.offset.saturating_add(got as u64)) {
@@ -263,7 +282,7 @@ impl Packs {
         if got < p.len as usize {
             tracing::warn!(pack = %path().display(), offset = p.offset, len = p.len, got, "a chunk's pack file is shorter than its pointer says");
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Append `values` to the open pack (a new one when there is none or it is full) and make

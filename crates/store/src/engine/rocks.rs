@@ -408,9 +408,25 @@ impl Engine for RocksEngine {
             .map_err(|e| self.err(e))?;
         match v.as_deref() {
             None => f(None),
-            Some(stored) => match self.chunk_value(stored)? {
-                ChunkValue::Inline(v) => f(Some(v)),
-                ChunkValue::Packed(v) => f(Some(&v)),
+            Some(stored) => match Pointer::decode(stored) {
+                Some(p) if stored.first() == Some(&TAG_PACKED) => {
+                    // Into this thread's buffer, reused from read to read (taken, so that a
+                    // nested read gets one of its own).
+                    thread_local! {
+                        static BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+                    }
+                    let mut buf = BUF.take();
+                    let r = self.packs.read_into(p, &mut buf);
+                    if r.is_ok() {
+                        f(Some(&buf));
+                    }
+                    BUF.set(buf);
+                    r?;
+                }
+                _ => match self.chunk_value(stored)? {
+                    ChunkValue::Inline(v) => f(Some(v)),
+                    ChunkValue::Packed(v) => f(Some(&v)),
+                },
             },
         }
         Ok(())
