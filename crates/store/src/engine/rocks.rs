@@ -574,9 +574,18 @@ impl Engine for RocksEngine {
             let mut n = 0;
             for e in std::fs::read_dir(p)? {
                 let e = e?;
-                let m = e.metadata()?;
+                // RocksDB deletes obsolete logs and tables on its own threads (right after an
+                // open, too): one listed a moment ago may be gone, and then takes no space.
+                let m = match e.metadata() {
+                    Ok(m) => m,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err),
+                };
                 n += if m.is_dir() {
-                    walk(&e.path())?
+                    match walk(&e.path()) {
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+                        r => r?,
+                    }
                 } else if e.file_name().to_string_lossy().ends_with(".pack") {
                     // Packs have holes where deleted chunks were: what they occupy.
                     m.blocks() * 512
@@ -586,6 +595,7 @@ impl Engine for RocksEngine {
             }
             Ok(n)
         }
-        walk(&self.path).map_err(|e| StoreError::Io(e.to_string()))
+        walk(&self.path)
+            .map_err(|e| StoreError::Io(format!("measuring {}: {e}", self.path.display())))
     }
 }
