@@ -1947,7 +1947,17 @@ impl Replica {
             for m in &members {
                 upto = upto.min(ack(m).and_then(|a| a.get(origin)).map_or(0, |h| h.seq));
             }
-            for s in 1..=upto {
+            // From the first entry still kept: an earlier trim deleted those before it, and
+            // deleting them again would add a tombstone per entry ever made, every time.
+            let mut prefix = vec![ENTRY_PREFIX];
+            prefix.extend_from_slice(&origin.0.to_be_bytes());
+            let first = self
+                .eng
+                .scan(Cf::Log, &prefix, &entry_key(*origin, 1), 1)?
+                .first()
+                .and_then(|(k, _)| <[u8; 8]>::try_from(k.get(9..17)?).ok())
+                .map_or(upto + 1, u64::from_be_bytes);
+            for s in first..=upto {
                 b.delete(Cf::Log, entry_key(*origin, s));
             }
         }

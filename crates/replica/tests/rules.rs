@@ -826,3 +826,35 @@ fn trimming_keeps_entries_a_member_admitted_elsewhere_still_needs() {
     let t = c.converged();
     assert!(t.contains_key(b"/from-b".as_slice()));
 }
+
+/// Every trim deletes the entries every member has (each trim from where the last one stopped).
+#[test]
+fn each_trim_deletes_the_entries_every_member_has() {
+    let mut c = Cluster::new(2);
+    for i in 0..5 {
+        c.file(0, R, format!("f{i}").as_bytes());
+    }
+    c.sync();
+    let entries = |c: &Cluster, i: usize| {
+        let mut n = 0;
+        c.engines[i]
+            .for_each(sealvol_store::Cf::Log, b"e", &mut |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        n
+    };
+    assert!(entries(&c, 0) >= 5);
+    let acks = c.acks();
+    c.reps[0].trim(&acks).unwrap();
+    assert_eq!(entries(&c, 0), 0);
+    c.file(0, R, b"later");
+    c.file(1, R, b"from-b");
+    c.sync();
+    assert_eq!(entries(&c, 0), 2);
+    let acks = c.acks();
+    c.reps[0].trim(&acks).unwrap();
+    assert_eq!(entries(&c, 0), 0);
+    c.converged();
+}
