@@ -153,7 +153,7 @@ pub fn export_to(
             let read = crate::restore::listing(&target, pm, &mut damaged, &mut |e, _| {
                 let chunks = (e.kind == EntryKind::File)
                     .then(|| e.chunks.iter().map(|c| (c.index, chunk_hash(c))).collect());
-                listed.push(Listed {
+                listed.push(ParentEntry {
                     path: e.path.clone(),
                     hash: entry_hash(&e)?,
                     chunks,
@@ -450,7 +450,7 @@ fn deltas_before(manifests: &[(Manifest, [u8; 32])], seq: u64) -> usize {
 
 /// An entry of the parent export, as far as a delta needs it: its path, what it says, and for
 /// a file a short hash of each chunk by index.
-struct Listed {
+struct ParentEntry {
     path: Vec<u8>,
     hash: [u8; 32],
     chunks: Option<Vec<(u64, u64)>>,
@@ -531,7 +531,7 @@ struct Assembler<'a> {
     progress: &'a dyn Progress,
     /// The parent export's listing, in tree order, when this export is a delta; how far it
     /// has been matched.
-    prev: Option<Vec<Listed>>,
+    prev: Option<Vec<ParentEntry>>,
     prev_at: usize,
     /// Entries in the whole tree.
     listing: u64,

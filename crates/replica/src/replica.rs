@@ -1262,19 +1262,19 @@ impl Replica {
         let mut out = vec![0u8; usize::try_from(i.size).map_err(|_| Error::Invalid("too big"))?];
         for (n, piece) in out.chunks_mut(cs as usize).enumerate() {
             if let Some(e) = self.extent(inode, n as u64)? {
-                self.read_piece(&e, piece)?;
+                self.read_piece(&e, piece, cs)?;
             }
         }
         Ok(out)
     }
 
     /// Lay a piece's slices over `out` (zeros where no slice is).
-    fn read_piece(&self, e: &Extent, out: &mut [u8]) -> Result<()> {
+    fn read_piece(&self, e: &Extent, out: &mut [u8], cs: u64) -> Result<()> {
         for s in &e.slices {
             let data = self.chunk(&s.chunk.addr)?;
             let at = s.at as usize;
             let len = (s.len as usize).min(out.len().saturating_sub(at));
-            if data.len() < s.len as usize || s.end() > self.chunk_size()? {
+            if data.len() < s.len as usize || s.end() > cs {
                 return Err(corrupt(format!(
                     "a slice of chunk {} runs past its chunk or its piece",
                     hex8(&s.chunk.addr)
@@ -1721,7 +1721,7 @@ impl Replica {
             });
             if e.slices.len() > MAX_SLICES {
                 let mut whole = vec![0u8; e.len() as usize];
-                self.read_piece(&e, &mut whole)?;
+                self.read_piece(&e, &mut whole, cs)?;
                 e = Extent::whole(self.put_chunk(&whole)?);
             }
             extents.push((n, Some(e)));
