@@ -30,7 +30,7 @@ pub use error::{Error, Result};
 pub use ids::{Hlc, NodeId, NodeTag, OpId, ReplicaId};
 pub use op::{ChunkRef, Extent, Kind, Op, Slice, Victim, MAX_SLICES};
 pub use replica::{
-    Changes, Config, Counters, Faults, Fork, Head, Hold, MemberKey, Received, Refusal, Replica,
-    SealedEntry, Snapshot, SystemWallClock, VersionVector, WallClock,
+    Arrivals, Changes, Config, Counters, Faults, Fork, Head, Hold, MemberKey, Received, Refusal,
+    Replica, SealedEntry, Snapshot, SystemWallClock, VersionVector, WallClock,
 };
 pub use state::{InodeRec, NodeRec, ReplicaKeys};

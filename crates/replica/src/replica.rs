@@ -269,6 +269,9 @@ pub struct Counters {
     pub applied: u64,
     pub undone: u64,
     pub skipped: u64,
+    /// Runs of late entries folded together ([`Replica::receive_batch`]), and their entries.
+    pub late_runs: u64,
+    pub late_entries: u64,
 }
 
 const LOCAL_KEY: &[u8] = b"L";
@@ -322,6 +325,31 @@ impl Changes {
                 _ => {}
             }
         }
+    }
+}
+
+/// Counts the chunks that arrived from elsewhere and wakes those waiting for one
+/// ([`Replica::arrivals`]).
+#[derive(Clone)]
+pub struct Arrivals(Arc<(parking_lot::Mutex<u64>, parking_lot::Condvar)>);
+
+impl Arrivals {
+    /// How many chunks have arrived so far.
+    pub fn count(&self) -> u64 {
+        *self.0 .0.lock()
+    }
+
+    /// Wait until more than `seen` chunks have arrived or `deadline` passes; `false` if it
+    /// passed with none.
+    pub fn wait_past(&self, seen: u64, deadline: std::time::Instant) -> bool {
+        let (n, arrived) = &*self.0;
+        let mut g = n.lock();
+        while *g == seen {
+            if arrived.wait_until(&mut g, deadline).timed_out() {
+                return *g != seen;
+            }
+        }
+        true
     }
 }
 
@@ -912,21 +940,121 @@ impl Replica {
                 }
             } else {
                 drop(tx);
-                out.push(self.receive_one(&entries[i])?);
-                i += 1;
+                let late = self.fold_late(&entries[i..(i + RUN).min(entries.len())])?;
+                if late > 0 {
+                    out.extend(std::iter::repeat_n(Received::Applied, late));
+                    i += late;
+                } else {
+                    out.push(self.receive_one(&entries[i])?);
+                    i += 1;
+                }
             }
         }
         self.drain_held()?;
         Ok(out)
     }
 
+    /// Fold a run of entries that extend their chains but sort before operations folded here
+    /// already (a peer catching up while this replica went on changing): one undo back to the
+    /// oldest of them, the run and the undone operations applied together in fold order, one
+    /// transaction. Entry by entry, each would undo and redo everything after it. The state is
+    /// the same: the fold of the same operations in the same order. Returns how many entries of
+    /// the front of `entries` it folded (0: none qualifies, they go one by one).
+    fn fold_late(&mut self, entries: &[SealedEntry]) -> Result<usize> {
+        if self.cfg.faults.no_undo_redo || self.cfg.faults.reapply_duplicates {
+            return Ok(0);
+        }
+        let keys = self.keys.clone();
+        let eng = self.eng.clone();
+        let cache = self.cache.clone();
+        let mut run: Vec<(OpId, Op, Head)> = Vec::new();
+        let mut heads: BTreeMap<ReplicaId, Head> = BTreeMap::new();
+        let mut last: BTreeMap<ReplicaId, (usize, [u8; 32])> = BTreeMap::new();
+        {
+            let tx = Tx::new(&*eng, &keys).cached(&cache);
+            for (j, e) in entries.iter().enumerate() {
+                let have = heads.get(&e.origin).or(self.vv.get(&e.origin)).copied();
+                let Some((id, op, head, key)) = self.extends(&tx, e, have, true)? else {
+                    break;
+                };
+                // Membership changes go one by one: later entries' keys depend on them.
+                if matches!(op, Op::AddMember { .. } | Op::RemoveMember { .. }) {
+                    break;
+                }
+                heads.insert(e.origin, head);
+                last.insert(e.origin, (j, key));
+                run.push((id, op, head));
+            }
+        }
+        if run.is_empty()
+            || !last
+                .values()
+                .all(|(j, key)| self.signed_by(&entries[*j], key))
+        {
+            return Ok(0);
+        }
+        let oldest = run.iter().map(|r| r.0).min().unwrap_or(run[0].0);
+        let later = match self.local.last {
+            Some(l) if l > oldest => self.log_after(oldest)?,
+            _ => Vec::new(),
+        };
+        let mut tx = Tx::new(&*eng, &keys)
+            .cached(&cache)
+            .mixing(self.cfg.faults.mix_concurrent_writes);
+        let mut b = WriteBatch::new();
+        for (_, rec) in later.iter().rev() {
+            tx.restore(&rec.undo)?;
+        }
+        self.counters.undone += later.len() as u64;
+        let mut all: Vec<(OpId, &Op, bool)> =
+            later.iter().map(|(id, r)| (*id, &r.op, false)).collect();
+        all.extend(run.iter().map(|(id, op, _)| (*id, op, true)));
+        all.sort_by_key(|x| x.0);
+        let step = (|| {
+            for (id, op, new) in &all {
+                tx.begin();
+                let applied = apply(&mut tx, *id, op)?;
+                let undo = tx.finish()?;
+                self.put_logrec(&mut b, *id, op, undo)?;
+                if *new && applied != Applied::Done {
+                    self.counters.skipped += 1;
+                }
+            }
+            Ok::<(), Error>(())
+        })();
+        if let Err(e) = step {
+            drop(tx);
+            self.reload()?;
+            return Err(e);
+        }
+        for ((id, op, head), e) in run.iter().zip(entries) {
+            self.note_applied(&mut b, *id, op, e, *head);
+        }
+        let origins: Vec<ReplicaId> = last.keys().copied().collect();
+        self.counters.late_runs += 1;
+        self.counters.late_entries += run.len() as u64;
+        self.commit(tx, b, &cache, &origins)?;
+        Ok(run.len())
+    }
+
     /// `e`, if it simply extends its chain and sorts after everything folded so far (no hold,
     /// no undo, no refusal): its id, operation and new head.
     fn in_order(&self, tx: &Tx<'_>, e: &SealedEntry) -> Result<Option<InOrder>> {
+        self.extends(tx, e, self.vv.get(&e.origin).copied(), false)
+    }
+
+    /// `e`, if it extends its chain from `have` (no hold, no refusal) and, unless `late`, sorts
+    /// after everything folded so far: its id, operation and new head.
+    fn extends(
+        &self,
+        tx: &Tx<'_>,
+        e: &SealedEntry,
+        have: Option<Head>,
+        late: bool,
+    ) -> Result<Option<InOrder>> {
         let Some((body, hash)) = self.open_entry(e) else {
             return Ok(None);
         };
-        let have = self.vv.get(&e.origin).copied();
         if e.seq != have.map_or(1, |h| h.seq + 1) || body.prev != have.map_or([0; 32], |h| h.hash) {
             return Ok(None);
         }
@@ -935,7 +1063,7 @@ impl Replica {
             origin: e.origin,
             seq: e.seq,
         };
-        if self.local.last.is_some_and(|l| l > id)
+        if (!late && self.local.last.is_some_and(|l| l > id))
             || body.hlc.ms() > self.clock.now_ms() + self.cfg.max_skew_ms
         {
             return Ok(None);
@@ -1268,6 +1396,37 @@ impl Replica {
         Ok(out)
     }
 
+    /// Up to `len` bytes of a file's contents from byte `offset` (fewer at its end): only the
+    /// pieces the range touches are read. A chunk that has not arrived yet is `Pending`.
+    pub fn read_at(&self, inode: NodeId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let i = self.inode(inode)?.ok_or(Error::NotFound)?;
+        let end = offset.saturating_add(len).min(i.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let cs = self.chunk_size()?;
+        let n = usize::try_from(end - offset).map_err(|_| Error::Invalid("too big"))?;
+        let mut out = vec![0u8; n];
+        let mut piece = vec![0u8; cs as usize];
+        for index in offset / cs..end.div_ceil(cs) {
+            let Some(e) = self.extent(inode, index)? else {
+                continue;
+            };
+            piece.fill(0);
+            self.read_piece(&e, &mut piece, cs)?;
+            let (from, to) = ((index * cs).max(offset), ((index + 1) * cs).min(end));
+            out[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&piece[(from - index * cs) as usize..(to - index * cs) as usize]);
+        }
+        Ok(out)
+    }
+
+    /// What tells a reader that chunks arrived ([`Replica::receive_chunk`]), to wait on
+    /// without holding the replica.
+    pub fn arrivals(&self) -> Arrivals {
+        Arrivals(self.arrivals.clone())
+    }
+
     /// Lay a piece's slices over `out` (zeros where no slice is).
     fn read_piece(&self, e: &Extent, out: &mut [u8], cs: u64) -> Result<()> {
         for s in &e.slices {
@@ -1462,6 +1621,19 @@ impl Replica {
         gid: u32,
         target: &[u8],
     ) -> Result<(NodeId, NodeId, OpId)> {
+        self.create_node(parent, name, kind, (perm, uid, gid), target, 0)
+    }
+
+    /// [`Replica::create`] with a device number (for a character or block device).
+    pub fn create_node(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        kind: Kind,
+        (perm, uid, gid): (u32, u32, u32),
+        target: &[u8],
+        rdev: u32,
+    ) -> Result<(NodeId, NodeId, OpId)> {
         Self::check_name(name)?;
         self.live_dir(parent)?;
         if self.lookup(parent, name)?.is_some() {
@@ -1483,7 +1655,7 @@ impl Replica {
             uid,
             gid,
             target: target.to_vec(),
-            rdev: 0,
+            rdev,
         })?;
         Ok((node, inode, id))
     }

@@ -306,6 +306,9 @@ pub(crate) struct Tx<'a> {
     cache: Option<&'a RecordCache>,
     writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     recording: Option<Recording>,
+    /// Operations were undone in this transaction (and most likely redone): at the end, records
+    /// written back as they were are left out.
+    restored: bool,
     /// The simulator's injected bug [`crate::Faults::mix_concurrent_writes`].
     pub(crate) mix: bool,
 }
@@ -318,6 +321,7 @@ impl<'a> Tx<'a> {
             cache: None,
             writes: BTreeMap::new(),
             recording: None,
+            restored: false,
             mix: false,
         }
     }
@@ -409,6 +413,7 @@ impl<'a> Tx<'a> {
 
     /// Put back what an operation changed (its undo record), newest change last undone first.
     pub(crate) fn restore(&mut self, undo: &[UndoItem]) -> Result<()> {
+        self.restored = true;
         for (t, id, pre) in undo.iter().rev() {
             if *t == Table::RefDelta {
                 let delta: i64 = decode(pre.as_deref().unwrap_or_default())?;
@@ -434,7 +439,18 @@ impl<'a> Tx<'a> {
     }
 
     /// Seal every write into `batch`; the writes, for [`RecordCache::committed`].
-    pub(crate) fn into_batch(self, batch: &mut WriteBatch) -> Result<Written> {
+    pub(crate) fn into_batch(mut self, batch: &mut WriteBatch) -> Result<Written> {
+        if self.restored {
+            // An undo and redo rewrites every record the redone operations touch, mostly with
+            // what they held: only real changes are written (and reported to a mount, which
+            // would otherwise invalidate every name the redone operations made).
+            let writes = std::mem::take(&mut self.writes);
+            for ((t, id), v) in writes {
+                if self.raw_get(t, &id)? != v {
+                    self.writes.insert((t, id), v);
+                }
+            }
+        }
         for ((t, id), v) in &self.writes {
             let key = self.keys.record_key(*t, id);
             let cf = t.place().0;

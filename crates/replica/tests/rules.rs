@@ -858,3 +858,54 @@ fn each_trim_deletes_the_entries_every_member_has() {
     assert_eq!(entries(&c, 0), 0);
     c.converged();
 }
+
+/// A peer's history that sorts before operations made here meanwhile (a replica catching up
+/// while this one went on changing) folds as runs: one undo back to the oldest entry of a run,
+/// not one per entry. The state is what delivery entry by entry gives.
+#[test]
+fn late_entries_fold_as_one_run_with_one_undo_and_the_same_state() {
+    let mut c = Cluster::new(3);
+    c.sync();
+    // Replica 1's history, older than replica 0's changes below.
+    let d = c.dir(1, R, b"d");
+    for i in 0..20u8 {
+        let f = c.file(1, d, &[b'f', b'0' + i / 10, b'0' + i % 10]);
+        c.write(1, f, &[i; 40]);
+    }
+    c.advance(1000);
+    // Replica 0's own changes, newer, one of them clashing with a name of replica 1's.
+    let local = c.dir(0, R, b"local");
+    for i in 0..5u8 {
+        c.file(0, local, &[b'l', b'0' + i]);
+    }
+    c.dir(0, R, b"d");
+    let before = c.reps[0].counters();
+    let entries = c.entries(1, 0);
+    assert!(entries.len() >= 41);
+    let got = c.reps[0].receive_batch(&entries).unwrap();
+    assert!(got.iter().all(|r| *r == Received::Applied), "{got:?}");
+    let after = c.reps[0].counters();
+    assert_eq!(
+        after.late_entries - before.late_entries,
+        entries.len() as u64
+    );
+    assert_eq!(
+        after.late_runs - before.late_runs,
+        1,
+        "one run for {} entries",
+        entries.len()
+    );
+    // One undo of replica 0's 7 later operations, not one per entry.
+    assert_eq!(after.undone - before.undone, 7);
+    // Replica 2 takes the same entries one by one, newest first where chains allow.
+    for e in c.entries(0, 2).iter().rev() {
+        c.reps[2].receive(e).unwrap();
+    }
+    c.sync();
+    let tree = c.converged();
+    assert!(
+        tree.keys().any(|k| k.starts_with(b"/d.sync-conflict-")),
+        "{:?}",
+        tree.keys()
+    );
+}
