@@ -15,6 +15,8 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 use sealvol_store::StoreError;
+pub mod replica;
+
 use sealvol_volume::{Caller, FsError, Inode, Kind, SetAttr, Ts, Volume, ROOT_INO};
 
 /// The largest read or write request the kernel sends (and readahead request it makes): 1 MiB.
