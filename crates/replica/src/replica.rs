@@ -20,8 +20,8 @@ use crate::error::{corrupt, Error, Result};
 use crate::ids::{Hlc, NodeId, OpId, ReplicaId};
 use crate::op::{ChunkRef, Extent, Kind, Op, Slice, Victim, MAX_SLICES};
 use crate::state::{
-    decode, encode, pieces, ExtentRec, InodeRec, NameRec, NodeRec, PriorRec, RecordCache, RefRec,
-    ReplicaKeys, Table, Tx, UndoItem,
+    decode, encode, pieces, ExtentRec, InodeRec, NameRec, NodeRec, PriorRec, RecKey, RecordCache,
+    RefRec, ReplicaKeys, Table, Trace, Tx, UndoItem,
 };
 
 /// Wall-clock milliseconds, injected so that simulations can skew and step it.
@@ -272,6 +272,8 @@ pub struct Counters {
     /// Runs of late entries folded together ([`Replica::receive_batch`]), and their entries.
     pub late_runs: u64,
     pub late_entries: u64,
+    /// Late runs that commuted with every operation after them: folded without undo or redo.
+    pub commuted_runs: u64,
 }
 
 const LOCAL_KEY: &[u8] = b"L";
@@ -292,6 +294,8 @@ pub struct Replica {
     refused: Vec<(ReplicaId, u64, Refusal)>,
     counters: Counters,
     cache: Arc<RecordCache>,
+    /// What each folded operation after some point read and wrote, for `fold_commuting`.
+    footprints: Footprints,
     /// This member's signing key, parsed once.
     signer: Option<ring::signature::Ed25519KeyPair>,
     changes: Changes,
@@ -323,6 +327,63 @@ impl Changes {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+}
+
+/// The records one folded operation wrote and read.
+#[derive(Debug)]
+struct Footprint {
+    writes: Vec<RecKey>,
+    reads: Vec<RecKey>,
+}
+
+impl Footprint {
+    fn of(undo: &[UndoItem], reads: &[RecKey]) -> Footprint {
+        Footprint {
+            writes: crate::state::written_by(undo).collect(),
+            reads: reads.to_vec(),
+        }
+    }
+}
+
+/// The footprints of the folded operations after `covers`, every one of them, taken as each was
+/// applied (at most [`Footprints::MAX`]); `covers` `None`: none kept. A late run that cannot
+/// use them undoes and redoes every operation after it, which makes them known from there on.
+/// Forgotten whenever memory is reloaded from the store. Memory only: the fold log keeps undo
+/// records, not read sets.
+#[derive(Debug, Default)]
+struct Footprints {
+    covers: Option<OpId>,
+    ops: BTreeMap<OpId, Arc<Footprint>>,
+}
+
+impl Footprints {
+    const MAX: usize = 50_000;
+
+    /// Keeping every operation's footprint after `from` (none yet).
+    fn after(from: OpId) -> Footprints {
+        Footprints {
+            covers: Some(from),
+            ops: BTreeMap::new(),
+        }
+    }
+
+    /// Keep `id`'s footprint, if footprints are kept (only after a late run asked for them).
+    fn note(&mut self, id: OpId, f: impl FnOnce() -> Footprint) {
+        if self.covers.is_none() {
+            return;
+        }
+        self.ops.insert(id, Arc::new(f()));
+        if self.ops.len() > Self::MAX {
+            // Forget the older half; what is known starts after it.
+            let keep = self
+                .ops
+                .split_off(&self.ops.keys().nth(Self::MAX / 2).copied().unwrap_or(id));
+            let dropped = std::mem::replace(&mut self.ops, keep);
+            if let (Some(c), Some(last)) = (self.covers, dropped.keys().next_back()) {
+                self.covers = Some(c.max(*last));
             }
         }
     }
@@ -469,6 +530,7 @@ impl Replica {
             refused: Vec::new(),
             counters: Counters::default(),
             cache: Arc::new(RecordCache::default()),
+            footprints: Footprints::default(),
             signer: None,
             changes: Changes::default(),
             arrivals: Arc::default(),
@@ -678,7 +740,8 @@ impl Replica {
         let cache = self.cache.clone();
         let mut tx = Tx::new(&*eng, &keys)
             .cached(&cache)
-            .mixing(self.cfg.faults.mix_concurrent_writes);
+            .mixing(self.cfg.faults.mix_concurrent_writes)
+            .tracking(self.footprints.covers.is_some());
         let mut b = WriteBatch::new();
         let applied = self.fold_into(&mut tx, &mut b, id, op, later)?;
         self.note_applied(&mut b, id, op, entry, head);
@@ -876,6 +939,7 @@ impl Replica {
             .ok_or_else(|| corrupt("no replica in this store"))?;
         self.local = decode(&self.keys.open_record(LOCAL_KEY, &sealed)?)?;
         self.cache = Arc::new(RecordCache::default());
+        self.footprints = Footprints::default();
         self.load_vv()
     }
 
@@ -892,7 +956,8 @@ impl Replica {
             let cache = self.cache.clone();
             let mut tx = Tx::new(&*eng, &keys)
                 .cached(&cache)
-                .mixing(self.cfg.faults.mix_concurrent_writes);
+                .mixing(self.cfg.faults.mix_concurrent_writes)
+                .tracking(self.footprints.covers.is_some());
             let mut b = WriteBatch::new();
             // Per origin, the last entry of the run and its member key: its signature covers
             // the entries before it through the hash chain, so one check per origin and run.
@@ -994,13 +1059,34 @@ impl Replica {
             return Ok(0);
         }
         let oldest = run.iter().map(|r| r.0).min().unwrap_or(run[0].0);
-        let later = match self.local.last {
-            Some(l) if l > oldest => self.log_after(oldest)?,
-            _ => Vec::new(),
+        let any_later = self.local.last.is_some_and(|l| l > oldest);
+        // The footprints of the operations after the run, if memory has all of them.
+        if any_later && self.footprints.covers.is_some_and(|c| c <= oldest) {
+            let footprints: Vec<Arc<Footprint>> = self
+                .footprints
+                .ops
+                .range((
+                    std::ops::Bound::Excluded(oldest),
+                    std::ops::Bound::Unbounded,
+                ))
+                .map(|(_, f)| f.clone())
+                .collect();
+            if let Some((tx, b)) = self.fold_commuting(&eng, &keys, &cache, &run, &footprints)? {
+                return self.commit_late(tx, b, &cache, &run, entries, &last, true);
+            }
+        }
+        let later = if any_later {
+            // Everything after `oldest` is redone below, its footprint noted: from now on
+            // memory knows every operation after it.
+            self.footprints = Footprints::after(oldest);
+            self.log_after(oldest)?
+        } else {
+            Vec::new()
         };
         let mut tx = Tx::new(&*eng, &keys)
             .cached(&cache)
-            .mixing(self.cfg.faults.mix_concurrent_writes);
+            .mixing(self.cfg.faults.mix_concurrent_writes)
+            .tracking(self.footprints.covers.is_some());
         let mut b = WriteBatch::new();
         for (_, rec) in later.iter().rev() {
             tx.restore(&rec.undo)?;
@@ -1027,14 +1113,88 @@ impl Replica {
             self.reload()?;
             return Err(e);
         }
+        self.commit_late(tx, b, &cache, &run, entries, &last, false)
+    }
+
+    /// The late run's entries noted and everything committed.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_late(
+        &mut self,
+        tx: Tx<'_>,
+        mut b: WriteBatch,
+        cache: &RecordCache,
+        run: &[(OpId, Op, Head)],
+        entries: &[SealedEntry],
+        last: &BTreeMap<ReplicaId, (usize, [u8; 32])>,
+        commuted: bool,
+    ) -> Result<usize> {
         for ((id, op, head), e) in run.iter().zip(entries) {
             self.note_applied(&mut b, *id, op, e, *head);
         }
         let origins: Vec<ReplicaId> = last.keys().copied().collect();
         self.counters.late_runs += 1;
         self.counters.late_entries += run.len() as u64;
-        self.commit(tx, b, &cache, &origins)?;
+        if commuted {
+            self.counters.commuted_runs += 1;
+        }
+        self.commit(tx, b, cache, &origins)?;
         Ok(run.len())
+    }
+
+    /// A late run applied on top of the operations after it, without undoing them, when it
+    /// commutes with each of them: no operation of the run writes a record that a later one
+    /// read or wrote, nor reads one that a later one wrote (their read sets and undo records
+    /// say which). Applied in its proper place the run would then read the same values and
+    /// leave the same records, and the later operations would too, with the same undo records.
+    /// `None`: it does not commute (or applying it failed); the caller undoes and redoes.
+    fn fold_commuting<'e>(
+        &mut self,
+        eng: &'e Arc<dyn Engine>,
+        keys: &'e ReplicaKeys,
+        cache: &'e RecordCache,
+        run: &[(OpId, Op, Head)],
+        later: &[Arc<Footprint>],
+    ) -> Result<Option<(Tx<'e>, WriteBatch)>> {
+        if later.is_empty() || self.cfg.faults.mix_concurrent_writes {
+            return Ok(None);
+        }
+        let mut order: Vec<&(OpId, Op, Head)> = run.iter().collect();
+        order.sort_by_key(|r| r.0);
+        let mut tx = Tx::new(&**eng, keys).cached(cache).tracking(true);
+        let mut b = WriteBatch::new();
+        let mut skipped = 0;
+        // What the run wrote, and what it read: small sets, each later operation checked
+        // against them.
+        let mut wrote: std::collections::HashSet<RecKey> = std::collections::HashSet::new();
+        let mut read: std::collections::HashSet<RecKey> = std::collections::HashSet::new();
+        let mut traced = Vec::with_capacity(order.len());
+        for (id, op, _) in order {
+            tx.begin();
+            let Ok(applied) = apply(&mut tx, *id, op) else {
+                return Ok(None);
+            };
+            let trace = tx.finish()?;
+            wrote.extend(trace.writes());
+            read.extend(trace.reads.iter().flatten().cloned());
+            if applied != Applied::Done {
+                skipped += 1;
+            }
+            traced.push((*id, op, trace));
+        }
+        let clash = later.iter().any(|f| {
+            f.writes
+                .iter()
+                .any(|k| wrote.contains(k) || read.contains(k))
+                || f.reads.iter().any(|k| wrote.contains(k))
+        });
+        if clash {
+            return Ok(None);
+        }
+        for (id, op, trace) in traced {
+            self.put_logrec(&mut b, id, op, trace)?;
+        }
+        self.counters.skipped += skipped;
+        Ok(Some((tx, b)))
     }
 
     /// `e`, if it simply extends its chain and sorts after everything folded so far (no hold,
@@ -1084,11 +1244,19 @@ impl Replica {
         )))
     }
 
-    fn put_logrec(&self, b: &mut WriteBatch, id: OpId, op: &Op, undo: Vec<UndoItem>) -> Result<()> {
+    fn put_logrec(&mut self, b: &mut WriteBatch, id: OpId, op: &Op, trace: Trace) -> Result<()> {
+        match &trace.reads {
+            Some(reads) => self
+                .footprints
+                .note(id, || Footprint::of(&trace.undo, reads)),
+            // Applied without tracking its reads: what memory knows is no longer complete.
+            None if self.footprints.covers.is_some() => self.footprints = Footprints::default(),
+            None => {}
+        }
         let k = meta_key(OPLOG_PREFIX, &id.key());
         let rec = LogRec {
             op: op.clone(),
-            undo,
+            undo: trace.undo,
         };
         b.put(
             Cf::Log,

@@ -227,6 +227,35 @@ pub(crate) type UndoItem = (Table, Vec<u8>, Option<Vec<u8>>);
 /// One operation's undo record so far, and the keys it has already recorded.
 type Recording = (Vec<UndoItem>, BTreeSet<(Table, Vec<u8>)>);
 
+/// A state record's key.
+pub(crate) type RecKey = (Table, Vec<u8>);
+
+/// What applying one operation did: its undo record (the previous value of each record it
+/// wrote) and every record it read. Two operations commute when neither writes what the other
+/// read or wrote.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Trace {
+    pub(crate) undo: Vec<UndoItem>,
+    /// `None`: not tracked ([`Tx::tracking`]).
+    pub(crate) reads: Option<Vec<RecKey>>,
+}
+
+impl Trace {
+    /// The records written.
+    pub(crate) fn writes(&self) -> impl Iterator<Item = RecKey> + '_ {
+        written_by(&self.undo)
+    }
+}
+
+/// The records an undo record says were written (a reference count delta stands for its count
+/// record).
+pub(crate) fn written_by(undo: &[UndoItem]) -> impl Iterator<Item = RecKey> + '_ {
+    undo.iter().map(|(t, id, _)| match t {
+        Table::RefDelta => (Table::Ref, id.clone()),
+        t => (*t, id.clone()),
+    })
+}
+
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     // Into a buffer reused across calls, then copied out at its exact size: grown from empty, the
     // vector was reallocated four or five times per inode record, and a vector sized ahead would
@@ -306,6 +335,9 @@ pub(crate) struct Tx<'a> {
     cache: Option<&'a RecordCache>,
     writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     recording: Option<Recording>,
+    /// While recording, if `track_reads`: the records read (with repeats).
+    reads: std::cell::RefCell<Option<Vec<RecKey>>>,
+    track_reads: bool,
     /// Operations were undone in this transaction (and most likely redone): at the end, records
     /// written back as they were are left out.
     restored: bool,
@@ -321,9 +353,17 @@ impl<'a> Tx<'a> {
             cache: None,
             writes: BTreeMap::new(),
             recording: None,
+            reads: std::cell::RefCell::new(None),
+            track_reads: false,
             restored: false,
             mix: false,
         }
+    }
+
+    /// Record what each operation reads, for its [`Trace`].
+    pub(crate) fn tracking(mut self, on: bool) -> Self {
+        self.track_reads = on;
+        self
     }
 
     pub(crate) fn mixing(mut self, mix: bool) -> Self {
@@ -338,6 +378,9 @@ impl<'a> Tx<'a> {
 
     pub(crate) fn raw_get(&self, t: Table, id: &[u8]) -> Result<Option<Vec<u8>>> {
         let k = (t, id.to_vec());
+        if let Some(r) = self.reads.borrow_mut().as_mut() {
+            r.push(k.clone());
+        }
         if let Some(v) = self.writes.get(&k) {
             return Ok(v.clone());
         }
@@ -387,10 +430,16 @@ impl<'a> Tx<'a> {
     /// Start recording pre-images for one operation.
     pub(crate) fn begin(&mut self) {
         self.recording = Some((Vec::new(), BTreeSet::new()));
+        *self.reads.borrow_mut() = self.track_reads.then(Vec::new);
     }
 
-    /// Stop recording; the operation's undo record.
-    pub(crate) fn finish(&mut self) -> Result<Vec<UndoItem>> {
+    /// Stop recording; the operation's undo record and the records it read.
+    pub(crate) fn finish(&mut self) -> Result<Trace> {
+        let mut reads = self.reads.borrow_mut().take();
+        if let Some(r) = reads.as_mut() {
+            r.sort_unstable();
+            r.dedup();
+        }
         let undo = self.recording.take().map(|(u, _)| u).unwrap_or_default();
         let mut out = Vec::with_capacity(undo.len());
         for (t, id, pre) in undo {
@@ -408,7 +457,7 @@ impl<'a> Tx<'a> {
                 out.push((Table::RefDelta, id, Some(encode(&delta)?)));
             }
         }
-        Ok(out)
+        Ok(Trace { undo: out, reads })
     }
 
     /// Put back what an operation changed (its undo record), newest change last undone first.

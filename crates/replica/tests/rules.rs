@@ -909,3 +909,52 @@ fn late_entries_fold_as_one_run_with_one_undo_and_the_same_state() {
         tree.keys()
     );
 }
+
+/// A late run that touches nothing the operations after it touched (another directory's files
+/// here) folds on top of them without undoing them, once the replica knows what each later
+/// operation read and wrote (from the first late run it had to undo and redo on); the state is
+/// what delivery entry by entry gives.
+#[test]
+fn a_late_run_that_commutes_with_later_operations_folds_without_undo() {
+    let mut c = Cluster::new(3);
+    let a = c.dir(0, R, b"a");
+    let b = c.dir(0, R, b"b");
+    c.sync();
+    // A first late run: undone and redone (nothing is known yet of what came after it).
+    c.file(1, a, b"first");
+    c.advance(10);
+    c.file(0, b, b"mine");
+    c.advance(10);
+    let before = c.reps[0].counters();
+    let first = c.entries(1, 0);
+    c.reps[0].receive_batch(&first).unwrap();
+    let after = c.reps[0].counters();
+    assert_eq!(after.commuted_runs, before.commuted_runs);
+    assert_eq!(after.undone - before.undone, 1);
+    // Replica 1's files, older than replica 0's next ones.
+    for i in 0..10u8 {
+        let f = c.file(1, a, &[b'f', b'0' + i]);
+        c.write(1, f, &[b'a' + i; 30]);
+    }
+    c.advance(1000);
+    // Contents unlike replica 1's: a chunk both store would be one reference count record,
+    // which both runs write (conservatively, not commuting).
+    for i in 0..4u8 {
+        let f = c.file(0, b, &[b'g', b'0' + i]);
+        c.write(0, f, &[b'A' + i; 20]);
+    }
+    let before = c.reps[0].counters();
+    let entries = c.entries(1, 0);
+    assert_eq!(entries.len(), 20);
+    c.reps[0].receive_batch(&entries).unwrap();
+    let after = c.reps[0].counters();
+    assert_eq!(after.late_entries - before.late_entries, 20);
+    assert_eq!(after.commuted_runs - before.commuted_runs, 1);
+    assert_eq!(after.undone, before.undone, "nothing undone");
+    for e in c.entries(0, 2).iter().rev() {
+        c.reps[2].receive(e).unwrap();
+    }
+    c.sync();
+    let tree = c.converged();
+    assert_eq!(tree.len(), 2 + 2 + 10 + 4, "{:?}", tree.keys());
+}
