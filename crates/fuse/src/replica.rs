@@ -234,7 +234,11 @@ impl ReplicaMount {
                 let t0 = Instant::now();
                 let received = rep.receive_batch(batch);
                 let changes = rep.take_changes();
-                (received, changes, t0.elapsed())
+                let held = t0.elapsed();
+                // Handed to the local requests waiting, not taken back at once for the next
+                // batch: each waits at most one batch.
+                parking_lot::RwLockWriteGuard::unlock_fair(rep);
+                (received, changes, held)
             };
             report.longest_hold = report.longest_hold.max(held);
             report.invalidated += self.s.invalidate(&changes);
