@@ -143,6 +143,38 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
+/// An xattr value or name list: its size when the caller asks for it (`size` 0), else the
+/// bytes if they fit.
+pub(crate) fn reply_xattr(r: Result<Vec<u8>, Errno>, size: u32, reply: ReplyXattr) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() <= size as usize => reply.data(&v),
+        Ok(_) => reply.error(Errno::ERANGE),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// statfs(2) of a mount: the space of the filesystem holding its store, `files` files in use
+/// and 2^32 more free.
+pub(crate) fn reply_statfs(store_dir: &Path, files: u64, reply: ReplyStatfs) {
+    match rustix::fs::statvfs(store_dir) {
+        Ok(s) => {
+            let ffree = 1u64 << 32;
+            reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                files + ffree,
+                ffree,
+                s.f_bsize as u32,
+                255,
+                s.f_frsize as u32,
+            )
+        }
+        Err(_) => reply.error(Errno::EIO),
+    }
+}
+
 /// A mounted volume.
 pub struct SealFs {
     vol: Arc<Volume>,
@@ -245,12 +277,7 @@ impl SealFs {
     }
 
     fn xattr_reply(&self, r: Result<Vec<u8>, FsError>, size: u32, ino: u64, reply: ReplyXattr) {
-        match r {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() <= size as usize => reply.data(&v),
-            Ok(_) => reply.error(Errno::ERANGE),
-            Err(e) => reply.error(self.log_err("xattr", ino, &e)),
-        }
+        reply_xattr(r.map_err(|e| self.log_err("xattr", ino, &e)), size, reply)
     }
 }
 
@@ -697,27 +724,12 @@ impl Filesystem for SealFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match rustix::fs::statvfs(&self.store_dir) {
-            Ok(s) => {
-                let files = self
-                    .vol
-                    .stats()
-                    .map(|s| s.files + s.dirs + s.others)
-                    .unwrap_or(0);
-                let ffree = 1u64 << 32;
-                reply.statfs(
-                    s.f_blocks,
-                    s.f_bfree,
-                    s.f_bavail,
-                    files + ffree,
-                    ffree,
-                    s.f_bsize as u32,
-                    255,
-                    s.f_frsize as u32,
-                )
-            }
-            Err(_) => reply.error(Errno::EIO),
-        }
+        let files = self
+            .vol
+            .stats()
+            .map(|s| s.files + s.dirs + s.others)
+            .unwrap_or(0);
+        reply_statfs(&self.store_dir, files, reply)
     }
 
     fn setxattr(

@@ -449,6 +449,23 @@ impl ReplicaFs {
         }
     }
 
+    /// unlink(2) or rmdir(2).
+    fn remove(
+        &self,
+        op: &str,
+        parent: INodeNo,
+        name: &OsStr,
+        f: fn(&mut Replica, NodeId, &[u8]) -> Result<sealvol_replica::OpId, Error>,
+        reply: ReplyEmpty,
+    ) {
+        let r = self
+            .s
+            .id(parent)
+            .map_err(|_| Error::NotFound)
+            .and_then(|p| self.s.local(|rep| f(rep, p, name.as_bytes()).map(|_| ())));
+        self.empty(op, r, reply)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create_kind(
         &self,
@@ -477,15 +494,6 @@ impl ReplicaFs {
             .map(|(_, inode, _)| inode)
         });
         self.entry("create", r, reply)
-    }
-
-    fn xattr_reply(&self, r: Result<Vec<u8>, Errno>, size: u32, reply: ReplyXattr) {
-        match r {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() <= size as usize => reply.data(&v),
-            Ok(_) => reply.error(Errno::ERANGE),
-            Err(e) => reply.error(e),
-        }
     }
 }
 
@@ -646,27 +654,11 @@ impl Filesystem for ReplicaFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .s
-            .id(parent)
-            .map_err(|_| Error::NotFound)
-            .and_then(|p| {
-                self.s
-                    .local(|rep| rep.unlink(p, name.as_bytes()).map(|_| ()))
-            });
-        self.empty("unlink", r, reply)
+        self.remove("unlink", parent, name, Replica::unlink, reply)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .s
-            .id(parent)
-            .map_err(|_| Error::NotFound)
-            .and_then(|p| {
-                self.s
-                    .local(|rep| rep.rmdir(p, name.as_bytes()).map(|_| ()))
-            });
-        self.empty("rmdir", r, reply)
+        self.remove("rmdir", parent, name, Replica::rmdir, reply)
     }
 
     fn rename(
@@ -878,19 +870,7 @@ impl Filesystem for ReplicaFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match rustix::fs::statvfs(&self.s.store_dir) {
-            Ok(s) => reply.statfs(
-                s.f_blocks,
-                s.f_bfree,
-                s.f_bavail,
-                1 << 32,
-                1 << 32,
-                s.f_bsize as u32,
-                255,
-                s.f_frsize as u32,
-            ),
-            Err(_) => reply.error(Errno::EIO),
-        }
+        crate::reply_statfs(&self.s.store_dir, 0, reply)
     }
 
     fn setxattr(
@@ -937,7 +917,7 @@ impl Filesystem for ReplicaFs {
                 Err(e) => Err(fail("getxattr", &e)),
             }
         });
-        self.xattr_reply(r, size, reply)
+        crate::reply_xattr(r, size, reply)
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -953,7 +933,7 @@ impl Filesystem for ReplicaFs {
                 Err(e) => Err(fail("listxattr", &e)),
             }
         });
-        self.xattr_reply(r, size, reply)
+        crate::reply_xattr(r, size, reply)
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
