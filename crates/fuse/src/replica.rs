@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,7 +146,13 @@ struct Shared {
     notifier: OnceLock<Notifier>,
     store_dir: PathBuf,
     pending_wait: Duration,
+    /// Directory listings by open directory handle.
+    listings: Mutex<HashMap<u64, Arc<Listing>>>,
+    next_fh: AtomicU64,
 }
+
+/// A directory's entries: (name, inode, kind).
+type Listing = Vec<(Vec<u8>, NodeId, Kind)>;
 
 /// A replica served over FUSE. Build with [`ReplicaFs::new`], mount it with a
 /// [`fuser::Session`], and hand the session's notifier to [`ReplicaMount::set_notifier`].
@@ -189,6 +196,8 @@ impl ReplicaFs {
             notifier: OnceLock::new(),
             store_dir: store_dir.to_path_buf(),
             pending_wait,
+            listings: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
         });
         (ReplicaFs { s: s.clone() }, ReplicaMount { s })
     }
@@ -395,12 +404,37 @@ impl Shared {
         sent
     }
 
+    /// A directory's entries, `.` and `..` first: (name, inode, kind).
+    fn listing(&self, dir: NodeId) -> Result<Listing, Error> {
+        let rep = self.rep.read();
+        let parent = match rep.node(dir)? {
+            Some(n) if dir != NodeId::ROOT => n.parent,
+            Some(_) => NodeId::ROOT,
+            None => return Err(Error::NotFound),
+        };
+        let mut out = vec![
+            (b".".to_vec(), dir, Kind::Dir),
+            (b"..".to_vec(), parent, Kind::Dir),
+        ];
+        for (name, node) in rep.readdir(dir)? {
+            let Some(n) = rep.node(node)? else { continue };
+            let Some(i) = rep.inode(n.inode)? else {
+                continue;
+            };
+            out.push((name, n.inode, i.kind));
+        }
+        Ok(out)
+    }
+
     /// Read with waiting for chunks not replicated yet, without holding the replica meanwhile.
     fn read(&self, id: NodeId, offset: u64, size: u32) -> Result<Vec<u8>, Error> {
         let deadline = Instant::now() + self.pending_wait;
         loop {
             let seen = self.arrivals.count();
-            match self.rep.read().read_at(id, offset, u64::from(size)) {
+            // The replica's lock is let go before waiting: an apply waiting for it would
+            // otherwise hold up the chunk's arrival too.
+            let got = self.rep.read().read_at(id, offset, u64::from(size));
+            match got {
                 Err(Error::Pending(chunk)) => {
                     if !self.arrivals.wait_past(seen, deadline) {
                         tracing::warn!(%chunk, "a read waited for a chunk that has not been replicated here yet; it fails with EIO until the chunk arrives");
@@ -797,7 +831,8 @@ impl Filesystem for ReplicaFs {
         reply: ReplyEmpty,
     ) {
         let r = self.s.flush(ino.0).and_then(|()| {
-            self.s.rep.read().engine().sync()?;
+            let eng = self.s.rep.read().engine().clone();
+            eng.sync()?;
             Ok(())
         });
         self.empty("fsync", r, reply)
@@ -805,7 +840,10 @@ impl Filesystem for ReplicaFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.s.id(ino) {
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(_) => {
+                let fh = self.s.next_fh.fetch_add(1, Ordering::Relaxed);
+                reply.opened(FileHandle(fh), FopenFlags::empty())
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -814,39 +852,30 @@ impl Filesystem for ReplicaFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let r = self.s.id(ino).map_err(|_| Error::NotFound).and_then(|dir| {
-            let rep = self.s.rep.read();
-            let parent = match rep.node(dir)? {
-                Some(n) if dir != NodeId::ROOT => n.parent,
-                Some(_) => NodeId::ROOT,
-                None => return Err(Error::NotFound),
-            };
-            let mut out = vec![
-                (b".".to_vec(), dir, Kind::Dir),
-                (b"..".to_vec(), parent, Kind::Dir),
-            ];
-            for (name, node) in rep.readdir(dir)? {
-                let Some(n) = rep.node(node)? else { continue };
-                let Some(i) = rep.inode(n.inode)? else {
-                    continue;
-                };
-                out.push((name, n.inode, i.kind));
-            }
-            Ok(out)
-        });
-        match r {
+        // The listing is read whole at offset 0 (opendir, rewinddir) and served from memory
+        // page by page after that: a directory of n entries costs n, not n² / page.
+        let held = self.s.listings.lock().get(&fh.0).cloned();
+        let listed = match held {
+            Some(l) if offset > 0 => Ok(l),
+            _ => self.s.id(ino).map_err(|_| Error::NotFound).and_then(|dir| {
+                let l = Arc::new(self.s.listing(dir)?);
+                self.s.listings.lock().insert(fh.0, l.clone());
+                Ok(l)
+            }),
+        };
+        match listed {
             Ok(entries) => {
-                for (k, (name, id, kind)) in entries.into_iter().enumerate().skip(offset as usize) {
-                    let ino = self.s.inos.lock().ino(id);
+                for (k, (name, id, kind)) in entries.iter().enumerate().skip(offset as usize) {
+                    let ino = self.s.inos.lock().ino(*id);
                     if reply.add(
                         INodeNo(ino),
                         k as u64 + 1,
-                        file_type(kind),
-                        OsStr::from_bytes(&name),
+                        file_type(*kind),
+                        OsStr::from_bytes(name),
                     ) {
                         break;
                     }
@@ -857,6 +886,18 @@ impl Filesystem for ReplicaFs {
         }
     }
 
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.s.listings.lock().remove(&fh.0);
+        reply.ok()
+    }
+
     fn fsyncdir(
         &self,
         _req: &Request,
@@ -865,7 +906,8 @@ impl Filesystem for ReplicaFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.s.rep.read().engine().sync().map_err(Error::from);
+        let eng = self.s.rep.read().engine().clone();
+        let r = eng.sync().map_err(Error::from);
         self.empty("fsyncdir", r, reply)
     }
 

@@ -327,8 +327,29 @@ fn a_read_of_a_chunk_not_here_yet_waits_then_fails_with_eio() {
     rig.b.write_all(g, b"worth the wait").unwrap();
     rig.ship_to_a(false);
     let path = rig.p("waited");
-    let reader = std::thread::spawn(move || std::fs::read(path));
+    // O_DIRECT: one read request, which the kernel does not retry as it does a failed
+    // readahead.
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        let mut buf = vec![0u8; 4096];
+        let n = f.read(&mut buf)?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>(buf)
+    });
     std::thread::sleep(Duration::from_millis(100));
+    // Remote entries applied meanwhile: the apply does not wait for the waiting read.
+    let h = rig.b_create("", "meanwhile", Kind::File);
+    rig.b.write_all(h, b"x").unwrap();
+    let vv = rig.mount.with(|a| a.version_vector().clone());
+    let more = rig.b.entries_for(&vv).unwrap();
+    // The apply finishes while the read still waits (a read holding the replica meanwhile
+    // would hold it up until the read gave up with EIO).
+    assert_eq!(rig.mount.apply(&more).unwrap().applied, 2);
     rig.chunks_to_a();
     assert_eq!(reader.join().unwrap().unwrap(), b"worth the wait");
     assert_eq!(std::fs::read(rig.p("late")).unwrap(), b"arrives later");
@@ -458,4 +479,39 @@ fn local_stall_while_applying_remote_entries() {
     );
     rig.ship_to_b();
     assert!(rig.b.check().unwrap().is_clean());
+}
+
+/// A directory of many entries lists whole, across the kernel's pages, each name once; a new
+/// listing (a new open) sees a remote change made after the previous one.
+#[test]
+fn a_large_directory_lists_every_entry_once() {
+    let mut rig = Rig::new(Duration::from_secs(5));
+    let d = rig.b_create("", "many", Kind::Dir);
+    for i in 0..1500 {
+        rig.b
+            .create(
+                d,
+                format!("entry-with-a-longish-name-{i:05}").as_bytes(),
+                Kind::File,
+                0o644,
+                0,
+                0,
+                b"",
+            )
+            .unwrap();
+    }
+    rig.ship_to_a(true);
+    let listed = names(&rig.p("many"));
+    assert_eq!(listed.len(), 1500);
+    let want: Vec<String> = (0..1500)
+        .map(|i| format!("entry-with-a-longish-name-{i:05}"))
+        .collect();
+    assert_eq!(listed, want);
+    rig.b.unlink(d, b"entry-with-a-longish-name-00007").unwrap();
+    rig.b_create("many", "zz-new", Kind::File);
+    rig.ship_to_a(true);
+    let again = names(&rig.p("many"));
+    assert_eq!(again.len(), 1500);
+    assert!(again.contains(&"zz-new".to_string()));
+    assert!(!again.contains(&"entry-with-a-longish-name-00007".to_string()));
 }
